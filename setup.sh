@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Sets XiaoQ up on a fresh machine: a virtualenv in .venv, llama-cpp-python compiled for this CPU
+# (see "Building llama.cpp" in README.md), XiaoQ itself with its test tools, and Debian's Chromium
+# for the browser tests. Safe to run again: finished steps are skipped.
+#
+#   ./setup.sh            # everything
+#   XIAOQ_SKIP_BROWSER=1 ./setup.sh   # no Chromium (no browser tests)
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-python3}
+LLAMA_VERSION=$(sed -n 's/.*"llama-cpp-python==\([0-9.]*\)".*/\1/p' pyproject.toml)
+
+log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
+
+if [ ! -x .venv/bin/python ]; then
+  log "creating .venv with $($PY --version)"
+  $PY -m venv .venv
+  .venv/bin/pip install -q --upgrade pip wheel setuptools
+fi
+VPY=.venv/bin/python
+
+# llama.cpp build flags. A native build (-march=native) enables every instruction the CPU
+# advertises; on some virtual machines that includes AMX, which then dies with "Illegal
+# instruction" at the first token. So on x86_64 we turn native off and enable, one by one, the
+# SIMD extensions /proc/cpuinfo lists. Set CMAKE_ARGS yourself to override.
+cmake_args_for_this_cpu() {
+  local arch flags args
+  arch=$(uname -m)
+  if [ "$arch" != "x86_64" ]; then
+    echo "-DGGML_NATIVE=ON"  # ARM (Raspberry Pi, Apple): native is safe and fastest
+    return
+  fi
+  flags=" $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2) "
+  args="-DGGML_NATIVE=OFF"
+  has() { case "$flags" in *" $1 "*) return 0;; *) return 1;; esac; }
+  has avx && args="$args -DGGML_AVX=ON"
+  has avx2 && args="$args -DGGML_AVX2=ON"
+  has fma && args="$args -DGGML_FMA=ON"
+  has f16c && args="$args -DGGML_F16C=ON"
+  has bmi2 && args="$args -DGGML_BMI2=ON"
+  if has avx512f && has avx512bw && has avx512vl && has avx512dq && has avx512cd; then
+    args="$args -DGGML_AVX512=ON"
+    has avx512vbmi && args="$args -DGGML_AVX512_VBMI=ON"
+    has avx512_vnni && args="$args -DGGML_AVX512_VNNI=ON"
+    has avx512_bf16 && args="$args -DGGML_AVX512_BF16=ON"
+  fi
+  has avx_vnni && args="$args -DGGML_AVX_VNNI=ON"
+  echo "$args"
+}
+
+llama_ok() {
+  $VPY - "$LLAMA_VERSION" <<'PY' 2>/dev/null
+import sys, importlib.metadata as md
+assert md.version("llama-cpp-python") == sys.argv[1]
+import llama_cpp  # noqa: F401  (loads the shared library)
+PY
+}
+
+if ! llama_ok; then
+  export CMAKE_ARGS="${CMAKE_ARGS:-$(cmake_args_for_this_cpu)}"
+  log "building llama-cpp-python $LLAMA_VERSION with CMAKE_ARGS=\"$CMAKE_ARGS\" (about 7 minutes the first time; pip caches the wheel)"
+  .venv/bin/pip install -q "llama-cpp-python==$LLAMA_VERSION"
+fi
+
+log "installing XiaoQ (editable) with its test tools"
+.venv/bin/pip install -q -e ".[test]"
+
+if [ -z "${XIAOQ_SKIP_BROWSER:-}" ] && [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    log "installing Debian's chromium for the browser tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    log "no /usr/bin/chromium: install Debian's 'chromium' package to run the browser tests"
+  fi
+fi
+
+if [ -f frontend/package.json ] && command -v npm >/dev/null; then
+  log "installing the front end's build tools"
+  (cd frontend && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+log "done: .venv/bin/xiaoq is ready"

@@ -1,0 +1,134 @@
+"""One settings model: the single source of defaults for env vars (``XIAOQ_*``), CLI flags and docs.
+
+Every field carries a description (shown by ``xiaoq serve --help`` and checked by a test against the
+README) and, where it has one, the CLI flag name in ``json_schema_extra={"flag": ...}``. The CLI builds
+its options from this model, so a new setting is added in exactly one place.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_REPO = "Qwen/Qwen2.5-0.5B-Instruct-GGUF"
+DEFAULT_MODELSCOPE_REPO = "qwen/Qwen2.5-0.5B-Instruct-GGUF"
+DEFAULT_QUANT = "q4_k_m"
+
+DEFAULT_SYSTEM_PROMPT = (
+    "你是小Q（XiaoQ），一个乐于助人的AI助手。"
+    "请使用用户提问所用的语言回答，简洁、准确。"
+    "回答中的代码一律放在带语言标记的代码块中，例如 ```python。\n"
+    "You are XiaoQ (小Q), a helpful assistant. Answer in the user's language, concisely, and put "
+    "code in fenced blocks with a language, e.g. ```python."
+)
+
+
+def physical_cores() -> int:
+    """Physical cores (not hyper-threads): llama.cpp decode is memory-bound and SMT siblings slow it."""
+    try:
+        import psutil
+
+        n = psutil.cpu_count(logical=False)
+        if n:
+            return int(n)
+    except Exception:  # pragma: no cover - psutil missing or unsupported platform
+        pass
+    return max(1, (os.cpu_count() or 2) // 2) if (os.cpu_count() or 1) > 2 else (os.cpu_count() or 1)
+
+
+def default_parallel() -> int:
+    """Sequence slots for this machine: enough for a small office, bounded by cores."""
+    return max(2, min(4, (os.cpu_count() or 2) * 2))
+
+
+def default_data_dir() -> Path:
+    """Per-user data directory (conversations database, KV spill)."""
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("xiaoq", appauthor=False))
+
+
+def _flag(name: str) -> dict:
+    return {"flag": name}
+
+
+class Settings(BaseSettings):
+    """All engine, server and chat settings. Env: ``XIAOQ_<FIELD>``; CLI: the ``flag`` given."""
+
+    model_config = SettingsConfigDict(env_prefix="XIAOQ_", extra="ignore", validate_default=True)
+
+    # --- model ---------------------------------------------------------------------------------
+    model: Optional[str] = Field(
+        None,
+        description="Local .gguf path or 'repo/name:file.gguf' from the model cache; default: the pulled Qwen2.5-0.5B-Instruct Q4_K_M",
+        json_schema_extra=_flag("--model"),
+    )
+    quant: str = Field(DEFAULT_QUANT, description="Quantization used when resolving the default model", json_schema_extra=_flag("--quant"))
+
+    # --- engine --------------------------------------------------------------------------------
+    ctx: int = Field(4096, ge=256, le=131072, description="Context size in tokens (n_ctx), shared by all slots", json_schema_extra=_flag("--ctx"))
+    threads: int = Field(default_factory=physical_cores, ge=1, le=256, description="Threads for decoding (default: physical cores)", json_schema_extra=_flag("--threads"))
+    batch: int = Field(128, ge=8, le=8192, description="Prompt tokens evaluated per llama_decode chunk (n_batch)", json_schema_extra=_flag("--batch"))
+    parallel: int = Field(default_factory=default_parallel, ge=1, le=64, description="Sequence slots decoded together in each step", json_schema_extra=_flag("--parallel"))
+    queue: int = Field(16, ge=0, le=10000, description="Requests that may wait for a slot; beyond that: HTTP 503 with Retry-After", json_schema_extra=_flag("--queue"))
+    cpus: Optional[str] = Field(None, description="Pin the process to these CPUs, e.g. '0,1' or '0-3'", json_schema_extra=_flag("--cpus"))
+    mmap: bool = Field(True, description="Memory-map the model file", json_schema_extra=_flag("--mmap/--no-mmap"))
+    kv_cache_mb: int = Field(512, ge=0, le=65536, description="RAM for cached conversation KV states (MiB); 0 disables", json_schema_extra=_flag("--kv-cache-mb"))
+
+    # --- sampling ------------------------------------------------------------------------------
+    temperature: float = Field(0.7, ge=0.0, le=2.0, description="Default sampling temperature", json_schema_extra=_flag("--temperature"))
+    top_p: float = Field(0.9, gt=0.0, le=1.0, description="Default nucleus sampling top_p", json_schema_extra=_flag("--top-p"))
+    default_max_tokens: int = Field(512, ge=1, le=32768, description="Default max_tokens of a reply", json_schema_extra=_flag("--default-max-tokens"))
+    max_tokens: int = Field(2048, ge=1, le=131072, description="Server-side cap on max_tokens of any request", json_schema_extra=_flag("--max-tokens"))
+    seed: Optional[int] = Field(None, description="Default sampling seed (random when unset)", json_schema_extra=_flag("--seed"))
+    system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, description="Default system prompt", json_schema_extra=_flag("--system-prompt"))
+
+    # --- server --------------------------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Address to bind", json_schema_extra=_flag("--host"))
+    port: int = Field(8000, ge=0, le=65535, description="Port to bind", json_schema_extra=_flag("--port"))
+    api_key: Optional[str] = Field(None, description="Require 'Authorization: Bearer <key>' on every route but /health", json_schema_extra=_flag("--api-key"))
+    insecure: bool = Field(False, description="Allow a non-loopback bind without an API key", json_schema_extra=_flag("--insecure"))
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body accepted (413 beyond)", json_schema_extra=_flag("--max-body-bytes"))
+    max_messages: int = Field(512, ge=1, description="Most messages (or history turns) accepted in one request", json_schema_extra=_flag("--max-messages"))
+    db: Optional[Path] = Field(None, description="SQLite database of conversations (default: user data dir)", json_schema_extra=_flag("--db"))
+
+    @field_validator("cpus")
+    @classmethod
+    def _check_cpus(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None:
+            parse_cpus(v)
+        return v
+
+    def cpu_set(self) -> Optional[set[int]]:
+        """The CPUs to pin to, or None."""
+        return parse_cpus(self.cpus) if self.cpus else None
+
+    def db_path(self) -> Path:
+        """Where the conversations database lives."""
+        return self.db if self.db else default_data_dir() / "xiaoq.db"
+
+
+def parse_cpus(spec: str) -> set[int]:
+    """Parse '0,1' / '0-3,6' into a set of CPU ids; ValueError with a clear message otherwise."""
+    out: set[int] = set()
+    for part in spec.replace(" ", "").split(","):
+        if not part:
+            continue
+        try:
+            if "-" in part:
+                lo, hi = part.split("-", 1)
+                a, b = int(lo), int(hi)
+                if a > b:
+                    raise ValueError
+                out.update(range(a, b + 1))
+            else:
+                out.add(int(part))
+        except ValueError:
+            raise ValueError(f"invalid CPU list {spec!r}: use e.g. '0,1' or '0-3'") from None
+    if not out or min(out) < 0:
+        raise ValueError(f"invalid CPU list {spec!r}: use e.g. '0,1' or '0-3'")
+    return out

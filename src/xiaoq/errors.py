@@ -1,0 +1,115 @@
+"""Domain exceptions. Every layer raises these; ``api/errors.py`` maps them to HTTP in one place and
+the CLI prints their message on one line. The wire shape is always
+``{"error": {"message", "type", "code"}}`` (OpenAI style).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+
+class XiaoQError(Exception):
+    """Base of every error XiaoQ reports to a user. ``status`` is the HTTP status it maps to."""
+
+    status: int = 500
+    type: str = "server_error"
+    code: Optional[str] = None
+
+    def __init__(self, message: str, *, code: Optional[str] = None, headers: Optional[dict[str, str]] = None, **extra: Any):
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.headers = headers or {}
+        self.extra = extra
+
+    def to_dict(self) -> dict[str, Any]:
+        """The one JSON error shape."""
+        err: dict[str, Any] = {"message": self.message, "type": self.type, "code": self.code}
+        err.update(self.extra)
+        return {"error": err}
+
+
+class InvalidRequest(XiaoQError):
+    """The request is well-formed JSON but asks for something impossible (400)."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class ContextLengthExceeded(InvalidRequest):
+    """Prompt tokens + max_tokens do not fit the context window (400, with both counts)."""
+
+    code = "context_length_exceeded"
+
+    def __init__(self, prompt_tokens: int, max_tokens: int, n_ctx: int):
+        super().__init__(
+            f"This model's context is {n_ctx} tokens, but the request needs {prompt_tokens + max_tokens} "
+            f"({prompt_tokens} in the prompt + {max_tokens} for the reply). Shorten the prompt or lower max_tokens.",
+            prompt_tokens=prompt_tokens,
+            max_tokens=max_tokens,
+            n_ctx=n_ctx,
+        )
+
+
+class Unauthorized(XiaoQError):
+    """Missing or wrong API key (401)."""
+
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class NotFound(XiaoQError):
+    """Unknown id or route (404)."""
+
+    status = 404
+    type = "not_found_error"
+    code = "not_found"
+
+
+class PayloadTooLarge(XiaoQError):
+    """Body over the configured size limit (413)."""
+
+    status = 413
+    type = "invalid_request_error"
+    code = "payload_too_large"
+
+
+class Busy(XiaoQError):
+    """The admission queue is full (503 with Retry-After)."""
+
+    status = 503
+    type = "server_busy"
+    code = "queue_full"
+
+    def __init__(self, message: str = "XiaoQ is busy: every slot and queue place is taken. Retry shortly.", retry_after: int = 2):
+        super().__init__(message, headers={"Retry-After": str(retry_after)}, retry_after=retry_after)
+
+
+class ModelLoading(XiaoQError):
+    """The model is not loaded yet (503)."""
+
+    status = 503
+    type = "server_busy"
+    code = "model_loading"
+
+    def __init__(self, message: str = "The model is still loading. Retry shortly."):
+        super().__init__(message, headers={"Retry-After": "2"})
+
+
+class ModelError(XiaoQError):
+    """The model file is missing, truncated or not a GGUF (startup error, printed on one line)."""
+
+    status = 500
+    type = "model_error"
+    code = "model_error"
+
+
+class EngineError(XiaoQError):
+    """llama.cpp failed while generating (500; reported mid-stream as an error event)."""
+
+    status = 500
+    type = "server_error"
+    code = "engine_error"
