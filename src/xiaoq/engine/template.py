@@ -1,0 +1,76 @@
+"""Chat messages -> prompt text, with the model's own chat template.
+
+GGUF files carry their Jinja chat template in ``tokenizer.chat_template`` (the same template as the
+Hugging Face tokenizer), so any GGUF chat model gets its correct format. Templates come from model
+files, i.e. from strangers: they run in Jinja's immutable sandbox, which blocks attribute access to
+Python internals and mutation of the objects passed in. Models without a template get ChatML, the
+format Qwen and many others use.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from typing import Any, Optional, Sequence
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from ..errors import InvalidRequest
+from .types import ChatMessage
+
+log = logging.getLogger(__name__)
+
+CHATML_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+
+def _raise_exception(message: str) -> None:
+    # Templates call this to reject a conversation shape (e.g. roles that do not alternate).
+    raise jinja2.exceptions.TemplateError(message)
+
+
+def _strftime_now(fmt: str) -> str:
+    return datetime.now().strftime(fmt)
+
+
+def _tojson(value: Any, indent: Optional[int] = None, ensure_ascii: bool = False, sort_keys: bool = False) -> str:
+    # Hugging Face overrides Jinja's tojson (which HTML-escapes) with plain json.dumps; templates
+    # are written against that behaviour.
+    return json.dumps(value, indent=indent, ensure_ascii=ensure_ascii, sort_keys=sort_keys)
+
+
+class ChatTemplate:
+    """A compiled chat template. ``render(messages)`` returns the prompt ending in the assistant cue."""
+
+    def __init__(self, source: Optional[str], bos_token: str = "", eos_token: str = ""):
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, autoescape=False)
+        env.globals["raise_exception"] = _raise_exception
+        env.globals["strftime_now"] = _strftime_now
+        env.filters["tojson"] = _tojson
+        self.bos_token = bos_token
+        self.eos_token = eos_token
+        self.is_fallback = not source
+        try:
+            self._template = env.from_string(source or CHATML_TEMPLATE)
+        except jinja2.TemplateError as e:
+            log.warning("the model's chat template does not compile (%s); using ChatML", e)
+            self.is_fallback = True
+            self._template = env.from_string(CHATML_TEMPLATE)
+
+    def render(self, messages: Sequence[ChatMessage], add_generation_prompt: bool = True) -> str:
+        """Render messages; a template that rejects them raises :class:`InvalidRequest`."""
+        try:
+            return self._template.render(
+                messages=[dict(m) for m in messages],
+                add_generation_prompt=add_generation_prompt,
+                bos_token=self.bos_token,
+                eos_token=self.eos_token,
+            )
+        except jinja2.TemplateError as e:
+            raise InvalidRequest(f"the model's chat template rejected these messages: {e}") from None
