@@ -1,0 +1,123 @@
+"""Serves the built web UI (``xiaoq/web/``) and the security headers every response carries.
+
+Why not ``StaticFiles``: we want (1) gzip bodies computed once at startup, not per request, so a
+small office server or a Raspberry Pi sends the UI fast; (2) long, immutable cache lifetimes for the
+content-hashed files under ``assets/`` and ``no-cache`` for ``index.html`` so a new release is picked
+up at once; (3) no directory listing and no path tricks: only files that exist in the build are served,
+looked up in a dict built at startup.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import mimetypes
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+#: Model output is untrusted: no inline script, nothing from other origins, no framing.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self' data:; connect-src 'self'; object-src 'none'; frame-ancestors 'none'; "
+    "base-uri 'none'; form-action 'self'"
+)
+
+SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
+
+_COMPRESSIBLE = {".html", ".js", ".mjs", ".css", ".svg", ".json", ".txt", ".map", ".webmanifest"}
+IMMUTABLE = "public, max-age=31536000, immutable"
+NO_CACHE = "no-cache"
+
+
+@dataclass(frozen=True)
+class WebFile:
+    """One file of the build, held in memory with its gzip form."""
+
+    body: bytes
+    gzipped: Optional[bytes]
+    media_type: str
+    etag: str
+    cache_control: str
+
+
+class WebUI:
+    """The files of the built UI, indexed by URL path."""
+
+    def __init__(self, root: Path = WEB_DIR):
+        self.root = root
+        self.files: dict[str, WebFile] = {}
+        if (root / "index.html").is_file():
+            for path in sorted(root.rglob("*")):
+                if path.is_file() and not path.name.endswith(".gz"):
+                    rel = path.relative_to(root).as_posix()
+                    self.files["/" + rel] = self._load(path, rel)
+
+    @property
+    def available(self) -> bool:
+        return "/index.html" in self.files
+
+    @staticmethod
+    def _load(path: Path, rel: str) -> WebFile:
+        body = path.read_bytes()
+        media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        if media_type.startswith("text/") or media_type in ("application/javascript", "application/json"):
+            media_type += "; charset=utf-8"
+        gz = None
+        if path.suffix in _COMPRESSIBLE and len(body) > 512:
+            gz = gzip.compress(body, compresslevel=9, mtime=0)
+        etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
+        cache = IMMUTABLE if rel.startswith("assets/") else NO_CACHE
+        return WebFile(body, gz, media_type, etag, cache)
+
+    def lookup(self, url_path: str) -> Optional[WebFile]:
+        if url_path in ("", "/"):
+            url_path = "/index.html"
+        return self.files.get(url_path)
+
+    def response(self, request: Request, f: WebFile) -> Response:
+        headers = {"Cache-Control": f.cache_control, "ETag": f.etag, "Vary": "Accept-Encoding"}
+        if request.headers.get("if-none-match") == f.etag:
+            return Response(status_code=304, headers=headers)
+        body = f.body
+        if f.gzipped is not None and "gzip" in request.headers.get("accept-encoding", ""):
+            body = f.gzipped
+            headers["Content-Encoding"] = "gzip"
+        return Response(body if request.method != "HEAD" else b"", media_type=f.media_type, headers=headers)
+
+
+def is_web_path(path: str, web: WebUI) -> bool:
+    """True for the UI's own static files, which need no API key (the page asks for the key)."""
+    return web.lookup(path) is not None
+
+
+class SecurityHeadersMiddleware:
+    """Adds the security headers to every HTTP response (pure ASGI, so streaming is untouched)."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                names = {k.lower() for k, _ in message.get("headers", [])}
+                extra = [(k, v) for k, v in SECURITY_HEADERS if k not in names]
+                message = {**message, "headers": list(message.get("headers", [])) + extra}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
