@@ -1,0 +1,42 @@
+"""Request dependencies as ``Annotated`` aliases (the fastapi full-stack template's pattern).
+
+Routes declare ``engine: EngineDep`` instead of reaching into ``request.app.state``, so what a route
+needs is visible in its signature and tests can override one dependency.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from xiaoq.api.metrics import Metrics
+from xiaoq.config import Settings
+from xiaoq.engine.types import Engine
+from xiaoq.errors import XiaoQError
+
+
+def get_engine(request: Request) -> Engine:
+    return request.app.state.engine
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
+def get_store(request: Request) -> Any:
+    store = getattr(request.app.state, "store", None)
+    if store is None:
+        raise XiaoQError("Conversation storage is not enabled on this server.")
+    return store
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+#: The conversations store (``xiaoq.store``), present when ``create_app(..., store=...)`` got one.
+StoreDep = Annotated[Any, Depends(get_store)]

@@ -1,0 +1,130 @@
+"""A tiny Prometheus text-format registry (no prometheus_client dependency).
+
+Two sources end up in ``GET /metrics``: the engine's own counters and gauges (``engine.stats()``,
+rendered generically so the engine can add keys without touching the API), and per-request figures
+measured here at the HTTP edge (time to first token, decode tokens/s) as histograms.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import re
+import threading
+from typing import Any, Iterable, Mapping, Optional
+
+PREFIX = "xiaoq_"
+
+TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+TPS_BUCKETS = (1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 50.0, 75.0, 100.0, 200.0)
+
+#: HELP texts of the stats keys the engines report; unknown keys get a generic one.
+STAT_HELP = {
+    "ready": "1 when the model is loaded and requests are accepted",
+    "slots": "Sequence slots decoded together",
+    "slots_active": "Slots generating right now",
+    "queue_depth": "Requests waiting for a slot",
+    "queue_capacity": "Requests that may wait before 503",
+    "requests_total": "Requests admitted by the engine",
+    "prompt_tokens_total": "Prompt tokens of admitted requests",
+    "completion_tokens_total": "Tokens generated",
+    "cached_tokens_total": "Prompt tokens served from the KV cache",
+    "cancelled_total": "Generations cancelled (client gone or stopped)",
+    "rejected_busy_total": "Requests refused because the queue was full",
+}
+
+_NAME_OK = re.compile(r"[^a-zA-Z0-9_]")
+
+
+def metric_name(key: str) -> str:
+    return PREFIX + _NAME_OK.sub("_", key)
+
+
+def _num(v: float) -> str:
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    if isinstance(v, int):
+        return str(v)
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    return repr(float(v))
+
+
+class Histogram:
+    """Cumulative-bucket histogram, thread-safe (observations come from request handlers)."""
+
+    def __init__(self, name: str, help_: str, buckets: Iterable[float]):
+        self.name, self.help = name, help_
+        self.buckets = tuple(sorted(buckets))
+        self.counts = [0] * (len(self.buckets) + 1)
+        self.sum = 0.0
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def observe(self, value: float) -> None:
+        with self._lock:
+            self.counts[bisect.bisect_left(self.buckets, value)] += 1
+            self.sum += value
+            self.count += 1
+
+    def render(self) -> list[str]:
+        with self._lock:
+            lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
+            acc = 0
+            for bound, n in zip(self.buckets, self.counts):
+                acc += n
+                lines.append(f'{self.name}_bucket{{le="{_num(bound)}"}} {acc}')
+            lines.append(f'{self.name}_bucket{{le="+Inf"}} {self.count}')
+            lines.append(f"{self.name}_sum {_num(self.sum)}")
+            lines.append(f"{self.name}_count {self.count}")
+        return lines
+
+
+class Metrics:
+    """HTTP-level metrics of one app."""
+
+    def __init__(self) -> None:
+        self.ttft = Histogram(PREFIX + "http_time_to_first_token_seconds", "Time from request to first streamed token", TTFT_BUCKETS)
+        self.tps = Histogram(PREFIX + "http_decode_tokens_per_second", "Decode speed of each finished request", TPS_BUCKETS)
+        self.finished: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+
+    def observe_generation(self, route: str, finish_reason: str, ttft_s: Optional[float], tokens_per_s: Optional[float]) -> None:
+        if ttft_s is not None:
+            self.ttft.observe(ttft_s)
+        if tokens_per_s:
+            self.tps.observe(tokens_per_s)
+        with self._lock:
+            key = (route, finish_reason)
+            self.finished[key] = self.finished.get(key, 0) + 1
+
+    def render(self, stats: Mapping[str, Any]) -> str:
+        lines = render_stats(stats)
+        name = PREFIX + "http_generations_total"
+        lines += [f"# HELP {name} Generations finished, by route and finish reason", f"# TYPE {name} counter"]
+        with self._lock:
+            for (route, reason), n in sorted(self.finished.items()):
+                lines.append(f'{name}{{route="{route}",finish_reason="{reason}"}} {n}')
+        lines += self.ttft.render() + self.tps.render()
+        return "\n".join(lines) + "\n"
+
+
+def render_stats(stats: Mapping[str, Any]) -> list[str]:
+    """Engine stats as metrics: ``*_total`` keys are counters, other numbers gauges; a nested dict
+    ``{"k": {"a": 1}}`` becomes ``xiaoq_k{key="a"} 1``; non-numeric values are skipped."""
+    lines: list[str] = []
+    for key in sorted(stats):
+        value = stats[key]
+        name = metric_name(key)
+        kind = "counter" if key.endswith("_total") else "gauge"
+        help_ = STAT_HELP.get(key, f"Engine statistic {key}")
+        if isinstance(value, Mapping):
+            samples = [(f'{name}{{key="{k}"}}', v) for k, v in sorted(value.items()) if isinstance(v, (int, float))]
+        elif isinstance(value, (int, float)):
+            samples = [(name, value)]
+        else:
+            continue
+        if samples:
+            lines += [f"# HELP {name} {help_}", f"# TYPE {name} {kind}"]
+            lines += [f"{n} {_num(v)}" for n, v in samples]
+    return lines

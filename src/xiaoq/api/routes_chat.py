@@ -1,0 +1,106 @@
+"""``POST /chat``: the classic streaming contract.
+
+Request ``{"prompt", "history": [{"user", "bot"}], "system"?, "max_tokens"?, "temperature"?,
+"top_p"?, "seed"?, "stop"?, "conversation_id"?}``; response ``text/event-stream`` of
+``data: {"token": "..."}`` events, then ``data: {"done": true, "finish_reason", "usage", "timings"}``,
+or ``data: {"error": {...}}`` when generation fails after the stream started.
+
+Unknown fields are refused (422): this contract is ours, and a misspelt ``"temprature"`` silently
+ignored would be a worse surprise than an error naming it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, AsyncIterator, Optional, Union
+
+from fastapi import APIRouter
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from xiaoq.api.deps import EngineDep, MetricsDep, SettingsDep
+from xiaoq.api.sampling import MAX_STOP_LENGTH, MAX_STOP_SEQUENCES, generation_request
+from xiaoq.api.sse import EventStream, sse_data
+from xiaoq.api.streaming import TrackedGeneration
+from xiaoq.chat.prompt import build_messages
+from xiaoq.errors import EngineError
+
+log = logging.getLogger("xiaoq.api")
+router = APIRouter(tags=["chat"])
+
+StopString = Annotated[str, StringConstraints(min_length=1, max_length=MAX_STOP_LENGTH)]
+Stop = Union[StopString, Annotated[list[StopString], Field(max_length=MAX_STOP_SEQUENCES)]]
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+
+
+class HistoryTurn(BaseModel):
+    """One past exchange; either side may be empty (e.g. a turn whose reply failed)."""
+
+    model_config = ConfigDict(extra="forbid")
+    user: str = ""
+    bot: str = ""
+
+
+class ChatBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(min_length=1, description="The new user message")
+    history: list[HistoryTurn] = Field(default_factory=list, description="Earlier turns, oldest first")
+    system: Optional[str] = Field(None, description="System prompt replacing the server's default")
+    max_tokens: Optional[int] = Field(None, ge=1, description="Reply length limit (capped by the server)")
+    temperature: Optional[float] = Field(None, ge=0, le=2)
+    top_p: Optional[float] = Field(None, gt=0, le=1)
+    seed: Optional[Seed] = None
+    stop: Optional[Stop] = None
+    conversation_id: Optional[str] = Field(None, description="Reserved: use and record a stored conversation")
+
+
+def check_list_length(name: str, items: list, limit: int) -> None:
+    """The configurable caps (``settings.max_messages``) as a 422 naming the field."""
+    if len(items) > limit:
+        raise RequestValidationError(
+            [{"type": "too_long", "loc": ("body", name), "msg": f"List should have at most {limit} items, not {len(items)}", "input": None}]
+        )
+
+
+@router.post("/chat", response_class=EventStream, responses={200: {"content": {"text/event-stream": {}}}})
+async def chat(body: ChatBody, engine: EngineDep, settings: SettingsDep, metrics: MetricsDep) -> EventStream:
+    check_list_length("history", body.history, settings.max_messages)
+    # TODO(conversations): when body.conversation_id is set and app.state.store exists, load that
+    # conversation's history and record the turn (the conversations engineer wires this hook).
+    messages = build_messages(body.prompt, [t.model_dump() for t in body.history], body.system, settings.system_prompt)
+    request = generation_request(
+        settings,
+        engine,
+        messages,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        max_tokens=body.max_tokens,
+        seed=body.seed,
+        stop=body.stop,
+    )
+    tracked = TrackedGeneration.submit(engine, request, metrics, "/chat")
+    return EventStream(chat_events(tracked), on_close=tracked.cancel)
+
+
+async def chat_events(tracked: TrackedGeneration) -> AsyncIterator[bytes]:
+    """Token events, then the done event (or an error event)."""
+    try:
+        async for piece in tracked.pieces():
+            yield sse_data({"token": piece})
+    except Exception:
+        log.exception("/chat stream failed")
+        yield sse_data(EngineError("Generation failed unexpectedly.").to_dict())
+        return
+    result = tracked.result
+    if result.finish_reason == "error":
+        yield sse_data(EngineError(result.error or "Generation failed.").to_dict())
+        return
+    yield sse_data(
+        {
+            "done": True,
+            "finish_reason": result.finish_reason,
+            "usage": result.usage.to_openai(),
+            "timings": result.timings.to_dict(result.usage.completion_tokens),
+        }
+    )

@@ -1,0 +1,197 @@
+"""OpenAI-compatible ``POST /v1/chat/completions`` and ``GET /v1/models``.
+
+The shapes follow OpenAI's exactly (``chat.completion`` / ``chat.completion.chunk`` objects, a first
+chunk carrying ``delta.role``, ``stream_options.include_usage`` adding a final chunk with empty
+``choices``, ``data: [DONE]`` last) so the official ``openai`` client works unchanged. While one model
+is served, any ``model`` value is accepted (as llama-server does). Unknown fields are ignored, as
+OpenAI clients send many optional ones; those that would change the answer's shape (``n`` > 1) are
+refused with 400.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Annotated, Any, AsyncIterator, Literal, Optional, Union
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from xiaoq.api.deps import EngineDep, MetricsDep, SettingsDep
+from xiaoq.api.routes_chat import Seed, Stop, check_list_length
+from xiaoq.api.sampling import generation_request
+from xiaoq.api.sse import SSE_DONE, EventStream, sse_data
+from xiaoq.api.streaming import TrackedGeneration
+from xiaoq.engine.types import ChatMessage, GenerationResult
+from xiaoq.errors import EngineError, InvalidRequest, NotFound
+
+log = logging.getLogger("xiaoq.api")
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+#: Our finish reasons -> OpenAI's ("cancelled" only happens when nobody is reading any more).
+FINISH = {"stop": "stop", "length": "length", "cancelled": "stop"}
+
+
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    # "developer" is what newer OpenAI clients send in place of "system".
+    role: Literal["system", "developer", "user", "assistant"]
+    content: Union[str, list[TextPart], None] = None
+
+    def as_chat_message(self) -> ChatMessage:
+        if isinstance(self.content, list):
+            text = "".join(p.text for p in self.content)
+        else:
+            text = self.content or ""
+        return ChatMessage(role="system" if self.role == "developer" else self.role, content=text)
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class ChatCompletionBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: Optional[str] = None
+    messages: Annotated[list[Message], Field(min_length=1)]
+    stream: bool = False
+    stream_options: Optional[StreamOptions] = None
+    max_tokens: Optional[int] = Field(None, ge=1)
+    max_completion_tokens: Optional[int] = Field(None, ge=1)
+    temperature: Optional[float] = Field(None, ge=0, le=2)
+    top_p: Optional[float] = Field(None, gt=0, le=1)
+    seed: Optional[Seed] = None
+    stop: Optional[Stop] = None
+    n: Optional[int] = Field(None, ge=1)
+    presence_penalty: Optional[float] = Field(None, ge=-2, le=2)
+    frequency_penalty: Optional[float] = Field(None, ge=-2, le=2)
+
+
+def completion_id() -> str:
+    return "chatcmpl-" + uuid.uuid4().hex[:24]
+
+
+class ChunkFactory:
+    """Builds the ``chat.completion.chunk`` objects of one streamed answer (same id and created)."""
+
+    def __init__(self, model: str, include_usage: bool):
+        self.id = completion_id()
+        self.created = int(time.time())
+        self.model = model
+        self.include_usage = include_usage
+
+    def chunk(self, delta: dict[str, Any], finish_reason: Optional[str] = None) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": None,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+        }
+        if self.include_usage:
+            out["usage"] = None
+        return out
+
+    def usage_chunk(self, result: GenerationResult) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": None,
+            "choices": [],
+            "usage": result.usage.to_openai(),
+        }
+
+
+@router.post("/chat/completions", response_model=None)
+async def chat_completions(
+    body: ChatCompletionBody, request: Request, engine: EngineDep, settings: SettingsDep, metrics: MetricsDep
+) -> Union[JSONResponse, EventStream]:
+    if body.n not in (None, 1):
+        raise InvalidRequest("Only n=1 is supported.", code="unsupported_parameter", param="n")
+    check_list_length("messages", body.messages, settings.max_messages)
+    messages = [m.as_chat_message() for m in body.messages]
+    gen_request = generation_request(
+        settings,
+        engine,
+        messages,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        max_tokens=body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens,
+        seed=body.seed,
+        stop=body.stop,
+    )
+    tracked = TrackedGeneration.submit(engine, gen_request, metrics, "/v1/chat/completions")
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        chunks = ChunkFactory(engine.model_name, include_usage)
+        return EventStream(completion_chunks(tracked, chunks), on_close=tracked.cancel)
+
+    text = await tracked.collect(request)
+    result = tracked.result
+    if result.finish_reason == "error":
+        raise EngineError(result.error or "Generation failed.")
+    return JSONResponse(
+        {
+            "id": completion_id(),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": engine.model_name,
+            "system_fingerprint": None,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": FINISH.get(result.finish_reason, "stop"),
+                }
+            ],
+            "usage": result.usage.to_openai(),
+        }
+    )
+
+
+async def completion_chunks(tracked: TrackedGeneration, chunks: ChunkFactory) -> AsyncIterator[bytes]:
+    yield sse_data(chunks.chunk({"role": "assistant", "content": ""}))
+    try:
+        async for piece in tracked.pieces():
+            yield sse_data(chunks.chunk({"content": piece}))
+    except Exception:
+        log.exception("/v1/chat/completions stream failed")
+        yield sse_data(EngineError("Generation failed unexpectedly.").to_dict())
+        return
+    result = tracked.result
+    if result.finish_reason == "error":
+        # The openai client raises APIError on an event carrying "error".
+        yield sse_data(EngineError(result.error or "Generation failed.").to_dict())
+        return
+    yield sse_data(chunks.chunk({}, FINISH.get(result.finish_reason, "stop")))
+    if chunks.include_usage:
+        yield sse_data(chunks.usage_chunk(result))
+    yield SSE_DONE
+
+
+def model_card(engine: EngineDep) -> dict[str, Any]:
+    return {"id": engine.model_name, "object": "model", "created": 0, "owned_by": "xiaoq"}
+
+
+@router.get("/models")
+async def list_models(engine: EngineDep) -> dict[str, Any]:
+    return {"object": "list", "data": [model_card(engine)]}
+
+
+@router.get("/models/{model_id:path}")
+async def get_model(model_id: str, engine: EngineDep) -> dict[str, Any]:
+    if model_id != engine.model_name:
+        raise NotFound(f"The model '{model_id}' does not exist; this server serves '{engine.model_name}'.")
+    return model_card(engine)

@@ -1,0 +1,51 @@
+"""Request -> :class:`GenerationRequest`, with the server's defaults and caps from :class:`Settings`.
+
+Ranges (temperature, top_p, ...) are validated by the request models; here the server-side policy
+applies: defaults for what the client left out, ``max_tokens`` capped at ``settings.max_tokens``,
+and an omitted ``max_tokens`` shrunk to the context left after the prompt (as OpenAI does), so only
+a client that explicitly asks for more than fits gets ``context_length_exceeded``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+from xiaoq.config import Settings
+from xiaoq.engine.types import ChatMessage, Engine, GenerationRequest, SamplingParams
+
+MAX_STOP_SEQUENCES = 8
+MAX_STOP_LENGTH = 64
+
+
+def stop_list(stop: Union[str, list[str], None]) -> list[str]:
+    if stop is None:
+        return []
+    return [stop] if isinstance(stop, str) else [s for s in stop if s]
+
+
+def generation_request(
+    settings: Settings,
+    engine: Engine,
+    messages: list[ChatMessage],
+    *,
+    temperature: Optional[float] = None,
+    top_p: Optional[float] = None,
+    max_tokens: Optional[int] = None,
+    seed: Optional[int] = None,
+    stop: Union[str, list[str], None] = None,
+) -> GenerationRequest:
+    if max_tokens is None:
+        default = min(settings.default_max_tokens, settings.max_tokens)
+        room = engine.n_ctx - engine.count_prompt_tokens(messages)
+        # Too little room: keep the default and let the engine report context_length_exceeded.
+        max_tokens = min(default, room) if room >= 1 else default
+    else:
+        max_tokens = min(max_tokens, settings.max_tokens)
+    sampling = SamplingParams(
+        temperature=settings.temperature if temperature is None else temperature,
+        top_p=settings.top_p if top_p is None else top_p,
+        max_tokens=max_tokens,
+        seed=settings.seed if seed is None else seed,
+        stop=stop_list(stop),
+    )
+    return GenerationRequest(messages=messages, sampling=sampling)
