@@ -13,39 +13,31 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator, Callable, Optional
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from starlette.responses import Response
 
 from xiaoq import __version__
 from xiaoq.api import routes_chat, routes_health, routes_openai
 from xiaoq.api.errors import install_error_handlers
 from xiaoq.api.metrics import Metrics
 from xiaoq.api.middleware import ApiKeyMiddleware, BodyLimitMiddleware
+from xiaoq.api.web import WEB_DIR, SecurityHeadersMiddleware, WebUI, is_web_path
 from xiaoq.config import Settings
 from xiaoq.engine.types import Engine
-from xiaoq.errors import XiaoQError
+from xiaoq.errors import NotFound, XiaoQError
 
 log = logging.getLogger("xiaoq.api")
 
-#: Routes that never need the API key.
+#: Routes that never need the API key (the web UI's static files are added when it is served).
 PUBLIC_PATHS = frozenset({"/health"})
-#: Path prefixes that belong to the API (everything else may be the web UI once it is mounted).
-API_PREFIXES = ("/chat", "/v1/", "/api/", "/metrics", "/docs", "/redoc", "/openapi.json")
-
-WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 
-def web_ui_available(web_dir: Path = WEB_DIR) -> bool:
-    return (web_dir / "index.html").is_file()
-
-
-def public_path_checker(serve_ui: bool) -> Callable[[str], bool]:
-    """``/health`` is public; with the web UI mounted, so are its static files (the UI itself
-    asks the user for the key and sends it on API calls)."""
+def public_path_checker(web: Optional[WebUI]) -> Callable[[str], bool]:
+    """``/health`` is public; with the web UI served, so are its static files (the page itself asks
+    the user for the key and sends it on API calls)."""
 
     def is_public(path: str) -> bool:
-        if path in PUBLIC_PATHS:
-            return True
-        return serve_ui and not (path.startswith(API_PREFIXES))
+        return path in PUBLIC_PATHS or (web is not None and is_web_path(path, web))
 
     return is_public
 
@@ -89,18 +81,22 @@ def _include_conversations(app: FastAPI, store: object) -> None:
     app.include_router(routes_conversations.router)
 
 
-def _mount_web_ui(app: FastAPI, web_dir: Path) -> None:
-    """Hook for the web UI (issue 4): serve the built Vue app from ``xiaoq/web/``. Mounted last so
-    API routes win; the UI engineer refines caching, compression and security headers here."""
-    from starlette.staticfiles import StaticFiles
+def _mount_web_ui(app: FastAPI, web: WebUI) -> None:
+    """Hook for the web UI (issue 4, ``api/web.py``): a catch-all GET route registered after every
+    API route, so API paths win; anything that is not a file of the build is a JSON 404."""
 
-    app.mount("/", StaticFiles(directory=web_dir, html=True), name="web")
+    @app.api_route("/{path:path}", methods=["GET", "HEAD"], include_in_schema=False)
+    async def web_file(path: str, request: Request) -> Response:
+        found = web.lookup("/" + path)
+        if found is None:
+            raise NotFound(f"Not found: {request.url.path}")
+        return web.response(request, found)
 
 
-def create_app(settings: Settings, engine: Engine, *, store: Optional[object] = None, serve_ui: Optional[bool] = None) -> FastAPI:
+def create_app(settings: Settings, engine: Engine, *, store: Optional[object] = None, web_dir: Optional[Path] = WEB_DIR) -> FastAPI:
     """Build the app. ``engine.start()`` runs in the background from the lifespan (``/health`` says
     "loading" until it is done); ``engine.close()`` runs at shutdown. ``store`` enables the
-    conversations API; ``serve_ui`` (default: when ``xiaoq/web/index.html`` exists) serves the UI."""
+    conversations API; the web UI is served from ``web_dir`` when it holds a build (None: never)."""
     app = FastAPI(title="XiaoQ", version=__version__, lifespan=_lifespan)
     app.state.settings = settings
     app.state.engine = engine
@@ -115,11 +111,15 @@ def create_app(settings: Settings, engine: Engine, *, store: Optional[object] = 
     if store is not None:
         _include_conversations(app, store)
 
-    ui = web_ui_available() if serve_ui is None else serve_ui
-    if ui:
-        _mount_web_ui(app, WEB_DIR)
+    web = WebUI(web_dir) if web_dir is not None else None
+    if web is not None and not web.available:
+        web = None
+    if web is not None:
+        _mount_web_ui(app, web)
 
-    # Added last = outermost: the key is checked before a body is read, then the size limit.
+    # Added last = outermost: security headers on every response (401/413 too), then the key is
+    # checked before any body is read, then the size limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key, is_public=public_path_checker(ui))
+    app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key, is_public=public_path_checker(web))
+    app.add_middleware(SecurityHeadersMiddleware)
     return app

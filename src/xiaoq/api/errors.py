@@ -45,6 +45,8 @@ def field_path(loc: Sequence[Any]) -> str:
     parts = list(loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc)
     out = ""
     for p in parts:
+        if isinstance(p, str) and ("[" in p or "-" in p):
+            continue  # a pydantic union/validator tag such as "function-after[...]", not a field
         if isinstance(p, int):
             out += f"[{p}]"
         else:

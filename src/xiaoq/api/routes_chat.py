@@ -12,11 +12,11 @@ ignored would be a worse surprise than an error naming it.
 from __future__ import annotations
 
 import logging
-from typing import Annotated, AsyncIterator, Optional, Union
+from typing import Annotated, AsyncIterator, Optional
 
 from fastapi import APIRouter
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from xiaoq.api.deps import EngineDep, MetricsDep, SettingsDep
 from xiaoq.api.sampling import MAX_STOP_LENGTH, MAX_STOP_SEQUENCES, generation_request
@@ -29,7 +29,9 @@ log = logging.getLogger("xiaoq.api")
 router = APIRouter(tags=["chat"])
 
 StopString = Annotated[str, StringConstraints(min_length=1, max_length=MAX_STOP_LENGTH)]
-Stop = Union[StopString, Annotated[list[StopString], Field(max_length=MAX_STOP_SEQUENCES)]]
+#: ``"stop": "x"`` or ``["x", "y"]``; one string is normalised to a list first (rather than a Union)
+#: so a validation error names ``stop`` plainly instead of one message per union branch.
+Stop = Annotated[list[StopString], BeforeValidator(lambda v: [v] if isinstance(v, str) else v), Field(max_length=MAX_STOP_SEQUENCES)]
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 
 

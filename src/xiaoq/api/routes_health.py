@@ -1,11 +1,13 @@
-"""``GET /health`` (load balancers, the web UI's "model loading" notice) and ``GET /metrics``."""
+"""Service routes: ``GET /health`` (load balancers, the web UI's "model loading" notice),
+``GET /metrics`` (Prometheus) and ``GET /api/config`` (what the web UI needs to know at start)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from xiaoq.api.deps import EngineDep, MetricsDep
+from xiaoq import __version__
+from xiaoq.api.deps import EngineDep, MetricsDep, SettingsDep
 
 router = APIRouter(tags=["health"])
 
@@ -29,3 +31,16 @@ async def health(request: Request, engine: EngineDep) -> JSONResponse:
 async def metrics(engine: EngineDep, registry: MetricsDep) -> PlainTextResponse:
     """Prometheus text format: the engine's stats plus HTTP-level latency histograms."""
     return PlainTextResponse(registry.render(engine.stats()), media_type=PROMETHEUS_CONTENT_TYPE)
+
+
+@router.get("/api/config")
+async def config(engine: EngineDep, settings: SettingsDep) -> dict:
+    """Needs the key when one is set: the UI takes a 401 here as "ask the user for the key"."""
+    return {
+        "model": engine.model_name,
+        "version": __version__,
+        "auth_required": settings.api_key is not None,
+        "n_ctx": engine.n_ctx,
+        "default_max_tokens": min(settings.default_max_tokens, settings.max_tokens),
+        "max_tokens": settings.max_tokens,
+    }

@@ -17,7 +17,7 @@ from typing import Annotated, Any, AsyncIterator, Literal, Optional, Union
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from xiaoq.api.deps import EngineDep, MetricsDep, SettingsDep
 from xiaoq.api.routes_chat import Seed, Stop, check_list_length
@@ -39,17 +39,20 @@ class TextPart(BaseModel):
     text: str
 
 
+def _text_parts(v: Any) -> Any:
+    """A plain string is one text part (normalised before validation, not a Union, so errors name
+    ``messages[i].content...`` plainly)."""
+    return [{"type": "text", "text": v}] if isinstance(v, str) else v
+
+
 class Message(BaseModel):
     model_config = ConfigDict(extra="ignore")
     # "developer" is what newer OpenAI clients send in place of "system".
     role: Literal["system", "developer", "user", "assistant"]
-    content: Union[str, list[TextPart], None] = None
+    content: Annotated[Optional[list[TextPart]], BeforeValidator(_text_parts)] = None
 
     def as_chat_message(self) -> ChatMessage:
-        if isinstance(self.content, list):
-            text = "".join(p.text for p in self.content)
-        else:
-            text = self.content or ""
+        text = "".join(p.text for p in self.content or [])
         return ChatMessage(role="system" if self.role == "developer" else self.role, content=text)
 
 
