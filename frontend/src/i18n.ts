@@ -1,0 +1,162 @@
+/**
+ * A tiny i18n: two dictionaries and a reactive locale. Chinese is the default (our users are
+ * mostly Chinese-speaking offices); English is one click away and remembered in localStorage.
+ */
+import { computed, ref } from 'vue'
+
+const zh = {
+  appName: '小Q',
+  newChat: '新对话',
+  search: '搜索对话…',
+  noResults: '没有找到',
+  conversations: '对话',
+  rename: '重命名',
+  delete: '删除',
+  deleted: '已删除「{title}」',
+  undo: '撤销',
+  exportMd: '导出 Markdown',
+  exportJson: '导出 JSON',
+  untitled: '新对话',
+  placeholder: '输入问题，Enter 发送，Shift+Enter 换行',
+  send: '发送',
+  stop: '停止',
+  regenerate: '重新生成',
+  edit: '编辑',
+  saveAndSend: '保存并发送',
+  cancel: '取消',
+  copy: '复制',
+  copied: '已复制',
+  jumpToLatest: '回到最新',
+  emptyTitle: '你好，我是小Q',
+  emptySubtitle: '在你自己的电脑上运行的私有助手。试试这些问题：',
+  catFaq: '公司常见问题',
+  catCode: '编程帮助',
+  catWriting: '写作',
+  ttft: '首字 {ms} ms',
+  tps: '{tps} 字元/秒',
+  trimmed: '较早的对话已被总结',
+  incomplete: '（回答未完成）',
+  busy: '服务器繁忙，{n} 秒后重试',
+  down: '无法连接服务器，请检查服务是否在运行',
+  loading: '模型加载中，请稍候…',
+  retry: '重试',
+  errorPrefix: '出错了：',
+  apiKeyTitle: '需要 API 密钥',
+  apiKeyHint: '这个服务器需要 API 密钥。它只保存在本浏览器中。',
+  apiKeyWrong: '密钥不正确，请重新输入',
+  apiKeySave: '保存',
+  themeAuto: '主题：跟随系统',
+  themeLight: '主题：浅色',
+  themeDark: '主题：深色',
+  language: 'English',
+  menu: '菜单',
+  confirmDelete: '删除这个对话？',
+  thinking: '思考中…',
+  you: '你',
+  assistant: '小Q',
+  contextTrimmedHint: '为适应上下文长度，较早的消息被压缩成摘要',
+}
+
+export type MessageKey = keyof typeof zh
+
+const en: Record<MessageKey, string> = {
+  appName: 'XiaoQ',
+  newChat: 'New chat',
+  search: 'Search chats…',
+  noResults: 'No results',
+  conversations: 'Chats',
+  rename: 'Rename',
+  delete: 'Delete',
+  deleted: 'Deleted “{title}”',
+  undo: 'Undo',
+  exportMd: 'Export Markdown',
+  exportJson: 'Export JSON',
+  untitled: 'New chat',
+  placeholder: 'Ask anything. Enter to send, Shift+Enter for a new line',
+  send: 'Send',
+  stop: 'Stop',
+  regenerate: 'Regenerate',
+  edit: 'Edit',
+  saveAndSend: 'Save & send',
+  cancel: 'Cancel',
+  copy: 'Copy',
+  copied: 'Copied',
+  jumpToLatest: 'Jump to latest',
+  emptyTitle: 'Hi, I am XiaoQ',
+  emptySubtitle: 'A private assistant running on your own machine. Try one of these:',
+  catFaq: 'Company FAQ',
+  catCode: 'Programming help',
+  catWriting: 'Writing',
+  ttft: 'TTFT {ms} ms',
+  tps: '{tps} tok/s',
+  trimmed: 'Earlier messages were summarized',
+  incomplete: '(incomplete answer)',
+  busy: 'Server busy, retrying in {n} s',
+  down: 'Cannot reach the server. Is it running?',
+  loading: 'Loading the model, please wait…',
+  retry: 'Retry',
+  errorPrefix: 'Error: ',
+  apiKeyTitle: 'API key required',
+  apiKeyHint: 'This server needs an API key. It is kept in this browser only.',
+  apiKeyWrong: 'Wrong key, please try again',
+  apiKeySave: 'Save',
+  themeAuto: 'Theme: system',
+  themeLight: 'Theme: light',
+  themeDark: 'Theme: dark',
+  language: '中文',
+  menu: 'Menu',
+  confirmDelete: 'Delete this chat?',
+  thinking: 'Thinking…',
+  you: 'You',
+  assistant: 'XiaoQ',
+  contextTrimmedHint: 'Older messages were condensed into a summary to fit the context',
+}
+
+export type Locale = 'zh' | 'en'
+const dicts: Record<Locale, Record<MessageKey, string>> = { zh, en }
+
+/** Suggested first questions for an empty chat, per locale and category. */
+export const starters: Record<Locale, { cat: MessageKey; questions: string[] }[]> = {
+  zh: [
+    { cat: 'catFaq', questions: ['公司的年假制度是怎样的？', '怎么申请报销差旅费用？'] },
+    { cat: 'catCode', questions: ['用 Python 写一个冒泡排序', '解释一下 JavaScript 的闭包'] },
+    { cat: 'catWriting', questions: ['帮我写一封请假邮件', '把这段话改得更正式一些：明天开会别迟到'] },
+  ],
+  en: [
+    { cat: 'catFaq', questions: ['How does our annual leave policy work?', 'How do I file a travel expense claim?'] },
+    { cat: 'catCode', questions: ['Write a bubble sort in Python', 'Explain closures in JavaScript'] },
+    { cat: 'catWriting', questions: ['Draft an email asking for a day off', 'Make this more formal: don’t be late tomorrow'] },
+  ],
+}
+
+const STORAGE_KEY = 'xiaoq.locale'
+
+function initialLocale(): Locale {
+  try {
+    const saved = localStorage.getItem(STORAGE_KEY)
+    if (saved === 'zh' || saved === 'en') return saved
+  } catch {
+    /* storage blocked: default */
+  }
+  return 'zh'
+}
+
+export const locale = ref<Locale>(initialLocale())
+
+export function setLocale(l: Locale): void {
+  locale.value = l
+  try {
+    localStorage.setItem(STORAGE_KEY, l)
+  } catch {
+    /* ignore */
+  }
+  if (typeof document !== 'undefined') document.documentElement.lang = l === 'zh' ? 'zh-CN' : 'en'
+}
+
+/** Translates `key` in the current locale, filling `{name}` placeholders from `params`. */
+export function t(key: MessageKey, params: Record<string, string | number> = {}): string {
+  const text = dicts[locale.value][key] ?? key
+  return text.replace(/\{(\w+)\}/g, (_, name: string) => (name in params ? String(params[name]) : `{${name}}`))
+}
+
+export const currentStarters = computed(() => starters[locale.value])
