@@ -1,0 +1,23 @@
+"""``xiaoq pull``: download the default model into the standard cache."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import click
+
+from xiaoq.config import DEFAULT_QUANT
+from xiaoq.engine.download import SOURCES
+from xiaoq.engine.models import QUANTS
+
+
+@click.command()
+@click.option("--quant", type=click.Choice(QUANTS, case_sensitive=False), default=DEFAULT_QUANT, show_default=True, help="Quantization to download")
+@click.option("--source", type=click.Choice(SOURCES), default="huggingface", show_default=True, help="Where from: Hugging Face (honours HF_ENDPOINT, HF_HOME) or ModelScope (needs xiaoq[modelscope])")
+@click.option("--repo", default=None, metavar="OWNER/NAME", help="Another repository with the same file names (default: Qwen's Qwen2.5-0.5B-Instruct-GGUF)")
+def pull(quant: str, source: str, repo: Optional[str]) -> None:
+    """Download Qwen2.5-0.5B-Instruct GGUF (resumable, with a progress bar)."""
+    from xiaoq.engine.download import pull as download
+
+    path = download(quant=quant, source=source, repo=repo)
+    click.echo(f"model ready: {path}")
