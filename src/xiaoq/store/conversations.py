@@ -1,0 +1,502 @@
+"""Conversations and messages: the :class:`Store` repository and the streaming :class:`ReplyWriter`.
+
+Every method returns plain dicts in the exact JSON shapes of ``docs/api.md`` (ISO-8601 UTC
+timestamps with milliseconds and ``Z``), so the API returns them unchanged. The methods block:
+async callers use ``await asyncio.to_thread(store.method, ...)`` (see :mod:`xiaoq.store.db`).
+Unknown ids raise :class:`~xiaoq.errors.NotFound`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional, Union
+
+from xiaoq.errors import InvalidRequest, NotFound
+from xiaoq.store.db import Database
+
+STATUSES = ("complete", "incomplete", "error")
+ROLES = ("system", "user", "assistant")
+_UNSET: Any = object()
+
+_CONV_COLUMNS = (
+    "c.id, c.title, c.system_prompt, c.settings, c.created_at, c.updated_at, "
+    "(SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) AS message_count"
+)
+_MSG_COLUMNS = (
+    "id, conversation_id, role, content, status, prompt_tokens, completion_tokens, cached_tokens, "
+    "timings, budget, error, created_at, updated_at"
+)
+
+
+def utc_now() -> str:
+    """Now as ISO-8601 UTC with milliseconds and ``Z``: ``2026-11-29T01:02:03.123Z``."""
+    now = datetime.now(timezone.utc)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def new_id() -> str:
+    """A conversation id: 32 lowercase hex characters."""
+    return uuid.uuid4().hex
+
+
+def _json_or_none(text: Optional[str]) -> Any:
+    return json.loads(text) if text else None
+
+
+def _dump(value: Any) -> Optional[str]:
+    return None if value is None else json.dumps(value, ensure_ascii=False)
+
+
+def conversation_dict(row: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "title": row["title"],
+        "system_prompt": row["system_prompt"],
+        "settings": _json_or_none(row["settings"]) or {},
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+        "message_count": row["message_count"],
+    }
+
+
+def message_dict(row: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "conversation_id": row["conversation_id"],
+        "role": row["role"],
+        "content": row["content"],
+        "status": row["status"],
+        "prompt_tokens": row["prompt_tokens"],
+        "completion_tokens": row["completion_tokens"],
+        "cached_tokens": row["cached_tokens"],
+        "timings": _json_or_none(row["timings"]),
+        "budget": _json_or_none(row["budget"]),
+        "error": row["error"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
+
+
+def _like_escape(q: str) -> str:
+    return q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def make_snippet(content: str, q: str, before: int = 30, after: int = 60) -> str:
+    """Plain text around the first (case-insensitive) occurrence of ``q``, with ``…`` where cut.
+
+    No markup: the UI renders model output as untrusted text and highlights ``q`` itself.
+    """
+    text = " ".join(content.split())  # newlines and runs of spaces read badly in a one-line result
+    low, ql = text.lower(), q.lower()
+    pos = low.find(ql) if len(low) == len(text) else text.find(q)
+    if pos < 0:
+        pos = 0
+    start = max(0, pos - before)
+    end = min(len(text), pos + len(q) + after)
+    return ("…" if start > 0 else "") + text[start:end] + ("…" if end < len(text) else "")
+
+
+class Store:
+    """The conversations repository over a :class:`~xiaoq.store.db.Database`."""
+
+    def __init__(self, db: Union[Database, str, Path]):
+        self.db = db if isinstance(db, Database) else Database(db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ---- conversations -----------------------------------------------------------------------
+    def create_conversation(
+        self, title: str = "", system_prompt: Optional[str] = None, settings: Optional[dict[str, Any]] = None
+    ) -> dict[str, Any]:
+        """Create a conversation and return it (``message_count`` 0)."""
+        cid, now = new_id(), utc_now()
+        with self.db.write() as conn:
+            conn.execute(
+                "INSERT INTO conversations (id, title, system_prompt, settings, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (cid, title or "", system_prompt, _dump(settings or {}), now, now),
+            )
+        return self.get_conversation(cid)
+
+    def get_conversation(self, conversation_id: str, *, messages: bool = False) -> dict[str, Any]:
+        """The conversation object; with ``messages=True`` also ``"messages": [message…]`` in order."""
+        row = self.db.query_one(f"SELECT {_CONV_COLUMNS} FROM conversations c WHERE c.id = ?", (conversation_id,))
+        if row is None:
+            raise NotFound(f"No conversation with id {conversation_id!r}")
+        conv = conversation_dict(row)
+        if messages:
+            conv["messages"] = self.get_messages(conversation_id)
+        return conv
+
+    def exists(self, conversation_id: str) -> bool:
+        return self.db.query_one("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,)) is not None
+
+    def list_conversations(self, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+        """Conversations, most recently updated first."""
+        rows = self.db.query(
+            f"SELECT {_CONV_COLUMNS} FROM conversations c ORDER BY c.updated_at DESC, c.rowid DESC LIMIT ? OFFSET ?",
+            (max(0, int(limit)), max(0, int(offset))),
+        )
+        return [conversation_dict(r) for r in rows]
+
+    def update_conversation(
+        self,
+        conversation_id: str,
+        *,
+        title: Optional[str] = _UNSET,
+        system_prompt: Optional[str] = _UNSET,
+        settings: Optional[dict[str, Any]] = _UNSET,
+    ) -> dict[str, Any]:
+        """Change the fields given (``None`` clears ``system_prompt``); bumps ``updated_at``."""
+        sets: list[str] = []
+        params: list[Any] = []
+        if title is not _UNSET:
+            sets.append("title = ?")
+            params.append(title or "")
+        if system_prompt is not _UNSET:
+            sets.append("system_prompt = ?")
+            params.append(system_prompt)
+        if settings is not _UNSET:
+            sets.append("settings = ?")
+            params.append(_dump(settings or {}))
+        sets.append("updated_at = ?")
+        params.append(utc_now())
+        with self.db.write() as conn:
+            cur = conn.execute(f"UPDATE conversations SET {', '.join(sets)} WHERE id = ?", (*params, conversation_id))
+            if cur.rowcount == 0:
+                raise NotFound(f"No conversation with id {conversation_id!r}")
+        return self.get_conversation(conversation_id)
+
+    def delete_conversation(self, conversation_id: str) -> None:
+        """Delete it and (ON DELETE CASCADE) all its messages."""
+        with self.db.write() as conn:
+            if conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,)).rowcount == 0:
+                raise NotFound(f"No conversation with id {conversation_id!r}")
+
+    # ---- messages ----------------------------------------------------------------------------
+    def add_message(
+        self,
+        conversation_id: str,
+        role: str,
+        content: str = "",
+        status: str = "complete",
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """Append a message (committed when this returns) and bump the conversation's ``updated_at``.
+
+        ``fields`` may set ``prompt_tokens``, ``completion_tokens``, ``cached_tokens``, ``timings``,
+        ``budget`` and ``error``. A reply about to stream is added with ``status="incomplete"``.
+        """
+        if role not in ROLES:
+            raise InvalidRequest(f"role must be one of {ROLES}, not {role!r}")
+        _check_status(status)
+        cols, vals = _message_fields(fields)
+        now = utc_now()
+        with self.db.write() as conn:
+            if conn.execute("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,)).fetchone() is None:
+                raise NotFound(f"No conversation with id {conversation_id!r}")
+            names = ["conversation_id", "role", "content", "status", "created_at", "updated_at", *cols]
+            cur = conn.execute(
+                f"INSERT INTO messages ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+                (conversation_id, role, content, status, now, now, *vals),
+            )
+            conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conversation_id))
+            mid = int(cur.lastrowid)
+        return self.get_message(mid)
+
+    def get_message(self, message_id: int) -> dict[str, Any]:
+        row = self.db.query_one(f"SELECT {_MSG_COLUMNS} FROM messages WHERE id = ?", (message_id,))
+        if row is None:
+            raise NotFound(f"No message with id {message_id}")
+        return message_dict(row)
+
+    def update_message(self, message_id: int, *, content: Optional[str] = None, status: Optional[str] = None, touch: bool = True, **fields: Any) -> dict[str, Any]:
+        """Change a message's content, status, token counts, timings, budget or error.
+
+        ``touch`` also bumps the conversation's ``updated_at`` (a reply's periodic saves do not).
+        """
+        sets: list[str] = []
+        params: list[Any] = []
+        if content is not None:
+            sets.append("content = ?")
+            params.append(content)
+        if status is not None:
+            _check_status(status)
+            sets.append("status = ?")
+            params.append(status)
+        cols, vals = _message_fields(fields)
+        sets += [f"{c} = ?" for c in cols]
+        params += vals
+        now = utc_now()
+        sets.append("updated_at = ?")
+        params.append(now)
+        with self.db.write() as conn:
+            row = conn.execute("SELECT conversation_id FROM messages WHERE id = ?", (message_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"No message with id {message_id}")
+            conn.execute(f"UPDATE messages SET {', '.join(sets)} WHERE id = ?", (*params, message_id))
+            if touch:
+                conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, row[0]))
+        return self.get_message(message_id)
+
+    def get_messages(self, conversation_id: str) -> list[dict[str, Any]]:
+        """All messages of a conversation in order (no NotFound: an unknown id gives [])."""
+        rows = self.db.query(f"SELECT {_MSG_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY id", (conversation_id,))
+        return [message_dict(r) for r in rows]
+
+    def delete_message(self, message_id: int) -> None:
+        """Delete one message (regenerate removes the last reply this way)."""
+        with self.db.write() as conn:
+            row = conn.execute("SELECT conversation_id FROM messages WHERE id = ?", (message_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"No message with id {message_id}")
+            conn.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+            self._forget_summary_from(conn, row[0], message_id)
+
+    def delete_messages_after(self, conversation_id: str, message_id: int) -> int:
+        """Delete every message of the conversation after ``message_id`` (editing a past message).
+
+        A stored summary covering ``message_id`` or later is dropped too: it summarizes text that
+        is being edited or deleted (the budget makes a new one when needed). Returns rows deleted.
+        """
+        with self.db.write() as conn:
+            row = conn.execute("SELECT 1 FROM messages WHERE id = ? AND conversation_id = ?", (message_id, conversation_id)).fetchone()
+            if row is None:
+                raise NotFound(f"No message {message_id} in conversation {conversation_id!r}")
+            n = conn.execute("DELETE FROM messages WHERE conversation_id = ? AND id > ?", (conversation_id, message_id)).rowcount
+            self._forget_summary_from(conn, conversation_id, message_id)
+            conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (utc_now(), conversation_id))
+        return int(n)
+
+    def last_message(self, conversation_id: str, role: Optional[str] = None) -> Optional[dict[str, Any]]:
+        """The conversation's last message (of ``role`` when given), or None."""
+        if role is None:
+            row = self.db.query_one(f"SELECT {_MSG_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY id DESC LIMIT 1", (conversation_id,))
+        else:
+            row = self.db.query_one(
+                f"SELECT {_MSG_COLUMNS} FROM messages WHERE conversation_id = ? AND role = ? ORDER BY id DESC LIMIT 1", (conversation_id, role)
+            )
+        return message_dict(row) if row else None
+
+    def last_assistant_message(self, conversation_id: str) -> Optional[dict[str, Any]]:
+        return self.last_message(conversation_id, "assistant")
+
+    def incomplete_messages(self) -> list[dict[str, Any]]:
+        """Replies left ``incomplete`` (stopped, disconnected, or cut by a crash). They stay so:
+        the status is the truth about them; the server may log the count at startup."""
+        return [message_dict(r) for r in self.db.query(f"SELECT {_MSG_COLUMNS} FROM messages WHERE status = 'incomplete' ORDER BY id")]
+
+    # ---- summary of earlier turns ------------------------------------------------------------
+    def set_summary(self, conversation_id: str, summary: Optional[str], upto_message_id: Optional[int], tokens: Optional[int]) -> None:
+        """Store the summary of the conversation up to and including ``upto_message_id``
+        (``None`` everywhere clears it). Does not bump ``updated_at``: it is bookkeeping."""
+        with self.db.write() as conn:
+            cur = conn.execute(
+                "UPDATE conversations SET summary = ?, summary_upto_message_id = ?, summary_tokens = ? WHERE id = ?",
+                (summary, upto_message_id, tokens, conversation_id),
+            )
+            if cur.rowcount == 0:
+                raise NotFound(f"No conversation with id {conversation_id!r}")
+
+    def get_summary(self, conversation_id: str) -> Optional[dict[str, Any]]:
+        """``{"summary", "upto_message_id", "tokens"}`` or None when there is none."""
+        row = self.db.query_one("SELECT summary, summary_upto_message_id, summary_tokens FROM conversations WHERE id = ?", (conversation_id,))
+        if row is None:
+            raise NotFound(f"No conversation with id {conversation_id!r}")
+        if row["summary"] is None:
+            return None
+        return {"summary": row["summary"], "upto_message_id": row["summary_upto_message_id"], "tokens": row["summary_tokens"]}
+
+    @staticmethod
+    def _forget_summary_from(conn: sqlite3.Connection, conversation_id: str, message_id: int) -> None:
+        conn.execute(
+            "UPDATE conversations SET summary = NULL, summary_upto_message_id = NULL, summary_tokens = NULL "
+            "WHERE id = ? AND summary_upto_message_id >= ?",
+            (conversation_id, message_id),
+        )
+
+    # ---- search ------------------------------------------------------------------------------
+    def search(self, q: str, limit: int = 20) -> list[dict[str, Any]]:
+        """Messages containing ``q``, newest first: ``{"conversation_id", "conversation_title",
+        "message_id", "role", "snippet", "created_at"}``.
+
+        Three characters or more use the FTS5 trigram index (any language, case-insensitive);
+        shorter queries such as the two-character name "豆豆" cannot form a trigram, so they fall
+        back to a LIKE scan.
+        """
+        q = q.strip()
+        if not q:
+            return []
+        limit = max(1, min(int(limit), 200))
+        base = (
+            "SELECT m.id, m.conversation_id, m.role, m.content, m.created_at, c.title "
+            "FROM messages m JOIN conversations c ON c.id = m.conversation_id "
+        )
+        if len(q) >= 3:
+            phrase = '"' + q.replace('"', '""') + '"'
+            rows = self.db.query(
+                base + "WHERE m.id IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?) ORDER BY m.id DESC LIMIT ?",
+                (phrase, limit),
+            )
+        else:
+            rows = self.db.query(base + "WHERE m.content LIKE ? ESCAPE '\\' ORDER BY m.id DESC LIMIT ?", (f"%{_like_escape(q)}%", limit))
+        return [
+            {
+                "conversation_id": r["conversation_id"],
+                "conversation_title": r["title"],
+                "message_id": r["id"],
+                "role": r["role"],
+                "snippet": make_snippet(r["content"], q),
+                "created_at": r["created_at"],
+            }
+            for r in rows
+        ]
+
+    def suggestions(self, q: str, limit: int = 8) -> list[str]:
+        """Past user questions that start with ``q`` (first) or contain it, most recent first,
+        without repeats."""
+        q = q.strip()
+        pattern = f"%{_like_escape(q)}%"
+        prefix = f"{_like_escape(q)}%"
+        rows = self.db.query(
+            "SELECT content, max(id) AS last FROM messages WHERE role = 'user' AND content LIKE ? ESCAPE '\\' "
+            "GROUP BY content ORDER BY (content LIKE ? ESCAPE '\\') DESC, last DESC LIMIT ?",
+            (pattern, prefix, max(1, min(int(limit), 50))),
+        )
+        return [r["content"] for r in rows]
+
+    # ---- export ------------------------------------------------------------------------------
+    def export_json(self, conversation_id: str) -> dict[str, Any]:
+        """The conversation with its messages and stored summary (a JSON-ready dict)."""
+        conv = self.get_conversation(conversation_id, messages=True)
+        conv["summary"] = self.get_summary(conversation_id)
+        return conv
+
+    def export_markdown(self, conversation_id: str) -> str:
+        """A readable Markdown transcript (code fences in replies are kept as they are)."""
+        conv = self.get_conversation(conversation_id, messages=True)
+        out = [f"# {conv['title'] or 'Untitled conversation'}", "", f"_Created {conv['created_at']} · updated {conv['updated_at']}_", ""]
+        if conv["system_prompt"]:
+            out += ["> **System:** " + conv["system_prompt"].replace("\n", "\n> "), ""]
+        names = {"user": "User", "assistant": "XiaoQ", "system": "System"}
+        for m in conv["messages"]:
+            note = "" if m["status"] == "complete" else f" _({m['status']})_"
+            out += [f"## {names.get(m['role'], m['role'])}{note}", "", m["content"], ""]
+            if m["error"]:
+                out += [f"> Error: {m['error']}", ""]
+        return "\n".join(out).rstrip() + "\n"
+
+
+def _check_status(status: str) -> None:
+    if status not in STATUSES:
+        raise InvalidRequest(f"status must be one of {STATUSES}, not {status!r}")
+
+
+_MESSAGE_FIELDS = {"prompt_tokens", "completion_tokens", "cached_tokens", "timings", "budget", "error"}
+
+
+def _message_fields(fields: dict[str, Any]) -> tuple[list[str], list[Any]]:
+    unknown = set(fields) - _MESSAGE_FIELDS
+    if unknown:
+        raise TypeError(f"unknown message fields: {sorted(unknown)}")
+    cols, vals = [], []
+    for name, value in fields.items():
+        cols.append(name)
+        vals.append(_dump(value) if name in ("timings", "budget") else value)
+    return cols, vals
+
+
+class ReplyWriter:
+    """Saves a streaming reply: text kept in memory, the ``incomplete`` row rewritten at most once
+    per ``interval`` seconds, the final row written by :meth:`finish`.
+
+    Time-based rather than per-token so the write rate stays ~1/s whatever the decode speed, and
+    a crash loses at most the text of the last ``interval``. The save happens when a piece arrives
+    and the interval has passed (during a long stall nothing new arrives, so nothing is at risk
+    except the text of the last interval before it). ``clock`` is injectable for tests.
+
+    Usage from the conversation service (async)::
+
+        reply = await asyncio.to_thread(store.add_message, cid, "assistant", "", "incomplete")
+        w = ReplyWriter(store, reply["id"])
+        async for piece in generation:
+            await w.aappend(piece)
+        await w.afinish("complete", completion_tokens=..., timings=..., budget=...)
+
+    and on stop / disconnect / shutdown ``await w.afinish("incomplete")`` (the partial text stays).
+    """
+
+    def __init__(self, store: Store, message_id: int, *, interval: float = 1.0, clock: Callable[[], float] = time.monotonic, text: str = ""):
+        self.store = store
+        self.message_id = message_id
+        self.interval = interval
+        self.clock = clock
+        self._parts: list[str] = [text] if text else []
+        self._saved_len = len(text)
+        self._len = len(text)
+        self._last_save = clock()
+        self.saves = 0
+        self.finished = False
+
+    @property
+    def text(self) -> str:
+        return "".join(self._parts)
+
+    def append(self, piece: str) -> bool:
+        """Add streamed text; save the row when due. Returns True when it saved (blocking call)."""
+        if self._add(piece):
+            self.save()
+            return True
+        return False
+
+    async def aappend(self, piece: str) -> bool:
+        """:meth:`append` for the event loop: the save (when due) runs in a worker thread."""
+        if self._add(piece):
+            await asyncio.to_thread(self.save)
+            return True
+        return False
+
+    def _add(self, piece: str) -> bool:
+        if self.finished:
+            raise RuntimeError("reply already finished")
+        if piece:
+            self._parts.append(piece)
+            self._len += len(piece)
+        return self._len != self._saved_len and self.clock() - self._last_save >= self.interval
+
+    def save(self) -> None:
+        """Write the text so far with status ``incomplete`` now."""
+        text = self.text
+        self._parts = [text]
+        self.store.update_message(self.message_id, content=text, status="incomplete", touch=False)
+        self._saved_len = len(text)
+        self._last_save = self.clock()
+        self.saves += 1
+
+    def finish(self, status: str = "complete", **fields: Any) -> dict[str, Any]:
+        """Write the final row: all text, ``status`` and ``fields`` (tokens, timings, budget, error)."""
+        _check_status(status)
+        self.finished = True
+        row = self.store.update_message(self.message_id, content=self.text, status=status, **fields)
+        self._saved_len = self._len
+        return row
+
+    async def afinish(self, status: str = "complete", **fields: Any) -> dict[str, Any]:
+        return await asyncio.to_thread(self.finish, status, **fields)
+
+
+def iter_turns(messages: Iterable[dict[str, Any]]) -> list[tuple[dict[str, Any], Optional[dict[str, Any]]]]:
+    """Group stored messages into (user, assistant-or-None) turns, in order (system rows skipped)."""
+    turns: list[tuple[dict[str, Any], Optional[dict[str, Any]]]] = []
+    for m in messages:
+        if m["role"] == "user":
+            turns.append((m, None))
+        elif m["role"] == "assistant" and turns and turns[-1][1] is None:
+            turns[-1] = (turns[-1][0], m)
+    return turns

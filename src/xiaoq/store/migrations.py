@@ -1,0 +1,140 @@
+"""Schema migrations: an ordered list of plain functions, the applied names recorded in ``_migrations``.
+
+The pattern of simonw/llm's ``llm/migrations.py``: a migration is a function taking the connection,
+registered in order with ``@migration``; :func:`migrate` runs those whose name is not yet in the
+``_migrations`` table. Each runs in its own transaction together with the row that records it, so a
+crash mid-migration leaves the file at the previous version, never half-migrated.
+
+Never edit or reorder a released migration: add a new one. Tests migrate an empty file and a file
+holding data at ``m001`` to the latest schema.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Callable
+
+Migration = Callable[[sqlite3.Connection], None]
+MIGRATIONS: list[Migration] = []
+
+
+def migration(fn: Migration) -> Migration:
+    """Register ``fn`` as the next migration (its ``__name__`` is what gets recorded)."""
+    MIGRATIONS.append(fn)
+    return fn
+
+
+def applied(conn: sqlite3.Connection) -> list[str]:
+    """Names of the migrations already applied, in order."""
+    _ensure_table(conn)
+    return [r[0] for r in conn.execute("SELECT name FROM _migrations ORDER BY rowid")]
+
+
+def migrate(conn: sqlite3.Connection, upto: str | None = None) -> list[str]:
+    """Apply the pending migrations (all, or up to and including ``upto``); return their names."""
+    done = set(applied(conn))
+    ran: list[str] = []
+    for fn in MIGRATIONS:
+        name = fn.__name__
+        if name not in done:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                fn(conn)
+                conn.execute("INSERT INTO _migrations (name, applied_at) VALUES (?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))", (name,))
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            ran.append(name)
+        if name == upto:
+            break
+    return ran
+
+
+def _ensure_table(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+
+
+def _script(conn: sqlite3.Connection, sql: str) -> None:
+    """Run several statements inside the current transaction.
+
+    ``executescript`` would COMMIT first and so break the one-transaction-per-migration rule;
+    this splits on complete statements instead (``sqlite3.complete_statement`` understands
+    ``CREATE TRIGGER … BEGIN …; END;``).
+    """
+    buf = ""
+    for line in sql.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            conn.execute(buf)
+            buf = ""
+    if buf.strip():
+        conn.execute(buf)
+
+
+@migration
+def m001_initial(conn: sqlite3.Connection) -> None:
+    """Conversations and their messages. Timestamps are ISO-8601 UTC text with ms and ``Z``, so
+    they sort as text and go to JSON unchanged."""
+    _script(
+        conn,
+        """
+        CREATE TABLE conversations (
+            id TEXT PRIMARY KEY CHECK (length(id) = 32),
+            title TEXT NOT NULL DEFAULT '',
+            system_prompt TEXT,
+            settings TEXT NOT NULL DEFAULT '{}',
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX conversations_updated ON conversations (updated_at);
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+            role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
+            content TEXT NOT NULL DEFAULT '',
+            status TEXT NOT NULL DEFAULT 'complete' CHECK (status IN ('complete', 'incomplete', 'error')),
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            cached_tokens INTEGER,
+            timings TEXT,
+            error TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX messages_conversation ON messages (conversation_id, id);
+        """,
+    )
+
+
+@migration
+def m002_fts_budget_summary(conn: sqlite3.Connection) -> None:
+    """Full-text search, the context budget's record, and the stored summary of earlier turns.
+
+    FTS5 with the ``trigram`` tokenizer indexes every 3-character window, so Chinese (no spaces
+    between words) is searchable; it is an external-content table over ``messages`` kept in sync
+    by triggers (which also fire for ON DELETE CASCADE), and existing rows are indexed here.
+    """
+    _script(
+        conn,
+        """
+        ALTER TABLE conversations ADD COLUMN summary TEXT;
+        ALTER TABLE conversations ADD COLUMN summary_upto_message_id INTEGER;
+        ALTER TABLE conversations ADD COLUMN summary_tokens INTEGER;
+        ALTER TABLE messages ADD COLUMN budget TEXT;
+        CREATE VIRTUAL TABLE messages_fts USING fts5 (
+            content, content='messages', content_rowid='id', tokenize='trigram'
+        );
+        CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+            INSERT INTO messages_fts (rowid, content) VALUES (new.id, new.content);
+        END;
+        CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+            INSERT INTO messages_fts (messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+        END;
+        CREATE TRIGGER messages_fts_update AFTER UPDATE OF content ON messages BEGIN
+            INSERT INTO messages_fts (messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+            INSERT INTO messages_fts (rowid, content) VALUES (new.id, new.content);
+        END;
+        INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');
+        """,
+    )
