@@ -1,19 +1,20 @@
 """A tiny, random-weight Qwen2-architecture GGUF, generated on the fly for the test suite.
 
 WHY: every capability must be tested over the REAL llama.cpp engine, but the real 0.5B model is
-~400 MB and slow on two cores. This file builds a ~0.3 MB GGUF that llama.cpp loads as a genuine
-``qwen2`` model: same tensor layout (GQA, q/k/v biases, tied embeddings), same byte-level GPT-2/
-Qwen2 tokenizer, the same ChatML special tokens and the real Qwen2.5-Instruct chat template. Its
+~400 MB and slow on two cores. This file builds a ~0.5 MB GGUF that llama.cpp loads as a genuine
+``qwen2`` model: Qwen2's tensors (GQA, q/k/v biases), the byte-level GPT-2/Qwen2 tokenizer, the
+same ChatML special tokens and the real Qwen2.5-Instruct chat template. Its
 weights are random (seeded, so runs are reproducible), so what it *says* is gibberish, but
 everything around generation (tokenizing, templating, streaming, stopping, cancelling, context
 limits, UTF-8 assembly of byte tokens) behaves exactly as with the real model.
 
 Deliberate quirks, so tests are predictable:
-- the control tokens get a large negative output bias, so the model never emits
-  ``<|im_end|>``/``<|endoftext|>`` on its own: generation always runs to ``max_tokens`` (or a stop
-  string). To exercise the EOS path, force it with a logit bias on ``IM_END_ID``;
+- special tokens (and ASCII control bytes) get a large negative output bias, so the model never
+  emits ``<|im_end|>``/``<|endoftext|>``/``<tool_call>`` on its own: generation always runs to
+  ``max_tokens`` (or a stop string). To exercise the EOS path, force it with a logit bias on
+  ``IM_END_ID`` (e.g. ``logit_bias={IM_END_ID: 100.0}``);
 - lone high bytes (0x80-0xFF) get a small negative bias, so output is mostly ASCII words and whole
-  Chinese characters, yet still sometimes splits UTF-8 across tokens.
+  Chinese characters, yet still sometimes splits UTF-8 across tokens (or leaves invalid UTF-8).
 
 Usage: ``build_tiny_gguf(tmp_path / "tiny.gguf")`` (or the ``tiny_gguf`` fixture in conftest).
 """
@@ -171,21 +172,27 @@ BOS_ID = ENDOFTEXT_ID
 
 
 def _output_bias() -> np.ndarray:
-    """Logit offsets: control tokens never sampled on their own; lone high bytes rarer."""
+    """Logit offsets that keep random output readable and predictable: control and tool-call
+    tokens and ASCII control bytes are never sampled on their own; lone high bytes are rarer."""
     bias = np.zeros(N_VOCAB, dtype=np.float32)
-    high_bytes = [c for b, c in _bytes_to_unicode().items() if b >= 0x80]
+    byte_map = _bytes_to_unicode()
+    never = {byte_map[b] for b in [*range(0x20), 0x7F] if b not in (0x09, 0x0A)}
+    never.update(_CONTROL_TOKENS + _USER_DEFINED_TOKENS)
+    rare = {byte_map[b] for b in range(0x80, 0x100)}
     for tok_id, text in enumerate(TOKENS):
-        if TOKEN_TYPES[tok_id] == gguf.TokenType.CONTROL:
+        if text in never:
             bias[tok_id] = -30.0
-        elif text in high_bytes:
+        elif text in rare:
             bias[tok_id] = -2.0
     return bias
 
 
 def _tensors(seed: int) -> dict[str, np.ndarray]:
     """Random weights, numpy shapes (= GGML's ne reversed). Scaled like a trained net's
-    (1/sqrt(fan_in)) so activations stay O(1) and the logits are spread enough for
-    varied, non-degenerate greedy output."""
+    (1/sqrt(fan_in)) so activations stay O(1); logits std ~ sqrt(N_EMBD)*0.5 = 4, spread
+    enough for varied greedy output. The output matrix is NOT tied to the embeddings: with
+    tied random weights each token's logit peaks on itself and greedy output loops on one
+    token."""
     rng = np.random.default_rng(seed)
     head_dim = N_EMBD // N_HEAD
     n_kv = N_HEAD_KV * head_dim
@@ -198,9 +205,9 @@ def _tensors(seed: int) -> dict[str, np.ndarray]:
 
     ones = np.ones(N_EMBD, dtype=np.float32)
     out: dict[str, np.ndarray] = {
-        # Tied embeddings (no output.weight), like Qwen2.5-0.5B: logits std ~ sqrt(N_EMBD)*0.4.
         "token_embd.weight": (rng.standard_normal((N_VOCAB, N_EMBD)) * 0.4).astype(np.float32),
         "output_norm.weight": ones.copy(),
+        "output.weight": (rng.standard_normal((N_VOCAB, N_EMBD)) * 0.5).astype(np.float32),
         "output.bias": _output_bias(),
     }
     for i in range(N_LAYER):
