@@ -42,6 +42,8 @@ class SamplingParams:
     max_tokens: int = 512
     seed: Optional[int] = None
     stop: list[str] = field(default_factory=list)
+    #: Token id -> added logit (OpenAI ``logit_bias``); e.g. tests force end-of-generation with it.
+    logit_bias: dict[int, float] = field(default_factory=dict)
 
 
 @dataclass

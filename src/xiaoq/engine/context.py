@@ -1,0 +1,308 @@
+"""A thin, typed wrapper over llama.cpp's C API (through llama-cpp-python's ``llama_cpp.llama_cpp``).
+
+Why the low-level API: llama-cpp-python's ``Llama`` class drives one sequence behind one lock. Serving
+several users at once needs what llama-server does: one context holding several sequences, one
+``llama_decode`` per step over a batch that mixes them, per-sequence KV operations and per-sequence
+state save/restore. This module owns the raw pointers; :mod:`.scheduler` owns the policy.
+
+Only the scheduler thread calls the mutating methods (decode, memory, state, sampling). Tokenizing
+and detokenizing only read the vocabulary and may run on any thread.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import random
+import threading
+from collections import deque
+from pathlib import Path
+from typing import Optional, Sequence
+
+import llama_cpp.llama_cpp as C
+
+from ..errors import EngineError, ModelError
+from .types import SamplingParams
+
+log = logging.getLogger("xiaoq.llama")
+
+_LEVELS = {0: logging.CRITICAL, 1: logging.INFO, 2: logging.WARNING, 3: logging.ERROR, 4: logging.DEBUG}
+_recent_errors: deque[str] = deque(maxlen=8)
+_backend_lock = threading.Lock()
+_backend_ready = False
+
+
+@C.llama_log_callback
+def _log_callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    # llama.cpp writes a lot to stderr at load; route it to logging (quiet by default) and keep the
+    # last errors so a load failure can say *why* in its message.
+    try:
+        msg = text.decode("utf-8", errors="replace").rstrip()
+    except Exception:  # pragma: no cover - never raise into C
+        return
+    if not msg:
+        return
+    lvl = _LEVELS.get(level, logging.DEBUG)
+    if lvl >= logging.WARNING:
+        _recent_errors.append(msg)
+    log.log(lvl if lvl >= logging.ERROR else logging.DEBUG, "%s", msg)
+
+
+def _init_backend() -> None:
+    global _backend_ready
+    with _backend_lock:
+        if not _backend_ready:
+            C.llama_log_set(_log_callback, ctypes.c_void_p(0))
+            C.llama_backend_init()
+            _backend_ready = True
+
+
+class Batch:
+    """One reusable ``llama_batch`` (allocated once; a step only rewrites its arrays)."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.raw = C.llama_batch_init(capacity, 0, 1)
+        self._token = self.raw.token
+        self._pos = self.raw.pos
+        self._logits = self.raw.logits
+        self._seq = [self.raw.seq_id[i] for i in range(capacity)]
+        for i in range(capacity):
+            self.raw.n_seq_id[i] = 1
+        self.n = 0
+
+    def clear(self) -> None:
+        self.n = 0
+
+    def add(self, token: int, pos: int, seq_id: int, logits: bool) -> int:
+        """Append one token; returns its index in the batch (the logits index when ``logits``)."""
+        i = self.n
+        self._token[i] = token
+        self._pos[i] = pos
+        self._seq[i][0] = seq_id
+        self._logits[i] = logits
+        self.n = i + 1
+        return i
+
+    def add_run(self, tokens: Sequence[int], pos0: int, seq_id: int, logits_last: bool) -> int:
+        """Append consecutive prompt tokens of one sequence; returns the index of the last one."""
+        tok, pos, seq, lg = self._token, self._pos, self._seq, self._logits
+        i = self.n
+        for k, t in enumerate(tokens):
+            tok[i] = t
+            pos[i] = pos0 + k
+            seq[i][0] = seq_id
+            lg[i] = 0
+            i += 1
+        if logits_last and tokens:
+            lg[i - 1] = 1
+        self.n = i
+        return i - 1
+
+    def free(self) -> None:
+        if self.raw is not None:
+            C.llama_batch_free(self.raw)
+            self.raw = None
+
+
+class LlamaModel:
+    """A loaded model, its vocabulary and ONE context with ``n_seq`` sequence slots."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        n_ctx_per_seq: int,
+        n_seq: int,
+        n_batch: int,
+        n_threads: int,
+        use_mmap: bool = True,
+    ):
+        _init_backend()
+        self.path = Path(path)
+        self.model = None
+        self.ctx = None
+        self.batch: Optional[Batch] = None
+        _recent_errors.clear()
+
+        mp = C.llama_model_default_params()
+        mp.n_gpu_layers = 0
+        mp.load_mode = C.LLAMA_LOAD_MODE_MMAP if use_mmap else C.LLAMA_LOAD_MODE_NONE
+        if not self.path.is_file():
+            raise ModelError(f"Model file not found: {self.path}")
+        model = C.llama_model_load_from_file(str(self.path).encode(), mp)
+        if not model:
+            raise ModelError(f"llama.cpp could not load the model {self.path}{self._why()}")
+        self.model = model
+        self.vocab = C.llama_model_get_vocab(model)
+        self.n_vocab = C.llama_vocab_n_tokens(self.vocab)
+
+        # Unified KV: the decode kernel then takes any mix of sequences in one ubatch (with separate
+        # per-sequence streams, llama.cpp splits a batch into equal-length runs per sequence, which
+        # breaks a mixed decode+prefill step into several passes over the weights).
+        cp = C.llama_context_default_params()
+        cp.n_ctx = n_ctx_per_seq * n_seq
+        cp.n_batch = n_batch
+        cp.n_ubatch = n_batch
+        cp.n_seq_max = n_seq
+        cp.n_threads = n_threads
+        cp.n_threads_batch = n_threads
+        cp.kv_unified = True
+        cp.no_perf = True
+        cp.embeddings = False
+        ctx = C.llama_init_from_model(model, cp)
+        if not ctx:
+            C.llama_model_free(model)
+            self.model = None
+            raise ModelError(f"llama.cpp could not create a context for {self.path}{self._why()}")
+        self.ctx = ctx
+        self.mem = C.llama_get_memory(ctx)
+        self.n_ctx_total = C.llama_n_ctx(ctx)
+        self.n_seq = n_seq
+        self.n_batch = n_batch
+        self.batch = Batch(n_batch)
+
+        self.add_bos = bool(C.llama_vocab_get_add_bos(self.vocab))
+        self.bos_id = C.llama_vocab_bos(self.vocab)
+        self.eos_id = C.llama_vocab_eos(self.vocab)
+        self.bos_text = self._token_text(self.bos_id)
+        self.eos_text = self._token_text(self.eos_id)
+        self._piece_buf = ctypes.create_string_buffer(256)
+        self._pieces: dict[int, bytes] = {}
+        self._eog: dict[int, bool] = {}
+
+    @staticmethod
+    def _why() -> str:
+        errs = [e for e in _recent_errors if e]
+        return f": {errs[-1]}" if errs else ""
+
+    # ---- metadata ---------------------------------------------------------------------------
+    def meta(self, key: str) -> Optional[str]:
+        buf = ctypes.create_string_buffer(256)
+        n = C.llama_model_meta_val_str(self.model, key.encode(), buf, len(buf))
+        if n < 0:
+            return None
+        if n >= len(buf):
+            buf = ctypes.create_string_buffer(n + 1)
+            C.llama_model_meta_val_str(self.model, key.encode(), buf, len(buf))
+        return buf.value.decode("utf-8", errors="replace")
+
+    def chat_template(self) -> Optional[str]:
+        ptr = C.llama_model_chat_template(self.model, None)
+        return ptr.decode("utf-8", errors="replace") if ptr else None
+
+    def _token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        raw = C.llama_vocab_get_text(self.vocab, token)
+        return raw.decode("utf-8", errors="replace") if raw else ""
+
+    # ---- tokens (any thread) ----------------------------------------------------------------
+    def tokenize(self, text: str, *, add_special: bool, parse_special: bool) -> list[int]:
+        data = text.encode("utf-8")
+        cap = len(data) + 8
+        buf = (C.llama_token * cap)()
+        n = C.llama_tokenize(self.vocab, data, len(data), buf, cap, add_special, parse_special)
+        if n < 0:
+            cap = -n
+            buf = (C.llama_token * cap)()
+            n = C.llama_tokenize(self.vocab, data, len(data), buf, cap, add_special, parse_special)
+            if n < 0:
+                raise EngineError("tokenization failed")
+        return buf[:n]
+
+    def token_bytes(self, token: int) -> bytes:
+        """The bytes a generated token stands for; control tokens render as nothing."""
+        piece = self._pieces.get(token)
+        if piece is None:
+            buf = self._piece_buf
+            n = C.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
+            if n < 0:
+                buf = ctypes.create_string_buffer(-n)
+                n = C.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
+            piece = buf.raw[:n]
+            self._pieces[token] = piece
+        return piece
+
+    def is_eog(self, token: int) -> bool:
+        v = self._eog.get(token)
+        if v is None:
+            v = self._eog[token] = bool(C.llama_vocab_is_eog(self.vocab, token))
+        return v
+
+    # ---- decoding (scheduler thread) --------------------------------------------------------
+    def decode(self) -> int:
+        """Run the current batch; 0 on success (llama.cpp's return code otherwise)."""
+        assert self.batch is not None
+        self.batch.raw.n_tokens = self.batch.n
+        return C.llama_decode(self.ctx, self.batch.raw)
+
+    def seq_rm(self, seq: int, p0: int = -1, p1: int = -1) -> bool:
+        return bool(C.llama_memory_seq_rm(self.mem, seq, p0, p1))
+
+    def seq_cp(self, src: int, dst: int, p0: int = -1, p1: int = -1) -> None:
+        C.llama_memory_seq_cp(self.mem, src, dst, p0, p1)
+
+    def state_get(self, seq: int) -> Optional[ctypes.Array]:
+        """Copy one sequence's KV state out (a ctypes byte array, no extra copy)."""
+        size = C.llama_state_seq_get_size(self.ctx, seq)
+        if size <= 0:
+            return None
+        buf = (ctypes.c_uint8 * size)()
+        n = C.llama_state_seq_get_data(self.ctx, buf, size, seq)
+        return buf if n == size else None
+
+    def state_set(self, seq: int, data: ctypes.Array) -> bool:
+        """Load a state saved by :meth:`state_get` into ``seq`` (which is cleared first)."""
+        self.seq_rm(seq)
+        return C.llama_state_seq_set_data(self.ctx, data, len(data), seq) > 0
+
+    # ---- sampling ---------------------------------------------------------------------------
+    def make_sampler(self, p: SamplingParams, default_seed: Optional[int], recent: Sequence[int] = ()) -> int:
+        """A llama.cpp sampler chain for one request (greedy when temperature is 0)."""
+        chain = C.llama_sampler_chain_init(C.llama_sampler_chain_default_params())
+        add = C.llama_sampler_chain_add
+        if p.repeat_penalty and p.repeat_penalty != 1.0:
+            add(chain, C.llama_sampler_init_penalties(64, p.repeat_penalty, 0.0, 0.0))
+        if p.logit_bias:
+            items = list(p.logit_bias.items())
+            arr = (C.llama_logit_bias * len(items))(*[C.llama_logit_bias(int(t), float(b)) for t, b in items])
+            add(chain, C.llama_sampler_init_logit_bias(self.n_vocab, len(items), arr))
+        if p.temperature <= 0.0:
+            add(chain, C.llama_sampler_init_greedy())
+        else:
+            if p.top_k and p.top_k > 0:
+                add(chain, C.llama_sampler_init_top_k(p.top_k))
+            if p.top_p < 1.0:
+                add(chain, C.llama_sampler_init_top_p(p.top_p, 1))
+            if p.min_p and p.min_p > 0.0:
+                add(chain, C.llama_sampler_init_min_p(p.min_p, 1))
+            add(chain, C.llama_sampler_init_temp(p.temperature))
+            seed = p.seed if p.seed is not None else default_seed
+            if seed is None:
+                seed = random.getrandbits(32)
+            add(chain, C.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+        if p.repeat_penalty and p.repeat_penalty != 1.0:
+            for t in list(recent)[-64:]:
+                C.llama_sampler_accept(chain, t)
+        return chain
+
+    def sample(self, sampler: int, idx: int) -> int:
+        return C.llama_sampler_sample(sampler, self.ctx, idx)
+
+    @staticmethod
+    def free_sampler(sampler: int) -> None:
+        C.llama_sampler_free(sampler)
+
+    # ---- teardown ---------------------------------------------------------------------------
+    def close(self) -> None:
+        if self.batch is not None:
+            self.batch.free()
+            self.batch = None
+        if self.ctx:
+            C.llama_free(self.ctx)
+            self.ctx = None
+        if self.model:
+            C.llama_model_free(self.model)
+            self.model = None

@@ -1,0 +1,445 @@
+"""Continuous batching over llama.cpp sequence slots, in one thread.
+
+The loop, as in llama-server: admit queued requests into free slots; build ONE batch holding the
+next token of every decoding slot plus a bounded chunk of every prefilling slot's prompt; call
+``llama_decode`` once; sample each slot that produced logits with its own sampler chain; stream the
+text. A long prompt is fed in chunks, so other users keep receiving tokens meanwhile; while anyone
+is decoding the chunk is kept small, which bounds the pause they see.
+
+Cancellation is checked at the top of every step (between decode steps and between prefill chunks),
+so a cancelled slot stops within one token and its slot goes to the next queued request at once.
+
+KV reuse, cheapest source first:
+1. a free slot whose tokens share the longest prefix with the prompt (its tail is trimmed);
+2. a busy slot sharing a prefix (e.g. the same system prompt): copied with ``seq_cp`` (free with the
+   unified KV cache: the cells are shared, not copied);
+3. the RAM :class:`~.kv_cache.StateCache`: a state restored with ``llama_state_seq_set_data``.
+A free slot's contents are saved to the RAM cache before they are overwritten, so conversations
+that leave a slot can come back without re-reading their history. At least the prompt's last
+token is always evaluated, because sampling needs its logits.
+
+Only this thread touches the llama.cpp context; ``submit`` (event loop thread) only appends to the
+queue under a lock.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from array import array
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ..errors import Busy
+from .context import LlamaModel
+from .kv_cache import StateCache, common_prefix_len
+from .types import Generation, GenerationResult, SamplingParams, Timings, Usage
+from .utf8 import TextStream
+
+log = logging.getLogger(__name__)
+
+IDLE, PREFILL, DECODE = 0, 1, 2
+#: Slots holding fewer tokens than this are not worth saving to the RAM cache.
+MIN_SAVE_TOKENS = 16
+
+
+@dataclass
+class Job:
+    """A request waiting for (or running in) a slot."""
+
+    gen: Generation
+    tokens: list[int]
+    sampling: SamplingParams
+    max_tokens: int
+    priority: int
+    order: int
+    key: bytes = b""
+
+    def __post_init__(self) -> None:
+        self.key = array("i", self.tokens).tobytes()
+
+    def __lt__(self, other: "Job") -> bool:  # heap order: higher priority, then FIFO
+        return (-self.priority, self.order) < (-other.priority, other.order)
+
+
+@dataclass
+class Slot:
+    """One llama.cpp sequence. ``tokens`` are exactly the tokens its KV cache holds."""
+
+    id: int
+    tokens: list[int] = field(default_factory=list)
+    job: Optional[Job] = None
+    state: int = IDLE
+    last_used: float = 0.0
+    # per-job
+    sampler: int = 0
+    stream: Optional[TextStream] = None
+    next_token: int = -1
+    i_batch: int = -1
+    n_chunk: int = 0
+    n_gen: int = 0
+    cached: int = 0
+    evaluated: int = 0
+    t_admit: float = 0.0
+    t_first_token: float = 0.0
+    t_first_emit: float = 0.0
+
+    def key(self) -> bytes:
+        return array("i", self.tokens).tobytes()
+
+
+@dataclass
+class Counters:
+    requests_total: int = 0
+    requests_rejected_total: int = 0
+    tokens_generated_total: int = 0
+    prompt_tokens_evaluated_total: int = 0
+    prompt_tokens_cached_total: int = 0
+    decode_steps_total: int = 0
+    batch_tokens_total: int = 0
+    batch_tokens_last: int = 0
+    batch_tokens_max: int = 0
+    kv_cache_saves_total: int = 0
+    kv_slot_reuse_total: int = 0
+    kv_seq_copy_total: int = 0
+    finish: dict[str, int] = field(default_factory=lambda: {"stop": 0, "length": 0, "cancelled": 0, "error": 0})
+
+
+class Scheduler:
+    """Owns the slots, the waiting queue and the decode loop thread."""
+
+    def __init__(self, model: LlamaModel, *, n_slots: int, queue_size: int, n_ctx: int, cache_bytes: int, default_seed: Optional[int]):
+        self.model = model
+        self.n_ctx = n_ctx
+        self.queue_size = queue_size
+        self.default_seed = default_seed
+        self.slots = [Slot(i) for i in range(n_slots)]
+        self.cache = StateCache(cache_bytes)
+        self.counters = Counters()
+        self.n_batch = model.n_batch
+        # While other slots are decoding, a prompt is fed in chunks this small: the pause every
+        # running stream sees is one such chunk, not the whole prompt.
+        self.prefill_chunk_shared = max(16, self.n_batch // 4)
+        self._lock = threading.Lock()
+        self._cv = threading.Condition(self._lock)
+        self._pending: list[Job] = []
+        self._order = itertools.count()
+        self._n_assigned = 0  # slots holding a job (guarded by _lock)
+        self._stopping = False
+        self._thread: Optional[threading.Thread] = None
+
+    # ---- event-loop side --------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="xiaoq-scheduler", daemon=True)
+        self._thread.start()
+
+    def enqueue(self, gen: Generation, tokens: list[int], sampling: SamplingParams, max_tokens: int, priority: int) -> None:
+        """Queue a job or raise :class:`Busy` (every slot taken and the waiting room full)."""
+        with self._lock:
+            if self._stopping:
+                raise Busy("XiaoQ is shutting down.")
+            if self._n_assigned + len(self._pending) >= len(self.slots) + self.queue_size:
+                self.counters.requests_rejected_total += 1
+                raise Busy()
+            heapq.heappush(self._pending, Job(gen, tokens, sampling, max_tokens, priority, next(self._order)))
+            self.counters.requests_total += 1
+            self._cv.notify()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        with self._lock:
+            self._stopping = True
+            self._cv.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._pending)
+
+    @property
+    def slots_active(self) -> int:
+        return self._n_assigned
+
+    # ---- the loop ---------------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            while True:
+                jobs: list[Job] = []
+                with self._lock:
+                    if self._stopping:
+                        break
+                    if self._n_assigned == 0 and not self._pending:
+                        self._cv.wait(0.5)
+                        continue
+                    cancelled = self._purge_cancelled_locked()
+                    free = len(self.slots) - self._n_assigned
+                    while free > 0 and self._pending:
+                        jobs.append(heapq.heappop(self._pending))
+                        free -= 1
+                    self._n_assigned += len(jobs)
+                for job in cancelled:
+                    self._finish_unstarted(job, "cancelled")
+                for job in jobs:
+                    try:
+                        self._admit(job)
+                    except Exception as e:
+                        log.exception("admitting a request failed")
+                        with self._lock:
+                            self._n_assigned -= 1
+                        self._finish_unstarted(job, "error", error=f"engine error: {e}")
+                try:
+                    self._step()
+                except Exception as e:  # keep serving: fail the running jobs, reset their slots
+                    log.exception("engine step failed")
+                    for s in self.slots:
+                        if s.job is not None:
+                            self._finish(s, "error", error=f"engine error: {e}")
+                            self._reset_slot(s)
+        finally:
+            self._shutdown()
+
+    def _purge_cancelled_locked(self) -> list[Job]:
+        if not self._pending or not any(j.gen.cancelled for j in self._pending):
+            return []
+        gone = [j for j in self._pending if j.gen.cancelled]
+        self._pending = [j for j in self._pending if not j.gen.cancelled]
+        heapq.heapify(self._pending)
+        return gone
+
+    def _shutdown(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for job in pending:
+            self._finish_unstarted(job, "cancelled")
+        for s in self.slots:
+            if s.job is not None:
+                self._finish(s, "cancelled")
+
+    # ---- admission: pick a slot and reuse as much KV as possible ----------------------------
+    def _admit(self, job: Job) -> None:
+        now = time.perf_counter()
+        free = [s for s in self.slots if s.job is None]
+        # An empty slot or the least recently used one is the natural target for unrelated prompts.
+        free.sort(key=lambda s: (len(s.tokens) > 0, s.last_used))
+        target, n_free = free[0], 0
+        for s in free:
+            n = common_prefix_len(s.key(), job.key) if s.tokens else 0
+            if n > n_free:
+                target, n_free = s, n
+        n_busy, src_busy = 0, None
+        for s in self.slots:
+            if s.job is not None and s.tokens:
+                n = common_prefix_len(s.key(), job.key)
+                if n > n_busy:
+                    n_busy, src_busy = n, s
+        entry, n_cache = (None, 0)
+        if self.cache.enabled and len(self.cache):
+            entry, n_cache = self.cache.lookup(job.key)
+
+        best = max(n_free, n_busy, n_cache)
+        if best > 0 and n_free == best:
+            source = "slot"
+        elif best > 0 and n_busy == best:
+            source = "copy"
+            # another free slot's tokens are lost below, so use the least valuable one
+            target = free[0]
+        elif best > 0:
+            source = "cache"
+            target = free[0]
+        else:
+            source = "none"
+            target = free[0]
+
+        keep = n_free if source == "slot" else 0
+        if len(target.tokens) - keep >= MIN_SAVE_TOKENS:
+            self._save(target)
+
+        if source == "slot":
+            self.counters.kv_slot_reuse_total += 1
+            self._trim(target, n_free)
+        elif source == "copy":
+            assert src_busy is not None
+            self.model.seq_rm(target.id)
+            self.model.seq_cp(src_busy.id, target.id, 0, n_busy)
+            target.tokens = job.tokens[:n_busy]
+            self.counters.kv_seq_copy_total += 1
+        elif source == "cache":
+            assert entry is not None
+            if self.model.state_set(target.id, entry.data):
+                target.tokens = list(array("i", entry.key))
+                self._trim(target, n_cache)
+            else:
+                log.warning("restoring a cached KV state failed; prefilling instead")
+                self._reset_slot(target)
+                entry = None
+        else:
+            self._reset_slot(target)
+        if self.cache.enabled:
+            self.cache.record(entry if source == "cache" else None)
+
+        # Sampling needs the logits of the prompt's last token: always evaluate at least that one.
+        if len(target.tokens) >= len(job.tokens):
+            self._trim(target, len(job.tokens) - 1)
+
+        stream = TextStream(job.sampling.stop)
+        target.sampler = self.model.make_sampler(job.sampling, self.default_seed, job.tokens)
+        target.stream = stream
+        target.state = PREFILL
+        target.cached = len(target.tokens)
+        target.evaluated = 0
+        target.n_gen = 0
+        target.next_token = -1
+        target.i_batch = -1
+        target.t_admit = now
+        target.t_first_token = target.t_first_emit = 0.0
+        target.job = job
+        self.counters.prompt_tokens_cached_total += target.cached
+
+    def _trim(self, s: Slot, n: int) -> None:
+        if len(s.tokens) > n:
+            if not self.model.seq_rm(s.id, n, -1):
+                self._reset_slot(s)
+                return
+            del s.tokens[n:]
+
+    def _reset_slot(self, s: Slot) -> None:
+        self.model.seq_rm(s.id)
+        s.tokens = []
+
+    def _save(self, s: Slot) -> None:
+        """Copy a slot's KV state to the RAM cache before its tokens are overwritten."""
+        if not self.cache.enabled:
+            return
+        key = s.key()
+        if self.cache.contains_prefix_of_or_equal(key):
+            return
+        data = self.model.state_get(s.id)
+        if data is not None and self.cache.put(key, data):
+            self.counters.kv_cache_saves_total += 1
+
+    # ---- one step ---------------------------------------------------------------------------
+    def _step(self) -> None:
+        for s in self.slots:
+            if s.job is not None and s.job.gen.cancelled:
+                self._finish(s, "cancelled")
+        active = [s for s in self.slots if s.job is not None]
+        if not active:
+            return
+        batch = self.model.batch
+        assert batch is not None
+        batch.clear()
+        n_decode = 0
+        for s in active:
+            if s.state == DECODE:
+                s.i_batch = batch.add(s.next_token, len(s.tokens), s.id, True)
+                n_decode += 1
+        budget = self.n_batch - n_decode
+        if n_decode:
+            budget = min(budget, self.prefill_chunk_shared)
+        prefilling = sorted((s for s in active if s.state == PREFILL), key=lambda s: s.job.order)  # type: ignore[union-attr]
+        for s in prefilling:
+            s.n_chunk = 0
+            s.i_batch = -1
+            if budget <= 0:
+                continue
+            assert s.job is not None
+            p0 = len(s.tokens)
+            take = min(budget, len(s.job.tokens) - p0)
+            last = p0 + take == len(s.job.tokens)
+            idx = batch.add_run(s.job.tokens[p0 : p0 + take], p0, s.id, last)
+            s.n_chunk = take
+            if last:
+                s.i_batch = idx
+            budget -= take
+
+        rc = self.model.decode()
+        c = self.counters
+        c.decode_steps_total += 1
+        c.batch_tokens_last = batch.n
+        c.batch_tokens_total += batch.n
+        if batch.n > c.batch_tokens_max:
+            c.batch_tokens_max = batch.n
+        if rc != 0:
+            for s in active:
+                if s.job is not None and (s.state == DECODE or s.n_chunk):
+                    self._finish(s, "error", error=f"llama_decode failed ({rc})")
+                    self._reset_slot(s)
+            return
+
+        sample, on_token = self.model.sample, self._on_token
+        for s in active:
+            if s.state == DECODE:
+                s.tokens.append(s.next_token)
+            elif s.n_chunk:
+                p0 = len(s.tokens)
+                s.tokens.extend(s.job.tokens[p0 : p0 + s.n_chunk])  # type: ignore[union-attr]
+                s.evaluated += s.n_chunk
+                c.prompt_tokens_evaluated_total += s.n_chunk
+            if s.i_batch >= 0:
+                on_token(s, sample(s.sampler, s.i_batch))
+
+    def _on_token(self, s: Slot, tok: int) -> None:
+        now = time.perf_counter()
+        job = s.job
+        assert job is not None and s.stream is not None
+        if s.state == PREFILL:
+            s.state = DECODE
+            s.t_first_token = now
+        if self.model.is_eog(tok):
+            self._finish(s, "stop")
+            return
+        s.n_gen += 1
+        self.counters.tokens_generated_total += 1
+        text = s.stream.feed(self.model.token_bytes(tok))
+        if text:
+            if not s.t_first_emit:
+                s.t_first_emit = now
+            job.gen.emit(text)
+        if s.stream.stopped:
+            self._finish(s, "stop")
+        elif s.n_gen >= job.max_tokens:
+            self._finish(s, "length")
+        else:
+            s.next_token = tok
+
+    def _finish(self, s: Slot, reason: str, error: Optional[str] = None) -> None:
+        job = s.job
+        assert job is not None
+        now = time.perf_counter()
+        if reason in ("stop", "length") and s.stream is not None:
+            rest = s.stream.flush()
+            if rest:
+                if not s.t_first_emit:
+                    s.t_first_emit = now
+                job.gen.emit(rest)
+        if s.sampler:
+            self.model.free_sampler(s.sampler)
+            s.sampler = 0
+        t_first = s.t_first_token or now
+        timings = Timings(
+            queue_ms=(s.t_admit - job.gen.created) * 1000.0,
+            ttft_ms=((s.t_first_emit or t_first) - job.gen.created) * 1000.0,
+            prompt_ms=(t_first - s.t_admit) * 1000.0,
+            decode_ms=(now - t_first) * 1000.0,
+            prompt_tokens_evaluated=s.evaluated,
+        )
+        usage = Usage(prompt_tokens=len(job.tokens), completion_tokens=s.n_gen, cached_tokens=s.cached)
+        self.counters.finish[reason] = self.counters.finish.get(reason, 0) + 1
+        s.job = None
+        s.state = IDLE
+        s.stream = None
+        s.last_used = now
+        with self._lock:
+            self._n_assigned -= 1
+        job.gen.finish(GenerationResult(reason, usage, timings, error))  # type: ignore[arg-type]
+
+    def _finish_unstarted(self, job: Job, reason: str, error: Optional[str] = None) -> None:
+        waited = (time.perf_counter() - job.gen.created) * 1000.0
+        self.counters.finish[reason] = self.counters.finish.get(reason, 0) + 1
+        job.gen.finish(
+            GenerationResult(reason, Usage(prompt_tokens=len(job.tokens)), Timings(queue_ms=waited), error)  # type: ignore[arg-type]
+        )
