@@ -183,7 +183,7 @@ def _output_bias() -> np.ndarray:
         if text in never:
             bias[tok_id] = -30.0
         elif text in rare:
-            bias[tok_id] = -2.0
+            bias[tok_id] = -4.0
     return bias
 
 
