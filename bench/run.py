@@ -1,0 +1,262 @@
+#!/usr/bin/env python3
+"""XiaoQ vs llama-server, side by side, on the same GGUF, threads, context and sampling.
+
+    .venv/bin/python bench/run.py [--model M] [--reps 3] [--quick]
+
+Builds (or reuses) llama-server and llama-bench from the llama.cpp that XiaoQ's llama-cpp-python
+vendors, measures memory bandwidth and llama-bench ``tg`` once, starts both servers on free
+127.0.0.1 ports, then runs every scenario on each server in turn, alternating which goes first per
+repetition, and prints Markdown tables of medians and XiaoQ / llama-server ratios. Raw numbers go
+to bench/results/<timestamp>.json. Both servers are stopped on exit, Ctrl-C or error. See
+bench/README.md for what each figure means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx  # noqa: E402
+
+from bench import membw, report  # noqa: E402
+from bench import scenarios as S  # noqa: E402
+from bench.servers import ROOT, RunningServer, ServerError, ServerPool, llama_server_spec, xiaoq_spec  # noqa: E402
+
+RESULTS_DIR = ROOT / "bench" / "results"
+DEFAULT_MODEL = Path.home() / ".cache" / "xiaoq" / "models" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+SCENARIOS = {
+    "1": ("single", S.single_stream),
+    "2": ("conversation", S.conversation),
+    "3": ("alternating", S.alternating_users),
+    "4": ("concurrent", S.concurrent_streams),
+    "5": ("interference", S.prefill_interference),
+}
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def resolve_model(arg: Optional[str]) -> str:
+    """--model, then XIAOQ_BENCH_MODEL, then the shared get-qwen-gguf.sh output when present."""
+    if arg:
+        return arg
+    if os.environ.get("XIAOQ_BENCH_MODEL"):
+        return os.environ["XIAOQ_BENCH_MODEL"]
+    script = ROOT.parent / "shared" / "models" / "get-qwen-gguf.sh"
+    if DEFAULT_MODEL.is_file():
+        return str(DEFAULT_MODEL)
+    if script.is_file():
+        log(f"fetching the benchmark model with {script}")
+        out = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=1800)
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip().splitlines()[-1]
+    raise SystemExit("no model: pass --model PATH.gguf or set XIAOQ_BENCH_MODEL")
+
+
+def default_threads() -> int:
+    try:
+        from xiaoq.config import physical_cores
+
+        return physical_cores()
+    except ImportError:
+        import psutil
+
+        return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+def build_llama(allow_build: bool) -> tuple[Optional[Path], Optional[str]]:
+    """The bin dir holding llama-server and llama-bench, or (None, why not)."""
+    script = ROOT / "bench" / "build_llama.sh"
+    env = dict(os.environ)
+    if not allow_build:
+        env["BENCH_NO_BUILD"] = "1"
+    log("building or reusing llama-server / llama-bench (bench/build_llama.sh)")
+    try:
+        out = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, timeout=3600)
+    except subprocess.TimeoutExpired:
+        return None, "build_llama.sh took over an hour"
+    if out.returncode != 0 or not out.stdout.strip():
+        return None, "build_llama.sh failed: " + (out.stderr.strip().splitlines() or ["?"])[-1]
+    return Path(out.stdout.strip().splitlines()[-1]), None
+
+
+def run_llama_bench(bindir: Path, model: str, threads: int, n_gen: int, reps: int) -> dict[str, Any]:
+    """llama-bench ``tg``: llama.cpp's raw decode speed with no server around it."""
+    argv = [str(bindir / "llama-bench"), "-m", model, "-p", "0", "-n", str(n_gen), "-t", str(threads),
+            "-r", str(reps), "-o", "json"]
+    log("llama-bench: " + " ".join(argv))
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=900)
+        rows = json.loads(out.stdout)
+        tg = [row for row in rows if row.get("n_gen", 0) > 0]
+        return {"tg_tps": tg[0]["avg_ts"], "tg_stddev": tg[0].get("stddev_ts"), "n_gen": n_gen, "argv": argv}
+    except (subprocess.TimeoutExpired, json.JSONDecodeError, IndexError, KeyError, OSError) as exc:
+        return {"error": f"llama-bench failed: {exc}", "argv": argv}
+
+
+def measure_machine(model: str, threads: int, quick: bool) -> dict[str, Any]:
+    log("measuring memory bandwidth")
+    size = 256 if quick else 1024
+    read = membw.read_bandwidth_gbs(threads=threads, size_mb=size, trials=3 if quick else 5)
+    copy = membw.copy_bandwidth_gbs(size_mb=size // 2, trials=3 if quick else 5)
+    weight_bytes = membw.bytes_per_token(model)
+    best = max(read, copy)
+    return {"cpu": platform.processor() or _cpu_name(), "read_gbs": read, "copy_gbs": copy, "best_gbs": best,
+            "weight_bytes": weight_bytes, "decode_ceiling_tps": membw.decode_ceiling_tps(best, weight_bytes)}
+
+
+def _cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip() + f" ({os.cpu_count()} CPUs)"
+    except OSError:
+        pass
+    return platform.machine()
+
+
+async def prepare(side: S.Side) -> None:
+    side.ignore_eos = await S.ignore_eos_works(side)
+    await S.warm_up(side)
+
+
+async def run_scenarios(sides: list[S.Side], wl: S.Workload, keys: list[str], reps: int,
+                        run_id: str) -> list[dict[str, Any]]:
+    """Every scenario, on every side, alternating which side goes first in each repetition."""
+    out: list[dict[str, Any]] = []
+    limits = httpx.Limits(max_connections=32, max_keepalive_connections=8)
+    async with httpx.AsyncClient(limits=limits) as client:
+        for side in sides:
+            side.client = client
+            await prepare(side)
+            log(f"{side.name}: ignore_eos {'honoured' if side.ignore_eos else 'NOT honoured'}")
+        for rep in range(reps):
+            row: dict[str, Any] = {s.name: {} for s in sides}
+            order = sides if rep % 2 == 0 else list(reversed(sides))
+            for key in keys:
+                name, fn = SCENARIOS[key]
+                for side in order:
+                    log(f"rep {rep + 1}/{reps} scenario {key} ({name}) on {side.name}")
+                    tag = S.W.nonce(run_id, rep, name)
+                    try:
+                        row[side.name][name] = await asyncio.wait_for(fn(side, wl, tag), timeout=1800)
+                    except asyncio.TimeoutError:
+                        row[side.name][name] = {"errors": ["scenario timed out after 1800 s"]}
+            out.append(row)
+    return out
+
+
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", help="GGUF file (default: $XIAOQ_BENCH_MODEL, then get-qwen-gguf.sh's file)")
+    p.add_argument("--reps", type=int, default=3, help="repetitions per scenario and side (default 3)")
+    p.add_argument("--quick", action="store_true", help="smoke run: 1 repetition, short generations")
+    p.add_argument("--threads", type=int, default=None, help="threads for both servers (default: physical cores)")
+    p.add_argument("--ctx", type=int, default=4096, help="context per conversation, both servers (default 4096)")
+    p.add_argument("--parallel", type=int, default=4, help="sequence slots, both servers (default 4)")
+    p.add_argument("--kv-cache-mb", type=int, default=512,
+                   help="RAM state cache: XiaoQ --kv-cache-mb and llama-server --cache-ram (default 512)")
+    p.add_argument("--scenarios", default="1,2,3,4,5", help="comma-separated subset of 1-5 (default all)")
+    p.add_argument("--no-build", action="store_true", help="use llama-server only if already built")
+    p.add_argument("--no-xiaoq", action="store_true", help="measure llama-server alone")
+    p.add_argument("--llama-vs-llama", action="store_true",
+                   help="harness check: a second llama-server takes XiaoQ's place (ratios should be ~1)")
+    p.add_argument("--xiaoq-arg", action="append", default=[], help="extra argument for xiaoq serve (repeatable)")
+    p.add_argument("--out", type=Path, default=None, help="JSON results path (default bench/results/<time>.json)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.reps = 1
+    keys = [k.strip() for k in args.scenarios.split(",") if k.strip()]
+    bad = [k for k in keys if k not in SCENARIOS]
+    if bad:
+        p.error(f"unknown scenario(s) {bad}; choose from 1-5")
+    args.scenario_keys = keys
+    return args
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    model = resolve_model(args.model)
+    threads = args.threads or default_threads()
+    wl = S.Workload.quick() if args.quick else S.Workload()
+    run_id = time.strftime("%H%M%S")
+    results: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "config": {"model": model, "threads": threads, "ctx": args.ctx, "parallel": args.parallel,
+                   "kv_cache_mb": args.kv_cache_mb, "reps": args.reps, "quick": args.quick,
+                   "scenarios": args.scenario_keys, "workload": wl.as_dict()},
+        "sides": {report.X: {"label": "XiaoQ"}, report.L: {"label": "llama-server"}},
+        "reps": [],
+    }
+    bindir, build_error = build_llama(allow_build=not args.no_build)
+    if build_error:
+        log(f"llama-server/llama-bench UNAVAILABLE ({build_error}); reporting XiaoQ's figures alone")
+        results["sides"][report.L]["error"] = build_error
+        results["llama_bench"] = {"error": build_error}
+    results["machine"] = measure_machine(model, threads, args.quick)
+    if bindir:
+        results["llama_bench"] = run_llama_bench(bindir, model, threads, 32 if args.quick else 128,
+                                                 1 if args.quick else 3)
+
+    log_dir = RESULTS_DIR / "logs"
+    running: dict[str, RunningServer] = {}
+    try:
+        with ServerPool(log_dir) as pool:
+            specs = []
+            if bindir:
+                specs.append((report.L, llama_server_spec(bindir / "llama-server", model, threads=threads, ctx=args.ctx,
+                                                          parallel=args.parallel,
+                                                          extra=("--cache-ram", str(args.kv_cache_mb)))))
+            if args.llama_vs_llama and bindir:
+                results["sides"][report.X]["label"] = "llama-server (B, standing in for XiaoQ)"
+                specs.append((report.X, llama_server_spec(bindir / "llama-server", model, threads=threads, ctx=args.ctx,
+                                                          parallel=args.parallel,
+                                                          extra=("--cache-ram", str(args.kv_cache_mb)))))
+            elif not args.no_xiaoq:
+                specs.append((report.X, xiaoq_spec(model, threads=threads, ctx=args.ctx, parallel=args.parallel,
+                                                   kv_cache_mb=args.kv_cache_mb, extra=tuple(args.xiaoq_arg))))
+            else:
+                results["sides"][report.X]["error"] = "--no-xiaoq"
+            for name, spec in specs:
+                log(f"starting {name}: {' '.join(spec.argv)}")
+                try:
+                    running[name] = pool.start(spec)
+                    results["sides"][name].update(available=True, argv=spec.argv,
+                                                  load_seconds=running[name].load_seconds)
+                except ServerError as exc:
+                    log(f"{name} UNAVAILABLE: {exc}")
+                    results["sides"][name].update(available=False, error=str(exc).splitlines()[0])
+            sides = [S.Side(name, running[name].base_url) for name in (report.X, report.L) if name in running]
+            if not sides:
+                log("no server could be started; nothing to measure")
+            else:
+                results["reps"] = asyncio.run(run_scenarios(sides, wl, args.scenario_keys, args.reps, run_id))
+                for side in sides:
+                    results["sides"][side.name]["ignore_eos"] = side.ignore_eos
+            for name, srv in running.items():
+                results["sides"][name]["peak_rss_mb"] = srv.peak_rss_mb()
+    except KeyboardInterrupt:
+        log("interrupted: servers stopped; writing what was measured")
+    finally:
+        results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        out = args.out or RESULTS_DIR / f"{time.strftime('%Y%m%d-%H%M%S')}{'-quick' if args.quick else ''}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=1, default=str))
+        log(f"raw results: {out}")
+    print(report.render(results))
+    return 0 if results["reps"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,299 @@
+"""Smoke tests of the benchmark suite: the pure helpers on synthetic numbers, the HTTP client and
+scenarios against an in-process fake OpenAI stream (httpx.MockTransport, no sockets), and, marked
+``slow`` + ``real_model``, one tiny real measurement through llama-server when it is already built.
+
+No timing assertions: these check that the harness computes what it claims, not how fast anything is.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bench import membw, report, stats
+from bench import scenarios as S
+from bench.client import StreamResult, chat_body, stream_chat
+from bench.servers import ROOT, ServerPool, free_port, llama_server_spec
+
+# ---------------------------------------------------------------- statistics and tables
+
+
+def test_median_and_percentile_match_numpy_definitions():
+    np = pytest.importorskip("numpy")
+    xs = [5.0, 1.0, 3.0, 2.0, 4.0, 10.0]
+    assert stats.median(xs) == 3.5
+    assert stats.median([2.0, None, float("nan"), 1.0, 3.0]) == 2.0
+    for p in (0, 50, 90, 95, 100):
+        assert stats.percentile(xs, p) == pytest.approx(float(np.percentile(xs, p)))
+    assert stats.median([]) is None and stats.percentile([None], 95) is None
+    with pytest.raises(ValueError):
+        stats.percentile(xs, 101)
+
+
+def test_ratio_targets_and_gaps():
+    assert stats.ratio(3.0, 4.0) == 0.75
+    assert stats.ratio(None, 4.0) is None and stats.ratio(1.0, 0.0) is None
+    assert stats.meets(0.97, ">=0.97") and not stats.meets(0.96, ">=0.97")
+    assert stats.meets(0.5, "<=0.50") and not stats.meets(0.51, "<=0.50")
+    with pytest.raises(ValueError):
+        stats.meets(1.0, "0.9")
+    assert stats.gaps([1.0, 1.5, 3.0]) == [0.5, 1.5]
+    assert stats.fmt_ratio(0.5, "<=0.50") == "0.50 ✓"
+    assert stats.fmt_ratio(1.2, "<=1.10") == "1.20 ✗"
+    assert stats.fmt(None) == "—" and stats.fmt(1234.5, "ms", 0) == "1,234 ms"
+
+
+def test_side_by_side_table_has_ratios_and_marks():
+    rows = [stats.Row("decode tokens/s", 49.0, 50.0, "tok/s", 1, ">=0.97"),
+            stats.Row("TTFT", 120.0, 100.0, "ms", 0, "<=1.10"),
+            stats.Row("missing", None, 10.0)]
+    table = stats.side_by_side(rows).splitlines()
+    assert table[0].startswith("| figure | XiaoQ | llama-server | XiaoQ / llama-server |")
+    assert len(table) == 2 + len(rows)
+    assert "| 0.98 ✓ |" in table[2]
+    assert "| 1.20 ✗ |" in table[3]
+    assert "| — |" in table[4]
+    assert rows[0].as_dict()["met"] is True and rows[1].as_dict()["met"] is False
+
+
+def _synthetic_results() -> dict:
+    def side(scale: float) -> dict:
+        return {
+            "single": {"ttft": 0.1 * scale, "decode_tps": 50 / scale, "decode_tokens": 256, "prompt_tokens": 30,
+                       "errors": []},
+            "conversation": {"ttft": [0.1 * scale] * 3, "prompt_tokens": [30, 90, 150],
+                             "cached_tokens": [0, 80, 140], "evaluated": [30, 10, 10], "mean_ttft": 0.1 * scale,
+                             "errors": []},
+            "alternating": {"mean_ttft": 0.4 * scale, "p95_ttft": 0.8 * scale, "mean_ttft_later": 0.3 * scale,
+                            "p95_ttft_later": 0.5 * scale, "errors": []},
+            "concurrent": {"errors": [], "1": {"aggregate_tps": 50 / scale, "ttft": [0.1], "gaps": [0.02, 0.03]},
+                           "4": {"aggregate_tps": 100 / scale, "ttft": [0.1, 0.2, 0.3, 0.4], "gaps": [0.04] * 9}},
+            "interference": {"max_pause": 2.0 * scale, "baseline_max_gap": 0.05, "median_gap": 0.02,
+                             "long_ttft": 3.0, "long_prompt_tokens": 1500, "errors": ["long prompt: boom"]},
+        }
+    return {"started": "now", "config": {"model": "m.gguf", "threads": 2, "ctx": 4096, "parallel": 4, "reps": 2},
+            "sides": {"xiaoq": {"available": True, "ignore_eos": True, "peak_rss_mb": 700.0, "argv": ["xiaoq"]},
+                      "llama-server": {"available": True, "ignore_eos": True, "peak_rss_mb": 600.0, "argv": ["ls"]}},
+            "machine": {"cpu": "test", "read_gbs": 10.0, "weight_bytes": 400e6, "decode_ceiling_tps": 25.0},
+            "llama_bench": {"tg_tps": 60.0},
+            "reps": [{"xiaoq": side(0.5), "llama-server": side(1.0)}, {"xiaoq": side(0.5), "llama-server": side(1.0)}]}
+
+
+def test_report_renders_every_scenario_with_ratios():
+    md = report.render(_synthetic_results())
+    for title in ("1. Single stream", "2. A 12-turn", "3. Three users", "4. Concurrent", "5. A long prompt", "6. Memory"):
+        assert f"## {title}" in md
+    # XiaoQ is twice as fast in the synthetic data: TTFT ratio 0.5, decode ratio 2.0, aggregate 2.0.
+    assert "| TTFT, short prompt | 50 ms | 100 ms | 0.50 ✓ |" in md
+    assert "| decode tokens/s | 100.0 tok/s | 50.0 tok/s | 2.00 ✓ |" in md
+    assert "| 4 streams: aggregate tokens/s | 200.0 tok/s | 100.0 tok/s | 2.00 ✓ |" in md
+    assert "| longest pause of the running stream | 1,000 ms | 2,000 ms | 0.50 ✓ |" in md
+    assert "XiaoQ − llama-server = +100 MB (target ≤ +150 MB) ✓" in md
+    assert "rep 1, xiaoq: long prompt: boom" in md  # request errors are listed, not swallowed
+    # decode vs llama-bench tg: 100 / 60
+    assert "| llama-bench tg (engine ceiling) | 60.0 tok/s | 1.67 ✓ | 0.83 |" in md
+
+
+def test_report_survives_a_missing_side():
+    r = _synthetic_results()
+    for rep in r["reps"]:
+        rep["llama-server"] = {}
+    r["sides"]["llama-server"] = {"available": False, "error": "build failed"}
+    md = report.render(r)
+    assert "UNAVAILABLE: build failed" in md
+    assert "| decode tokens/s | 100.0 tok/s | — | — |" in md
+
+
+# ---------------------------------------------------------------- client and scenarios over a fake server
+
+
+class FakeOpenAI:
+    """Streams ``n = max_tokens`` one-word chunks (or fewer without ignore_eos) and records requests."""
+
+    def __init__(self, natural_len: int = 3, status: int = 200):
+        self.requests: list[dict] = []
+        self.natural_len = natural_len
+        self.status = status
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        self.requests.append(body)
+        if self.status != 200:
+            return httpx.Response(self.status, json={"error": {"message": "busy"}})
+        n = body["max_tokens"] if body.get("ignore_eos") else min(self.natural_len, body["max_tokens"])
+        prompt = sum(len(m["content"].split()) for m in body["messages"])
+        events = [{"choices": [{"delta": {"role": "assistant"}, "finish_reason": None}]}]
+        events += [{"choices": [{"delta": {"content": f"w{i} "}, "finish_reason": None}]} for i in range(n)]
+        events.append({"choices": [{"delta": {}, "finish_reason": "length" if n == body["max_tokens"] else "stop"}]})
+        events.append({"choices": [], "usage": {"prompt_tokens": prompt, "completion_tokens": n,
+                                                "prompt_tokens_details": {"cached_tokens": prompt // 2}}})
+        text = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+        return httpx.Response(200, text=text, headers={"content-type": "text/event-stream"})
+
+
+def _side(fake: FakeOpenAI, ignore_eos: bool = True) -> tuple[S.Side, httpx.AsyncClient]:
+    client = httpx.AsyncClient(transport=httpx.MockTransport(fake.handler))
+    return S.Side("fake", "http://fake", ignore_eos=ignore_eos, client=client), client
+
+
+async def test_stream_chat_parses_chunks_usage_and_cached_tokens():
+    fake = FakeOpenAI()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(fake.handler)) as client:
+        seen = []
+        res = await stream_chat(client, "http://fake", chat_body([{"role": "user", "content": "a b c"}], 5,
+                                                                  ignore_eos=True), on_chunk=lambda r: seen.append(len(r.chunk_times)))
+    assert res.ok and res.error is None
+    assert res.text == "w0 w1 w2 w3 w4 "
+    assert len(res.chunk_times) == 5 and seen == [1, 2, 3, 4, 5]
+    assert res.n_tokens == 5 and res.finish_reason == "length"
+    assert res.prompt_tokens == 3 and res.cached_tokens == 1 and res.prompt_evaluated == 2
+    assert res.ttft is not None and res.ttft >= 0 and res.t_first == res.chunk_times[0]
+    body = fake.requests[0]
+    assert body["stream"] and body["stream_options"] == {"include_usage": True}
+    assert body["temperature"] == 0.0 and body["ignore_eos"] is True
+
+
+async def test_stream_chat_records_http_errors_instead_of_raising():
+    fake = FakeOpenAI(status=503)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(fake.handler)) as client:
+        res = await stream_chat(client, "http://fake", chat_body([], 4, ignore_eos=False))
+    assert not res.ok and res.error.startswith("HTTP 503") and res.decode_tps is None
+
+
+async def test_ignore_eos_probe_tells_honouring_from_ignoring():
+    honours = FakeOpenAI()
+    side, client = _side(honours)
+    async with client:
+        assert await S.ignore_eos_works(side) is True
+
+    class Ignores(FakeOpenAI):
+        def handler(self, request):
+            body = json.loads(request.content)
+            body.pop("ignore_eos", None)
+            return super().handler(httpx.Request("POST", request.url, json=body))
+
+    side, client = _side(Ignores())
+    async with client:
+        assert await S.ignore_eos_works(side) is False
+
+
+async def test_conversation_resends_growing_history_and_reuse_off_changes_the_prefix():
+    wl = S.Workload.quick()
+    for reuse in (True, False):
+        fake = FakeOpenAI()
+        side, client = _side(fake)
+        async with client:
+            out = await S.conversation(side, wl, "tag", reuse=reuse)
+        assert not out["errors"] and len(out["ttft"]) == wl.turns
+        lengths = [len(r["messages"]) for r in fake.requests]
+        assert lengths == [1 + 2 * t + 1 for t in range(wl.turns)]  # system + history + new question
+        # Each request's history is the previous request's plus the reply the server streamed.
+        second = fake.requests[1]["messages"]
+        assert second[2] == {"role": "assistant", "content": " ".join(f"w{i}" for i in range(wl.turn_tokens)) + " "}
+        systems = {r["messages"][0]["content"] for r in fake.requests}
+        assert len(systems) == (1 if reuse else wl.turns)
+        assert out["evaluated"] == [p - p // 2 for p in out["prompt_tokens"]]
+
+
+async def test_alternating_users_take_turns_in_separate_conversations():
+    wl = S.Workload.quick()
+    fake = FakeOpenAI()
+    side, client = _side(fake)
+    async with client:
+        out = await S.alternating_users(side, wl, "tag")
+    assert len(fake.requests) == wl.users * wl.user_turns
+    order = [r["messages"][0]["content"] for r in fake.requests]
+    assert order[: wl.users] == order[wl.users: 2 * wl.users]  # u1, u2, u3, u1, u2, u3
+    assert len(set(order)) == wl.users
+    assert len(out["ttft_first"]) == wl.users and out["mean_ttft"] is not None and not out["errors"]
+
+
+async def test_concurrent_and_interference_scenarios_produce_their_figures():
+    wl = S.Workload.quick()
+    fake = FakeOpenAI()
+    side, client = _side(fake)
+    async with client:
+        conc = await S.concurrent_streams(side, wl, "tag")
+        inter = await S.prefill_interference(side, wl, "tag")
+    assert [conc[str(n)]["tokens"] for n in wl.streams] == [n * wl.stream_tokens for n in wl.streams]
+    assert all(conc[str(n)]["aggregate_tps"] > 0 for n in wl.streams)
+    assert inter["long_prompt_tokens"] > wl.long_prompt_words  # document words plus the framing
+    assert not inter["errors"]
+
+
+def test_pause_figures_take_the_gap_spanning_the_long_prompt():
+    bg = StreamResult(t_send=0.0, t_first=1.0, chunk_times=[1.0, 1.1, 1.2, 3.2, 3.3], completion_tokens=5)
+    long_res = StreamResult(t_send=1.25, t_first=3.1, chunk_times=[3.1], prompt_tokens=1500)
+    fig = S._pause_figures(bg, long_res, [])
+    assert fig["max_pause"] == pytest.approx(2.0)
+    assert fig["baseline_max_gap"] == pytest.approx(0.1)
+    assert fig["tokens_before"] == 3 and fig["tokens_after"] == 2 and fig["overlapped"]
+    assert fig["long_ttft"] == pytest.approx(1.85)
+
+
+# ---------------------------------------------------------------- machine figures and build script
+
+
+def test_bandwidth_helpers(tmp_path: Path):
+    assert membw.decode_ceiling_tps(10.0, 500_000_000) == pytest.approx(20.0)
+    assert membw.decode_ceiling_tps(10.0, 0) is None
+    not_gguf = tmp_path / "x.gguf"
+    not_gguf.write_bytes(b"\0" * 4096)
+    assert membw.bytes_per_token(not_gguf) == 4096  # falls back to the file size
+    assert membw.read_bandwidth_gbs(threads=2, size_mb=8, trials=1) > 0
+
+
+def test_build_script_uses_setup_sh_cpu_flags():
+    """build_llama.sh must compile llama-server with exactly the flags setup.sh gives llama-cpp-python."""
+    script = ROOT / "bench" / "build_llama.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    cmd = f'eval "$(sed -n \'/^cmake_args_for_this_cpu() {{/,/^}}/p\' {ROOT / "setup.sh"})"; cmake_args_for_this_cpu'
+    flags = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, check=True).stdout
+    assert "GGML_NATIVE" in flags
+    import platform
+    if platform.machine() == "x86_64":
+        assert "-DGGML_NATIVE=OFF" in flags
+
+
+def test_run_py_arguments():
+    from bench import run
+    args = run.parse_args(["--quick", "--scenarios", "1,4", "--reps", "5"])
+    assert args.reps == 1 and args.scenario_keys == ["1", "4"]
+    with pytest.raises(SystemExit):
+        run.parse_args(["--scenarios", "9"])
+
+
+# ---------------------------------------------------------------- one real measurement (cheap)
+
+
+def _cached_llama_server() -> Path | None:
+    out = subprocess.run(["bash", str(ROOT / "bench" / "build_llama.sh")], capture_output=True, text=True,
+                         env={**__import__("os").environ, "BENCH_NO_BUILD": "1"})
+    return Path(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 and out.stdout.strip() else None
+
+
+@pytest.mark.slow
+@pytest.mark.real_model
+async def test_harness_measures_real_llama_server_and_stops_it(real_model_path: Path, tmp_path: Path):
+    bindir = _cached_llama_server()
+    if bindir is None:
+        pytest.skip("llama-server not built yet: run bench/build_llama.sh")
+    assert free_port() > 0
+    spec = llama_server_spec(bindir / "llama-server", str(real_model_path), threads=2, ctx=1024, parallel=2)
+    with ServerPool(tmp_path) as pool:
+        srv = pool.start(spec, health_timeout=120)
+        async with httpx.AsyncClient() as client:
+            side = S.Side("llama-server", srv.base_url, client=client)
+            assert await S.ignore_eos_works(side)  # llama-server honours ignore_eos
+            wl = S.Workload(decode_tokens=12, ttft_probes=1)
+            out = await S.single_stream(side, wl, "smoke")
+        assert not out["errors"]
+        assert out["decode_tokens"] == 12 and out["decode_tps"] > 0 and out["ttft"] > 0
+        assert 15 <= out["prompt_tokens"] <= 60  # the "short prompt" is about 30 tokens
+        assert srv.peak_rss_mb() > 100  # the model's weights are resident
+        pid = srv.proc.pid
+    assert srv.proc.poll() is not None, f"llama-server {pid} still running after the pool closed"
