@@ -75,7 +75,9 @@ def test_metrics_prometheus_format(client: TestClient, engine: FakeEngine) -> No
             base = re.sub(r"(_bucket|_sum|_count)$", "", line.split("{")[0].split(" ")[0])
             assert base in types or line.split("{")[0].split(" ")[0] in types, line
     s = _samples(text)
-    assert types["xiaoq_completion_tokens_total"] == "counter" and s["xiaoq_completion_tokens_total"] == 6
+    assert types["xiaoq_tokens_generated_total"] == "counter" and s["xiaoq_tokens_generated_total"] == 6
+    assert types["xiaoq_slots_total"] == "gauge" and s["xiaoq_slots_total"] == 2
+    assert s['xiaoq_requests_finished_total{finish_reason="stop"}'] == 2
     assert types["xiaoq_queue_depth"] == "gauge" and s["xiaoq_queue_depth"] == 0
     assert s['xiaoq_http_generations_total{route="/chat",finish_reason="stop"}'] == 1
     assert s['xiaoq_http_generations_total{route="/v1/chat/completions",finish_reason="stop"}'] == 1

@@ -21,17 +21,35 @@ TPS_BUCKETS = (1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 50.0, 75.0, 100.0, 200.0)
 #: HELP texts of the stats keys the engines report; unknown keys get a generic one.
 STAT_HELP = {
     "ready": "1 when the model is loaded and requests are accepted",
-    "slots": "Sequence slots decoded together",
+    "slots_total": "Sequence slots decoded together",
     "slots_active": "Slots generating right now",
     "queue_depth": "Requests waiting for a slot",
     "queue_capacity": "Requests that may wait before 503",
     "requests_total": "Requests admitted by the engine",
-    "prompt_tokens_total": "Prompt tokens of admitted requests",
-    "completion_tokens_total": "Tokens generated",
-    "cached_tokens_total": "Prompt tokens served from the KV cache",
-    "cancelled_total": "Generations cancelled (client gone or stopped)",
-    "rejected_busy_total": "Requests refused because the queue was full",
+    "requests_rejected_total": "Requests refused because the queue was full",
+    "requests_finished_total": "Generations finished, by finish reason",
+    "tokens_generated_total": "Tokens generated",
+    "prompt_tokens_evaluated_total": "Prompt tokens evaluated (not served from cache)",
+    "prompt_tokens_cached_total": "Prompt tokens served from the KV cache",
+    "decode_steps_total": "llama_decode steps",
+    "batch_tokens_total": "Tokens sent to llama_decode",
+    "batch_tokens_last": "Tokens in the last llama_decode batch",
+    "batch_tokens_max": "Most tokens in one llama_decode batch",
+    "batch_tokens_mean": "Mean tokens per llama_decode batch",
+    "kv_slot_reuse_total": "Requests that reused the KV state left in their slot",
+    "kv_seq_copy_total": "KV sequence copies between slots",
+    "kv_cache_hits_total": "KV state cache hits",
+    "kv_cache_misses_total": "KV state cache misses",
+    "kv_cache_saves_total": "KV states saved to the cache",
+    "kv_cache_bytes": "Bytes held by the KV state cache",
+    "kv_cache_entries": "Entries in the KV state cache",
+    "kv_cache_capacity_bytes": "Byte cap of the KV state cache",
 }
+
+#: Keys that end in ``_total`` but are gauges (a size, not a running count).
+GAUGES_NAMED_TOTAL = frozenset({"slots_total"})
+#: Label name for the sub-keys of a nested stats dict.
+NESTED_LABEL = {"requests_finished_total": "finish_reason"}
 
 _NAME_OK = re.compile(r"[^a-zA-Z0-9_]")
 
@@ -116,10 +134,11 @@ def render_stats(stats: Mapping[str, Any]) -> list[str]:
     for key in sorted(stats):
         value = stats[key]
         name = metric_name(key)
-        kind = "counter" if key.endswith("_total") else "gauge"
+        kind = "counter" if key.endswith("_total") and key not in GAUGES_NAMED_TOTAL else "gauge"
         help_ = STAT_HELP.get(key, f"Engine statistic {key}")
         if isinstance(value, Mapping):
-            samples = [(f'{name}{{key="{k}"}}', v) for k, v in sorted(value.items()) if isinstance(v, (int, float))]
+            label = NESTED_LABEL.get(key, "key")
+            samples = [(f'{name}{{{label}="{k}"}}', v) for k, v in sorted(value.items()) if isinstance(v, (int, float))]
         elif isinstance(value, (int, float)):
             samples = [(name, value)]
         else:

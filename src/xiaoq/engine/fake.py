@@ -80,14 +80,15 @@ class FakeEngine:
         self._waiting: deque[Generation] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_prompt: list[int] = []
+        # Same keys as LlamaEngine.stats(), so /metrics tests over the fake mean something.
         self._counters = {
             "requests_total": 0,
-            "prompt_tokens_total": 0,
-            "completion_tokens_total": 0,
-            "cached_tokens_total": 0,
-            "cancelled_total": 0,
-            "rejected_busy_total": 0,
+            "requests_rejected_total": 0,
+            "tokens_generated_total": 0,
+            "prompt_tokens_evaluated_total": 0,
+            "prompt_tokens_cached_total": 0,
         }
+        self._finished = {"stop": 0, "length": 0, "cancelled": 0, "error": 0}
 
     # ---- scripting --------------------------------------------------------------------------
     def enqueue(self, *replies: Reply) -> None:
@@ -137,7 +138,7 @@ class FakeEngine:
         if len(prompt) + max_tokens > self.n_ctx:
             raise ContextLengthExceeded(len(prompt), max_tokens, self.n_ctx)
         if self._active + len(self._waiting) >= self._slots + self._queue_limit:
-            self._counters["rejected_busy_total"] += 1
+            self._counters["requests_rejected_total"] += 1
             raise Busy()
         gen = Generation(prompt_tokens=len(prompt))
         self.requests.append(request)
@@ -153,14 +154,19 @@ class FakeEngine:
     def stats(self) -> dict[str, Any]:
         return {
             "ready": int(self._ready),
-            "slots": self._slots,
+            "slots_total": self._slots,
             "slots_active": self._active,
             "queue_depth": len(self._waiting),
             "queue_capacity": self._queue_limit,
             **self._counters,
+            "requests_finished_total": dict(self._finished),
         }
 
     # ---- worker -----------------------------------------------------------------------------
+    def _finish(self, gen: Generation, result: GenerationResult) -> None:
+        self._finished[result.finish_reason] += 1
+        gen.finish(result)
+
     @staticmethod
     def _echo(request: GenerationRequest) -> str:
         users = [m["content"] for m in request.messages if m["role"] == "user"]
@@ -175,8 +181,7 @@ class FakeEngine:
             # FIFO admission; a request cancelled while waiting leaves the queue at once.
             while self._waiting[0] is not gen or self._active >= self._slots:
                 if gen.cancelled or self._closed:
-                    gen.finish(GenerationResult("cancelled", usage, timings))
-                    self._counters["cancelled_total"] += 1
+                    self._finish(gen, GenerationResult("cancelled", usage, timings))
                     return
                 await asyncio.sleep(0.002)
             self._waiting.popleft()
@@ -191,8 +196,8 @@ class FakeEngine:
             self._last_prompt = list(prompt)
             usage.cached_tokens = cached
             timings.prompt_tokens_evaluated = len(prompt) - cached
-            self._counters["prompt_tokens_total"] += len(prompt)
-            self._counters["cached_tokens_total"] += cached
+            self._counters["prompt_tokens_evaluated_total"] += len(prompt) - cached
+            self._counters["prompt_tokens_cached_total"] += cached
 
             script = reply if isinstance(reply, FakeReply) else FakeReply(reply)
             text, finish = script.text, "stop"
@@ -215,16 +220,13 @@ class FakeEngine:
                     t_first = time.perf_counter()
                     timings.ttft_ms = (t_first - t0) * 1000
             timings.decode_ms = (time.perf_counter() - t_first) * 1000
-            self._counters["completion_tokens_total"] += usage.completion_tokens
-            if finish == "cancelled":
-                self._counters["cancelled_total"] += 1
-                gen.finish(GenerationResult("cancelled", usage, timings))
-            elif script.error:
-                gen.finish(GenerationResult("error", usage, timings, error=script.error))
+            self._counters["tokens_generated_total"] += usage.completion_tokens
+            if finish != "cancelled" and script.error:
+                self._finish(gen, GenerationResult("error", usage, timings, error=script.error))
             else:
-                gen.finish(GenerationResult(finish, usage, timings))  # type: ignore[arg-type]
+                self._finish(gen, GenerationResult(finish, usage, timings))  # type: ignore[arg-type]
         except BaseException as exc:  # the task was cancelled (loop shutdown) or a bug: never hang a reader
-            gen.finish(GenerationResult("error", usage, timings, error=f"fake engine: {exc!r}"))
+            self._finish(gen, GenerationResult("error", usage, timings, error=f"fake engine: {exc!r}"))
             if not isinstance(exc, Exception):
                 raise
         finally:
