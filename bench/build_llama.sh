@@ -11,6 +11,7 @@
 #   bench/build_llama.sh                # build (or reuse) and print the bin dir
 #   BENCH_JOBS=4 bench/build_llama.sh   # more compile jobs (default 2: the machine is shared)
 #   LLAMA_SDIST=/path/llama_cpp_python-X.tar.gz bench/build_llama.sh   # no download
+#   BENCH_NO_BUILD=1 bench/build_llama.sh  # print the bin dir if already built, else fail fast
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 log() { printf '\033[1;34m[build_llama]\033[0m %s\n' "$*" >&2; }

@@ -75,10 +75,14 @@ def chat_body(
     messages: list[dict[str, str]],
     max_tokens: int,
     *,
-    ignore_eos: bool,
+    extra: Optional[dict[str, Any]] = None,
     seed: int = 1234,
 ) -> dict[str, Any]:
-    """The request both servers get: greedy sampling, a fixed seed, usage in the stream."""
+    """The request both servers get: greedy sampling, a fixed seed, usage in the stream.
+
+    ``extra`` carries the side's way of running a reply to ``max_tokens`` (``ignore_eos`` or a
+    ``logit_bias`` against the end-of-generation tokens), so both sides generate equal lengths.
+    """
     body: dict[str, Any] = {
         "model": "bench",
         "messages": messages,
@@ -89,8 +93,7 @@ def chat_body(
         "stream": True,
         "stream_options": {"include_usage": True},
     }
-    if ignore_eos:
-        body["ignore_eos"] = True
+    body.update(extra or {})
     return body
 
 

@@ -29,17 +29,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx  # noqa: E402
 
+from bench import model_file  # noqa: E402
 from bench import scenarios as S  # noqa: E402
 from bench.run import RESULTS_DIR, build_llama, default_threads, log, resolve_model  # noqa: E402
 from bench.servers import ServerError, ServerPool, ServerSpec, llama_server_spec, xiaoq_spec  # noqa: E402
 from bench.stats import fmt, fmt_ratio, markdown_table, mean, median, ratio  # noqa: E402
 
 
-async def _measure(base_url: str, wl: S.Workload, jobs: list[str], reps: int, run_id: str) -> dict[str, list]:
-    out: dict[str, list] = {job: [] for job in jobs}
+async def _measure(base_url: str, wl: S.Workload, jobs: list[str], reps: int, run_id: str,
+                   model: str) -> dict[str, Any]:
+    out: dict[str, Any] = {job: [] for job in jobs}
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=8)) as client:
         side = S.Side("target", base_url, client=client)
-        side.ignore_eos = await S.ignore_eos_works(side)
+        side.length_control = await S.find_length_control(side, lambda: model_file.eog_token_ids(model))
+        out["length_control"] = S.length_control_name(side.length_control)
         await S.warm_up(side)
         for rep in range(reps):
             for job in jobs:
@@ -67,7 +70,8 @@ def render(results: dict[str, Any]) -> str:
     cfg = results["config"]
     lines = [f"# Conversation KV reuse — {cfg['target']} — {results['started']}", "",
              f"Model `{cfg['model']}`, threads {cfg['threads']}, ctx {cfg['ctx']}, {cfg['reps']} repetition(s); "
-             "medians over repetitions. Evaluated = prompt_tokens − cached_tokens.", "",
+             "medians over repetitions. Evaluated = prompt_tokens − cached_tokens. Replies run to max_tokens via "
+             f"`{on.get('length_control', off.get('length_control', 'none'))}`.", "",
              f"## A {cfg['workload']['turns']}-turn conversation, reuse on vs off", ""]
     r_on, r_off = on.get("reuse_on", []), on.get("reuse_off", [])
     n = max([len(r.get("ttft") or []) for r in r_on + r_off] or [0])
@@ -101,7 +105,8 @@ def render(results: dict[str, Any]) -> str:
     rows.append(["mean prompt tokens evaluated per request", fmt(ev(a_on), digits=0), fmt(ev(a_off), digits=0),
                  fmt_ratio(ratio(ev(a_on), ev(a_off)))])
     lines.append(markdown_table(["figure", "cache on", "cache off", "on / off"], rows))
-    errs = [e for runs in results["runs"].values() for reps in runs.values() for r in reps for e in r.get("errors", [])]
+    errs = [e for runs in results["runs"].values() for reps in runs.values() if isinstance(reps, list)
+            for r in reps for e in r.get("errors", [])]
     errs += [f"{k}: {v}" for k, v in results.get("errors", {}).items()]
     if errs:
         lines += ["", "## Errors", ""] + [f"- {e}" for e in errs[:20]]
@@ -157,7 +162,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                     results["errors"][label] = str(exc).splitlines()[0]
                     continue
                 try:
-                    results["runs"][label] = asyncio.run(_measure(srv.base_url, wl, jobs, reps, run_id + label))
+                    results["runs"][label] = asyncio.run(_measure(srv.base_url, wl, jobs, reps, run_id + label, model))
                 finally:
                     pool.stop(srv)
     except KeyboardInterrupt:

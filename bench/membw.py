@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -54,25 +53,6 @@ def copy_bandwidth_gbs(size_mb: int = 256, trials: int = 5) -> float:
         np.copyto(dst, src)
         best = min(best, time.perf_counter() - t0)
     return 2 * src.nbytes / best / 1e9
-
-
-def bytes_per_token(model_path: str | Path) -> int:
-    """Bytes of weights read per generated token: the GGUF's tensor data.
-
-    Reads tensor sizes with the ``gguf`` package when it is installed (it skips the tokenizer
-    metadata), else uses the file size, which differs by a few MB for Qwen2.5 0.5B. Qwen2.5 0.5B
-    ties its output matrix to the token embeddings, so that matrix is read in full every token.
-    """
-    try:
-        from gguf import GGUFReader
-
-        reader = GGUFReader(str(model_path))
-        total = sum(int(t.n_bytes) for t in reader.tensors)
-        if total > 0:
-            return total
-    except Exception:  # gguf missing or an unexpected file: the file size is a fine estimate
-        pass
-    return Path(model_path).stat().st_size
 
 
 def decode_ceiling_tps(bandwidth_gbs: float, weight_bytes: int) -> Optional[float]:

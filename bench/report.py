@@ -160,7 +160,9 @@ def render(r: dict) -> str:
     for name in (X, L):
         s = sides.get(name) or {}
         state = "ok" if s.get("available") else f"UNAVAILABLE: {s.get('error', 'not run')}"
-        eos = "honours ignore_eos" if s.get("ignore_eos") else "no ignore_eos (reply lengths are the model's own)"
+        lc = s.get("length_control", "none")
+        eos = (f"replies run to max_tokens via `{lc}`" if lc != "none"
+               else "NO way to ignore end-of-generation: reply lengths are the model's own")
         out.append(f"- **{s.get('label', name)}**: {state}" + (f"; {eos}; `{' '.join(s.get('argv', []))}`" if s.get("available") else ""))
     if machine:
         out.append(f"- machine: {machine.get('cpu', '?')}, read bandwidth {fmt(machine.get('read_gbs'), 'GB/s')}, "

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import platform
@@ -22,13 +23,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx  # noqa: E402
 
-from bench import membw, report  # noqa: E402
+from bench import membw, model_file, report  # noqa: E402
 from bench import scenarios as S  # noqa: E402
 from bench.servers import ROOT, RunningServer, ServerError, ServerPool, llama_server_spec, xiaoq_spec  # noqa: E402
 
@@ -110,7 +111,7 @@ def measure_machine(model: str, threads: int, quick: bool) -> dict[str, Any]:
     size = 256 if quick else 1024
     read = membw.read_bandwidth_gbs(threads=threads, size_mb=size, trials=3 if quick else 5)
     copy = membw.copy_bandwidth_gbs(size_mb=size // 2, trials=3 if quick else 5)
-    weight_bytes = membw.bytes_per_token(model)
+    weight_bytes = model_file.bytes_per_token(model)
     best = max(read, copy)
     return {"cpu": platform.processor() or _cpu_name(), "read_gbs": read, "copy_gbs": copy, "best_gbs": best,
             "weight_bytes": weight_bytes, "decode_ceiling_tps": membw.decode_ceiling_tps(best, weight_bytes)}
@@ -126,21 +127,22 @@ def _cpu_name() -> str:
     return platform.machine()
 
 
-async def prepare(side: S.Side) -> None:
-    side.ignore_eos = await S.ignore_eos_works(side)
+async def prepare(side: S.Side, eog_ids: Callable[[], list[int]]) -> None:
+    side.length_control = await S.find_length_control(side, eog_ids)
     await S.warm_up(side)
 
 
 async def run_scenarios(sides: list[S.Side], wl: S.Workload, keys: list[str], reps: int,
-                        run_id: str) -> list[dict[str, Any]]:
+                        run_id: str, model: str) -> list[dict[str, Any]]:
     """Every scenario, on every side, alternating which side goes first in each repetition."""
     out: list[dict[str, Any]] = []
     limits = httpx.Limits(max_connections=32, max_keepalive_connections=8)
     async with httpx.AsyncClient(limits=limits) as client:
+        eog_ids = functools.cache(lambda: model_file.eog_token_ids(model))
         for side in sides:
             side.client = client
-            await prepare(side)
-            log(f"{side.name}: ignore_eos {'honoured' if side.ignore_eos else 'NOT honoured'}")
+            await prepare(side, eog_ids)
+            log(f"{side.name}: replies run to max_tokens via {S.length_control_name(side.length_control)}")
         for rep in range(reps):
             row: dict[str, Any] = {s.name: {} for s in sides}
             order = sides if rep % 2 == 0 else list(reversed(sides))
@@ -241,9 +243,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             if not sides:
                 log("no server could be started; nothing to measure")
             else:
-                results["reps"] = asyncio.run(run_scenarios(sides, wl, args.scenario_keys, args.reps, run_id))
+                results["reps"] = asyncio.run(run_scenarios(sides, wl, args.scenario_keys, args.reps, run_id, model))
                 for side in sides:
-                    results["sides"][side.name]["ignore_eos"] = side.ignore_eos
+                    results["sides"][side.name]["length_control"] = S.length_control_name(side.length_control)
             for name, srv in running.items():
                 results["sides"][name]["peak_rss_mb"] = srv.peak_rss_mb()
     except KeyboardInterrupt:

@@ -9,7 +9,7 @@ repetitions of both sides into medians and ratios. Every loop is bounded by a co
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional
 
 import httpx
@@ -25,13 +25,14 @@ class Side:
 
     name: str
     base_url: str
-    ignore_eos: bool = False
+    #: Extra request fields that make replies run to max_tokens (see ``find_length_control``).
+    length_control: dict[str, Any] = field(default_factory=dict)
     client: Optional[httpx.AsyncClient] = None
 
     async def chat(self, messages: list[dict[str, str]], max_tokens: int, *, seed: int = 1234,
                    on_chunk: Optional[Callable[[StreamResult], None]] = None) -> StreamResult:
         assert self.client is not None, "Side.client is set by the runner"
-        body = chat_body(messages, max_tokens, ignore_eos=self.ignore_eos, seed=seed)
+        body = chat_body(messages, max_tokens, extra=self.length_control, seed=seed)
         return await stream_chat(self.client, self.base_url, body, on_chunk=on_chunk)
 
 
@@ -67,11 +68,33 @@ def _err(res: StreamResult, what: str) -> Optional[str]:
     return None if res.ok else f"{what}: {res.error or 'no token received'}"
 
 
-async def ignore_eos_works(side: Side) -> bool:
-    """Whether the server honours ``ignore_eos``: a one-word answer must still run to max_tokens."""
-    probe = Side(side.name, side.base_url, ignore_eos=True, client=side.client)
+async def runs_to_length(side: Side, control: dict[str, Any]) -> bool:
+    """Whether ``control`` makes a one-word answer still run to max_tokens on this server."""
+    probe = Side(side.name, side.base_url, length_control=control, client=side.client)
     res = await probe.chat(W.short_messages("probe", "Reply with the single word: OK"), 24)
     return res.ok and res.n_tokens >= 24 and res.finish_reason == "length"
+
+
+async def find_length_control(side: Side, eog_ids: Optional[Callable[[], list[int]]] = None) -> dict[str, Any]:
+    """The first way this server accepts to ignore end-of-generation, or {} if none works.
+
+    ``ignore_eos`` (llama-server's option) first, then the standard OpenAI ``logit_bias`` pushing
+    every end-of-generation token to -100. With neither, replies end where the model ends them and
+    the tables show the real token counts.
+    """
+    if await runs_to_length(side, {"ignore_eos": True}):
+        return {"ignore_eos": True}
+    ids = eog_ids() if eog_ids else []  # lazily: reading the vocabulary takes a few seconds
+    if ids:
+        control = {"logit_bias": {str(t): -100 for t in ids}}
+        if await runs_to_length(side, control):
+            return control
+    return {}
+
+
+def length_control_name(control: dict[str, Any]) -> str:
+    """How a side was made to run replies to max_tokens, for the report."""
+    return next(iter(control), "none")
 
 
 async def warm_up(side: Side) -> None:

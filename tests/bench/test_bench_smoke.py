@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench import membw, report, stats
+from bench import membw, model_file, report, stats
 from bench import scenarios as S
 from bench.client import StreamResult, chat_body, stream_chat
 from bench.servers import ROOT, ServerPool, free_port, llama_server_spec
@@ -76,8 +76,8 @@ def _synthetic_results() -> dict:
                              "long_ttft": 3.0, "long_prompt_tokens": 1500, "errors": ["long prompt: boom"]},
         }
     return {"started": "now", "config": {"model": "m.gguf", "threads": 2, "ctx": 4096, "parallel": 4, "reps": 2},
-            "sides": {"xiaoq": {"available": True, "ignore_eos": True, "peak_rss_mb": 700.0, "argv": ["xiaoq"]},
-                      "llama-server": {"available": True, "ignore_eos": True, "peak_rss_mb": 600.0, "argv": ["ls"]}},
+            "sides": {"xiaoq": {"available": True, "length_control": "logit_bias", "peak_rss_mb": 700.0, "argv": ["xiaoq"]},
+                      "llama-server": {"available": True, "length_control": "ignore_eos", "peak_rss_mb": 600.0, "argv": ["ls"]}},
             "machine": {"cpu": "test", "read_gbs": 10.0, "weight_bytes": 400e6, "decode_ceiling_tps": 25.0},
             "llama_bench": {"tg_tps": 60.0},
             "reps": [{"xiaoq": side(0.5), "llama-server": side(1.0)}, {"xiaoq": side(0.5), "llama-server": side(1.0)}]}
@@ -135,9 +135,11 @@ class FakeOpenAI:
         return httpx.Response(200, text=text, headers={"content-type": "text/event-stream"})
 
 
-def _side(fake: FakeOpenAI, ignore_eos: bool = True) -> tuple[S.Side, httpx.AsyncClient]:
+def _side(fake: FakeOpenAI, control: dict | None = None) -> tuple[S.Side, httpx.AsyncClient]:
     client = httpx.AsyncClient(transport=httpx.MockTransport(fake.handler))
-    return S.Side("fake", "http://fake", ignore_eos=ignore_eos, client=client), client
+    side = S.Side("fake", "http://fake", client=client)
+    side.length_control = {"ignore_eos": True} if control is None else control
+    return side, client
 
 
 async def test_stream_chat_parses_chunks_usage_and_cached_tokens():
@@ -145,7 +147,7 @@ async def test_stream_chat_parses_chunks_usage_and_cached_tokens():
     async with httpx.AsyncClient(transport=httpx.MockTransport(fake.handler)) as client:
         seen = []
         res = await stream_chat(client, "http://fake", chat_body([{"role": "user", "content": "a b c"}], 5,
-                                                                  ignore_eos=True), on_chunk=lambda r: seen.append(len(r.chunk_times)))
+                                                                  extra={"ignore_eos": True}), on_chunk=lambda r: seen.append(len(r.chunk_times)))
     assert res.ok and res.error is None
     assert res.text == "w0 w1 w2 w3 w4 "
     assert len(res.chunk_times) == 5 and seen == [1, 2, 3, 4, 5]
@@ -160,25 +162,31 @@ async def test_stream_chat_parses_chunks_usage_and_cached_tokens():
 async def test_stream_chat_records_http_errors_instead_of_raising():
     fake = FakeOpenAI(status=503)
     async with httpx.AsyncClient(transport=httpx.MockTransport(fake.handler)) as client:
-        res = await stream_chat(client, "http://fake", chat_body([], 4, ignore_eos=False))
+        res = await stream_chat(client, "http://fake", chat_body([], 4))
     assert not res.ok and res.error.startswith("HTTP 503") and res.decode_tps is None
 
 
-async def test_ignore_eos_probe_tells_honouring_from_ignoring():
-    honours = FakeOpenAI()
-    side, client = _side(honours)
+async def test_length_control_prefers_ignore_eos_then_logit_bias_then_none():
+    side, client = _side(FakeOpenAI(), control={})
     async with client:
-        assert await S.ignore_eos_works(side) is True
+        assert await S.find_length_control(side, lambda: [7]) == {"ignore_eos": True}
 
-    class Ignores(FakeOpenAI):
+    class BiasOnly(FakeOpenAI):
+        """A server that ignores ``ignore_eos`` but honours a logit_bias against token 7."""
+
         def handler(self, request):
             body = json.loads(request.content)
             body.pop("ignore_eos", None)
+            if body.pop("logit_bias", None) == {"7": -100}:
+                body["ignore_eos"] = True
             return super().handler(httpx.Request("POST", request.url, json=body))
 
-    side, client = _side(Ignores())
+    side, client = _side(BiasOnly(), control={})
     async with client:
-        assert await S.ignore_eos_works(side) is False
+        assert await S.find_length_control(side, lambda: [7]) == {"logit_bias": {"7": -100}}
+        assert await S.find_length_control(side, lambda: [8]) == {}
+        assert await S.find_length_control(side) == {}
+    assert S.length_control_name({}) == "none" and S.length_control_name({"ignore_eos": True}) == "ignore_eos"
 
 
 async def test_conversation_resends_growing_history_and_reuse_off_changes_the_prefix():
@@ -243,7 +251,8 @@ def test_bandwidth_helpers(tmp_path: Path):
     assert membw.decode_ceiling_tps(10.0, 0) is None
     not_gguf = tmp_path / "x.gguf"
     not_gguf.write_bytes(b"\0" * 4096)
-    assert membw.bytes_per_token(not_gguf) == 4096  # falls back to the file size
+    assert model_file.bytes_per_token(not_gguf) == 4096  # falls back to the file size
+    assert model_file.eog_token_ids(not_gguf) == []
     assert membw.read_bandwidth_gbs(threads=2, size_mb=8, trials=1) > 0
 
 
@@ -288,7 +297,8 @@ async def test_harness_measures_real_llama_server_and_stops_it(real_model_path: 
         srv = pool.start(spec, health_timeout=120)
         async with httpx.AsyncClient() as client:
             side = S.Side("llama-server", srv.base_url, client=client)
-            assert await S.ignore_eos_works(side)  # llama-server honours ignore_eos
+            assert await S.find_length_control(side) == {"ignore_eos": True}  # llama-server honours it
+            side.length_control = {"ignore_eos": True}
             wl = S.Workload(decode_tokens=12, ttft_probes=1)
             out = await S.single_stream(side, wl, "smoke")
         assert not out["errors"]
@@ -297,3 +307,42 @@ async def test_harness_measures_real_llama_server_and_stops_it(real_model_path: 
         assert srv.peak_rss_mb() > 100  # the model's weights are resident
         pid = srv.proc.pid
     assert srv.proc.poll() is not None, f"llama-server {pid} still running after the pool closed"
+
+
+@pytest.mark.slow
+@pytest.mark.real_model
+def test_model_file_facts_of_the_real_qwen(real_model_path: Path):
+    eog = model_file.eog_token_ids(real_model_path)
+    assert {151643, 151645} <= set(eog)  # <|endoftext|>, <|im_end|>
+    weights = model_file.bytes_per_token(real_model_path)
+    assert 0.9 * real_model_path.stat().st_size < weights < real_model_path.stat().st_size
+
+
+def test_gguf_header_reader_on_a_hand_built_file(tmp_path: Path):
+    """The minimal GGUF reader finds eos and ChatML stop tokens and the tensor data offset."""
+    import struct
+
+    def s(b: bytes) -> bytes:
+        return struct.pack("<Q", len(b)) + b
+
+    tokens = [b"a", b"<|im_end|>", b"b", b"<|endoftext|>"]
+    kv = [s(b"general.alignment") + struct.pack("<I", 4) + struct.pack("<I", 64),
+          s(b"tokenizer.ggml.eos_token_id") + struct.pack("<I", 4) + struct.pack("<I", 3),
+          s(b"tokenizer.ggml.scores") + struct.pack("<I", 9) + struct.pack("<IQ", 6, 2) + struct.pack("<2f", 0, 1),
+          s(b"tokenizer.ggml.tokens") + struct.pack("<I", 9) + struct.pack("<IQ", 8, len(tokens))
+          + b"".join(s(t) for t in tokens)]
+    tensor = s(b"w") + struct.pack("<I", 1) + struct.pack("<Q", 16) + struct.pack("<I", 0) + struct.pack("<Q", 0)
+    header = b"GGUF" + struct.pack("<IQQ", 3, 1, len(kv)) + b"".join(kv) + tensor
+    offset = (len(header) + 63) // 64 * 64
+    path = tmp_path / "m.gguf"
+    path.write_bytes(header + b"\0" * (offset - len(header)) + b"\1" * 64)
+    meta, data_offset = model_file.read_header(path, keep_arrays=("tokenizer.ggml.tokens",))
+    assert meta["tokenizer.ggml.tokens"] == tokens and meta["tokenizer.ggml.scores"] is None
+    assert data_offset == offset
+    assert model_file.bytes_per_token(path) == 64
+    assert model_file.eog_token_ids(path) == [1, 3]
+    truncated = tmp_path / "truncated.gguf"
+    truncated.write_bytes(header[:40])
+    with pytest.raises(model_file.GGUFError):
+        model_file.read_header(truncated)
+    assert model_file.eog_token_ids(truncated) == []
