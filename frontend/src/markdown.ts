@@ -10,6 +10,7 @@
  * The page's CSP (no inline script, no inline style) is the third.
  */
 import MarkdownIt from 'markdown-it'
+import type { Options as MdOptions, Token } from 'markdown-it'
 import DOMPurify from 'dompurify'
 
 export interface RenderOptions {
@@ -63,7 +64,7 @@ md.renderer.rules.image = (tokens, idx, options, env: RenderOptions) => {
   return `<span class="img-alt">[${escapeHtml(alt || 'image')}]</span>`
 }
 
-function imageAlt(tokens: MarkdownIt.Token[], idx: number, options: MarkdownIt.Options, env: unknown): string {
+function imageAlt(tokens: Token[], idx: number, options: MdOptions, env: unknown): string {
   const children = tokens[idx].children ?? []
   return md.renderer.renderInlineAsText(children, options, env)
 }

@@ -1,0 +1,547 @@
+/**
+ * The chat state of the page and the actions on it. The server is the source of truth
+ * (conversations live in SQLite); this module keeps a view of the current conversation,
+ * streams replies into it and handles the failure modes: busy (503 + Retry-After, retried
+ * automatically), model loading (poll /health), server down, wrong or missing API key.
+ */
+import { computed, reactive } from 'vue'
+import {
+  api,
+  ApiError,
+  NetworkError,
+  onUnauthorized,
+  setApiKey,
+  streamReply,
+  type Conversation,
+  type Message,
+  type ServerConfig,
+  type StreamKind,
+} from './api'
+import type { Budget, Timings } from './sse'
+
+export interface UiMessage extends Message {
+  /** Stable key for v-for (ids change from a temporary one once the server assigns them). */
+  key: string
+  streaming?: boolean
+  /** Only on assistant messages that failed: what to show under the text. */
+  errorKind?: 'down' | 'error'
+}
+
+export type ServerStatus = 'unknown' | 'ok' | 'loading' | 'down'
+
+const MAX_BUSY_RETRIES = 20
+const POLL_MS = 2000
+const UNDO_MS = 5000
+const LAST_ID_KEY = 'xiaoq.lastConversation'
+
+let keySeq = 0
+const newKey = () => `k${++keySeq}`
+let tempId = 0
+
+export const state = reactive({
+  conversations: [] as Conversation[],
+  currentId: null as string | null,
+  messages: [] as UiMessage[],
+  loadingConversation: false,
+  /** Conversation id -> the controller of its running stream. */
+  streams: {} as Record<string, AbortController>,
+  /** Conversation id -> its message list while a reply streams (to switch away and back). */
+  liveViews: {} as Record<string, UiMessage[]>,
+  serverStatus: 'unknown' as ServerStatus,
+  /** Seconds until the next automatic retry after a 503 busy, or null. */
+  busyRetryIn: null as number | null,
+  /** A transient error shown as a banner (not tied to a message). */
+  banner: null as string | null,
+  needKey: false,
+  keyRejected: false,
+  config: null as ServerConfig | null,
+  pendingDelete: null as { conversation: Conversation; index: number } | null,
+  /** Bumped when a message is added, so the view can scroll to it. */
+  newMessageTick: 0,
+})
+
+export const isStreaming = computed(() => !!state.currentId && !!state.streams[state.currentId])
+export const anyStreaming = computed(() => Object.keys(state.streams).length > 0)
+
+// ---------------------------------------------------------------- helpers
+
+function toUi(m: Message): UiMessage {
+  return { ...m, key: `m${m.id}` }
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(new DOMException('aborted', 'AbortError'))
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort)
+      resolve()
+    }, ms)
+    const onAbort = () => {
+      clearTimeout(timer)
+      reject(new DOMException('aborted', 'AbortError'))
+    }
+    signal?.addEventListener('abort', onAbort, { once: true })
+  })
+}
+
+function isAbort(err: unknown): boolean {
+  return (err as Error)?.name === 'AbortError'
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}
+
+export function idFromHash(hash = location.hash): string | null {
+  const m = /^#\/?c\/([A-Za-z0-9_-]{1,64})$/.exec(hash)
+  return m ? m[1] : null
+}
+
+function remember(id: string | null): void {
+  const hash = id ? `#/c/${id}` : ''
+  if (location.hash !== hash) {
+    // replaceState keeps the back button useful and does not fire hashchange.
+    history.replaceState(null, '', hash || location.pathname + location.search)
+  }
+  try {
+    if (id) localStorage.setItem(LAST_ID_KEY, id)
+    else localStorage.removeItem(LAST_ID_KEY)
+  } catch {
+    /* ignore */
+  }
+}
+
+/**
+ * Batches streamed tokens into one reactive update per animation frame: the text still
+ * appears token by token (a typewriter), but a fast stream does not re-render Markdown for
+ * every token.
+ */
+class TokenBuffer {
+  private pending = ''
+  private scheduled = false
+  constructor(private readonly target: UiMessage) {}
+
+  push(text: string): void {
+    this.pending += text
+    if (this.scheduled) return
+    this.scheduled = true
+    const run = () => this.flush()
+    if (typeof requestAnimationFrame === 'function' && !document.hidden) requestAnimationFrame(run)
+    else setTimeout(run, 16)
+  }
+
+  flush(): void {
+    this.scheduled = false
+    if (!this.pending) return
+    this.target.content += this.pending
+    this.pending = ''
+  }
+}
+
+// ---------------------------------------------------------------- server status
+
+let pollTimer: ReturnType<typeof setTimeout> | null = null
+const statusWaiters: (() => void)[] = []
+
+/** Checks /health once and updates the banner state. */
+export async function checkHealth(): Promise<ServerStatus> {
+  try {
+    state.serverStatus = await api.health()
+  } catch {
+    state.serverStatus = 'down'
+  }
+  if (state.serverStatus === 'ok') {
+    statusWaiters.splice(0).forEach((w) => w())
+  } else {
+    schedulePoll()
+  }
+  return state.serverStatus
+}
+
+function schedulePoll(): void {
+  if (pollTimer) return
+  pollTimer = setTimeout(async () => {
+    pollTimer = null
+    const before = state.serverStatus
+    const now = await checkHealth()
+    if (now === 'ok' && before === 'down') void reloadAfterOutage()
+  }, POLL_MS)
+}
+
+/** Resolves when /health says ok (rejects if `signal` aborts first). */
+function waitUntilReady(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      signal.removeEventListener('abort', onAbort)
+      resolve()
+    }
+    const onAbort = () => {
+      const i = statusWaiters.indexOf(done)
+      if (i >= 0) statusWaiters.splice(i, 1)
+      reject(new DOMException('aborted', 'AbortError'))
+    }
+    signal.addEventListener('abort', onAbort, { once: true })
+    statusWaiters.push(done)
+    schedulePoll()
+  })
+}
+
+async function reloadAfterOutage(): Promise<void> {
+  if (!state.config) await loadConfig()
+  await refreshList()
+  if (state.currentId && !state.streams[state.currentId]) await openConversation(state.currentId)
+}
+
+// ---------------------------------------------------------------- boot and key
+
+export async function loadConfig(): Promise<boolean> {
+  try {
+    state.config = await api.config()
+    state.needKey = false
+    return true
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) {
+      state.needKey = true
+    } else if (err instanceof NetworkError) {
+      state.serverStatus = 'down'
+      schedulePoll()
+    }
+    return false
+  }
+}
+
+export async function boot(): Promise<void> {
+  onUnauthorized(() => {
+    state.needKey = true
+  })
+  window.addEventListener('hashchange', () => {
+    const id = idFromHash()
+    if (id !== state.currentId) void openConversation(id)
+  })
+  window.addEventListener('pagehide', commitPendingDelete)
+  await checkHealth()
+  if (!(await loadConfig())) {
+    if (state.needKey) return // the key dialog calls submitKey, which continues the boot
+  }
+  await afterAuth()
+}
+
+async function afterAuth(): Promise<void> {
+  await refreshList()
+  let id = idFromHash()
+  if (!id) {
+    try {
+      id = localStorage.getItem(LAST_ID_KEY)
+    } catch {
+      id = null
+    }
+  }
+  await openConversation(id)
+}
+
+/** The user typed a key in the dialog: keep it, check it, and continue. */
+export async function submitKey(key: string): Promise<boolean> {
+  setApiKey(key.trim() || null)
+  state.keyRejected = false
+  if (await loadConfig()) {
+    await afterAuth()
+    return true
+  }
+  state.keyRejected = state.needKey
+  return false
+}
+
+// ---------------------------------------------------------------- conversations
+
+export async function refreshList(): Promise<void> {
+  try {
+    const { data } = await api.listConversations()
+    const hidden = state.pendingDelete?.conversation.id
+    state.conversations = data.filter((c) => c.id !== hidden)
+  } catch (err) {
+    if (err instanceof NetworkError) {
+      state.serverStatus = 'down'
+      schedulePoll()
+    }
+  }
+}
+
+export async function openConversation(id: string | null): Promise<void> {
+  state.banner = null
+  if (!id) {
+    state.currentId = null
+    state.messages = []
+    remember(null)
+    return
+  }
+  state.currentId = id
+  remember(id)
+  const live = state.streams[id] && state.liveViews[id]
+  if (live) {
+    state.messages = live // its reply is still streaming into this list
+    state.newMessageTick++
+    return
+  }
+  state.loadingConversation = true
+  try {
+    const detail = await api.getConversation(id)
+    if (state.currentId !== id) return // the user moved on meanwhile
+    state.messages = detail.messages.filter((m) => m.role !== 'system').map(toUi)
+    state.newMessageTick++
+  } catch (err) {
+    if (state.currentId !== id) return
+    if (err instanceof ApiError && err.status === 404) {
+      state.currentId = null
+      state.messages = []
+      remember(null)
+    } else if (err instanceof NetworkError) {
+      state.serverStatus = 'down'
+      schedulePoll()
+    } else {
+      state.banner = describe(err)
+    }
+  } finally {
+    if (state.currentId === id) state.loadingConversation = false
+  }
+}
+
+export function newChat(): void {
+  void openConversation(null)
+}
+
+export async function renameConversation(id: string, title: string): Promise<void> {
+  const t = title.trim()
+  if (!t) return
+  const c = state.conversations.find((x) => x.id === id)
+  const old = c?.title ?? null
+  if (c) c.title = t
+  try {
+    await api.renameConversation(id, t)
+  } catch (err) {
+    if (c) c.title = old
+    state.banner = describe(err)
+  }
+}
+
+/**
+ * Deletes with undo: the conversation disappears at once and is deleted on the server after
+ * UNDO_MS, when another delete starts, or when the page is closed.
+ */
+let deleteTimer: ReturnType<typeof setTimeout> | null = null
+
+export function deleteConversation(id: string): void {
+  commitPendingDelete()
+  const index = state.conversations.findIndex((c) => c.id === id)
+  if (index < 0) return
+  const [conversation] = state.conversations.splice(index, 1)
+  state.pendingDelete = { conversation, index }
+  if (state.currentId === id) {
+    if (state.streams[id]) stopStreaming()
+    void openConversation(null)
+  }
+  deleteTimer = setTimeout(commitPendingDelete, UNDO_MS)
+}
+
+export function undoDelete(): void {
+  const p = state.pendingDelete
+  if (!p) return
+  if (deleteTimer) clearTimeout(deleteTimer)
+  deleteTimer = null
+  state.pendingDelete = null
+  state.conversations.splice(Math.min(p.index, state.conversations.length), 0, p.conversation)
+}
+
+export function commitPendingDelete(): void {
+  const p = state.pendingDelete
+  if (!p) return
+  if (deleteTimer) clearTimeout(deleteTimer)
+  deleteTimer = null
+  state.pendingDelete = null
+  api.deleteConversation(p.conversation.id, true).catch((err) => {
+    if (!(err instanceof ApiError && err.status === 404)) {
+      state.banner = describe(err)
+      void refreshList()
+    }
+  })
+}
+
+// ---------------------------------------------------------------- chatting
+
+/** Sends a new question in the current conversation (creating one on the first message). */
+export async function send(text: string): Promise<void> {
+  const content = text.trim()
+  if (!content || isStreaming.value) return
+  let id = state.currentId
+  const [user, assistant] = pushMessages(
+    { id: --tempId, role: 'user', content, status: 'complete', key: newKey() },
+    placeholder(),
+  )
+  if (!id) {
+    try {
+      const conv = await api.createConversation({ title: content.slice(0, 40) })
+      id = conv.id
+      state.conversations.unshift(conv)
+      state.currentId = id
+      remember(id)
+    } catch (err) {
+      fail(assistant, err)
+      return
+    }
+  }
+  await runStream(id, { kind: 'send', content }, assistant, user)
+}
+
+/** Answers the last question again (replacing the last answer). */
+export async function regenerate(): Promise<void> {
+  const id = state.currentId
+  if (!id || isStreaming.value) return
+  const last = state.messages[state.messages.length - 1]
+  if (last?.role === 'assistant') state.messages.pop()
+  const [assistant] = pushMessages(placeholder())
+  await runStream(id, { kind: 'regenerate' }, assistant)
+}
+
+/** Replaces a past question, drops everything after it, and streams a new answer. */
+export async function editAndResend(messageId: number, text: string): Promise<void> {
+  const id = state.currentId
+  const content = text.trim()
+  if (!id || !content || isStreaming.value || messageId < 0) return
+  const index = state.messages.findIndex((m) => m.id === messageId && m.role === 'user')
+  if (index < 0) return
+  const user = state.messages[index]
+  user.content = content
+  state.messages.splice(index + 1)
+  const [assistant] = pushMessages(placeholder())
+  await runStream(id, { kind: 'edit', messageId, content }, assistant, user)
+}
+
+/** Retries a failed answer: regenerate if the question reached the server, else resend it. */
+export async function retryLast(): Promise<void> {
+  const msgs = state.messages
+  const lastUser = [...msgs].reverse().find((m) => m.role === 'user')
+  if (!lastUser) return
+  if (lastUser.id > 0) return regenerate()
+  msgs.splice(msgs.indexOf(lastUser))
+  return send(lastUser.content)
+}
+
+/** Stop: abort our stream AND tell the server, which keeps the partial reply. */
+export function stopStreaming(): void {
+  const id = state.currentId
+  if (!id) return
+  const controller = state.streams[id]
+  if (!controller) return
+  api.stop(id).catch(() => undefined)
+  controller.abort()
+}
+
+/**
+ * Appends messages to the view and returns them as the reactive proxies the view watches
+ * (mutating the plain objects would not re-render).
+ */
+function pushMessages(...items: UiMessage[]): UiMessage[] {
+  state.messages.push(...items)
+  state.newMessageTick++
+  const n = state.messages.length
+  return items.map((_, i) => state.messages[n - items.length + i])
+}
+
+function placeholder(): UiMessage {
+  return { id: --tempId, role: 'assistant', content: '', status: 'incomplete', streaming: true, key: newKey() }
+}
+
+function fail(assistant: UiMessage, err: unknown): void {
+  assistant.streaming = false
+  assistant.status = 'error'
+  if (err instanceof NetworkError) {
+    assistant.errorKind = 'down'
+    state.serverStatus = 'down'
+    schedulePoll()
+  } else {
+    assistant.errorKind = 'error'
+    assistant.error = describe(err)
+  }
+}
+
+function applyDone(assistant: UiMessage, p: { message_id?: number; timings?: Timings | null; budget?: Budget | null; finish_reason?: string; usage?: Record<string, unknown> }) {
+  if (typeof p.message_id === 'number') assistant.id = p.message_id
+  assistant.timings = p.timings ?? null
+  assistant.budget = p.budget ?? null
+  assistant.status = p.finish_reason === 'cancelled' ? 'incomplete' : 'complete'
+  const completion = p.usage?.completion_tokens
+  if (typeof completion === 'number') assistant.completion_tokens = completion
+}
+
+async function runStream(convId: string, what: StreamKind, assistant: UiMessage, user?: UiMessage): Promise<void> {
+  const controller = new AbortController()
+  state.streams[convId] = controller
+  state.liveViews[convId] = state.messages
+  const buffer = new TokenBuffer(assistant)
+  let busyRetries = 0
+  try {
+    for (;;) {
+      try {
+        for await (const ev of streamReply(convId, what, controller.signal)) {
+          if (ev.type === 'start') {
+            if (user && ev.userMessageId !== undefined) user.id = ev.userMessageId
+            if (ev.messageId !== undefined) assistant.id = ev.messageId
+            state.busyRetryIn = null
+          } else if (ev.type === 'token') {
+            buffer.push(ev.text)
+          } else if (ev.type === 'done') {
+            buffer.flush()
+            applyDone(assistant, ev.payload)
+          } else if (ev.type === 'error') {
+            buffer.flush()
+            assistant.status = 'error'
+            assistant.errorKind = 'error'
+            assistant.error = ev.message
+          }
+        }
+        buffer.flush() // a stream that ends without `done` leaves the reply `incomplete`
+        return
+      } catch (err) {
+        buffer.flush()
+        if (isAbort(err)) {
+          assistant.status = 'incomplete' // stopped by the user: the partial reply stays
+          return
+        }
+        if (err instanceof ApiError && err.status === 503) {
+          if (err.code === 'model_loading') {
+            state.serverStatus = 'loading'
+            await waitUntilReady(controller.signal)
+            continue
+          }
+          if (++busyRetries > MAX_BUSY_RETRIES) throw err
+          await countdown(Math.max(1, Math.ceil(err.retryAfter ?? 2)), controller.signal)
+          continue
+        }
+        throw err
+      }
+    }
+  } catch (err) {
+    buffer.flush()
+    if (isAbort(err)) assistant.status = 'incomplete'
+    else fail(assistant, err)
+  } finally {
+    state.busyRetryIn = null
+    assistant.streaming = false
+    delete state.streams[convId]
+    delete state.liveViews[convId]
+    void refreshList()
+  }
+}
+
+/** Shows "busy, retrying in N s" and waits N seconds (Stop cancels it). */
+async function countdown(seconds: number, signal: AbortSignal): Promise<void> {
+  try {
+    for (let n = seconds; n > 0; n--) {
+      state.busyRetryIn = n
+      await sleep(1000, signal)
+    }
+  } finally {
+    state.busyRetryIn = null
+  }
+}
+
+export const _testing = { TokenBuffer, sleep }
