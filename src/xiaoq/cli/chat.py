@@ -90,10 +90,13 @@ class LocalBackend:
         from xiaoq.engine.llama_engine import LlamaEngine
 
         self.path = path
-        self.name = path.name
         self.settings = settings
         self.loop = asyncio.new_event_loop()
         self.engine = LlamaEngine(path, settings)
+
+    @property
+    def name(self) -> str:
+        return self.engine.model_name  # the GGUF's general.name once loaded
 
     def start(self) -> None:
         self.loop.run_until_complete(self.engine.start())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import Any
 
 import click
@@ -27,13 +29,47 @@ def serve(**given: Any) -> None:
     from xiaoq.api.app import create_app
     from xiaoq.engine.llama_engine import LlamaEngine
 
+    _setup_logging()
+    from xiaoq.store import Store
+
     engine = LlamaEngine(path, settings)
-    app = create_app(settings, engine)
+    store = Store(settings.db_path())  # created and migrated on first start
+    app = create_app(settings, engine, store=store)
     click.echo(f"XiaoQ: serving {path.name} at http://{url_host(settings.host)}:{settings.port} (Ctrl-C stops)", err=True)
+    click.echo(f"XiaoQ: conversations in {store.db.path}", err=True)
     try:
         # uvicorn handles SIGINT/SIGTERM itself: it stops accepting, lets the app's lifespan close the
         # engine, then re-raises the signal, which lands here for Ctrl-C.
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False, timeout_graceful_shutdown=5)
     except KeyboardInterrupt:
         pass
+    finally:
+        store.close()
     click.echo("XiaoQ: stopped", err=True)
+
+
+class _OneLine(logging.Filter):
+    """Server log records on one line: an exception becomes ``: Type: message`` unless XIAOQ_DEBUG=1."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            record.msg, record.args = f"{record.getMessage()}: {type(exc).__name__}: {exc}", ()
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _setup_logging() -> None:
+    """XiaoQ's own log lines (model loaded, load failures) in uvicorn's format on stderr."""
+    from uvicorn.logging import DefaultFormatter
+
+    logger = logging.getLogger("xiaoq")
+    if logger.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(DefaultFormatter("%(levelprefix)s %(message)s"))
+    if os.environ.get("XIAOQ_DEBUG", "").lower() not in ("1", "true", "yes"):
+        handler.addFilter(_OneLine())
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False

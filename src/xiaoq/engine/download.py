@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal, Optional
 
 from xiaoq.config import DEFAULT_MODELSCOPE_REPO, DEFAULT_QUANT, DEFAULT_REPO
-from xiaoq.engine.models import check_quant, default_filename, hf_hub_cache, validate_gguf
+from xiaoq.engine.models import check_quant, default_filename, find_in_hf_cache, hf_hub_cache, validate_gguf
 from xiaoq.errors import ModelError
 
 Source = Literal["huggingface", "modelscope"]
@@ -51,8 +51,23 @@ def _first_line(e: BaseException) -> str:
     return text[0] if text else type(e).__name__
 
 
+def _is_network_error(e: BaseException) -> bool:
+    """Connection refused, DNS failure, timeout, proxy trouble: the exception types differ across
+    huggingface_hub's HTTP backends (requests, httpx), so match the family by name and walk the chain."""
+    seen: set[int] = set()
+    cur: Optional[BaseException] = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        names = {c.__name__ for c in type(cur).__mro__}
+        if names & {"ConnectError", "ConnectTimeout", "TimeoutException", "NetworkError", "ProxyError",
+                    "ConnectionError", "gaierror", "TimeoutError", "OfflineModeIsEnabled"}:
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
 def _pull_huggingface(repo: str, filename: str) -> Path:
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
     from huggingface_hub.errors import (
         EntryNotFoundError,
         GatedRepoError,
@@ -65,28 +80,32 @@ def _pull_huggingface(repo: str, filename: str) -> Path:
     endpoint = hf_endpoint()
     where = f"{repo}/{filename} from {endpoint}"
     try:
+        # One metadata request first: offline, hf_hub_download would retry with backoff for ~25 s
+        # and log every attempt; a user without network deserves one line at once.
+        get_hf_file_metadata(hf_hub_url(repo, filename, endpoint=endpoint), timeout=15)
         return Path(hf_hub_download(repo_id=repo, filename=filename, cache_dir=str(hf_hub_cache()), endpoint=endpoint))
-    except LocalEntryNotFoundError as e:
-        # hf_hub_download's way of saying "the HEAD request failed and nothing is cached".
-        cause = e.__cause__ or e.__context__
-        reason = _first_line(cause) if cause else "network unreachable"
-        raise ModelError(
-            f"cannot download {where}: {reason}. Check the network, set HF_ENDPOINT to a reachable mirror "
-            "(e.g. HF_ENDPOINT=https://hf-mirror.com) or use `xiaoq pull --source modelscope`."
-        ) from None
     except GatedRepoError:
         raise ModelError(f"cannot download {where}: the repository is gated (log in with `hf auth login`).") from None
     except RepositoryNotFoundError:
         raise ModelError(f"cannot download {where}: repository {repo} not found.") from None
     except RevisionNotFoundError:
         raise ModelError(f"cannot download {where}: revision not found.") from None
-    except EntryNotFoundError:
+    except EntryNotFoundError as e:
+        if isinstance(e, LocalEntryNotFoundError):  # hf_hub_download: the hub vanished mid-way, nothing cached
+            raise ModelError(f"cannot download {where}: {_first_line(e.__cause__ or e)}") from None
         raise ModelError(f"cannot download {where}: the repository has no file {filename} (check --quant).") from None
     except HfHubHTTPError as e:
         raise ModelError(f"cannot download {where}: {_first_line(e)}") from None
-    except OSError as e:  # disk full, size mismatch after retries, unwritable cache, ...
-        raise ModelError(f"download of {where} failed: {_first_line(e)}") from None
-    except Exception as e:  # network errors escaping huggingface_hub's retries (httpx types vary by version)
+    except Exception as e:
+        if _is_network_error(e):
+            cached = find_in_hf_cache(repo, filename)
+            if cached is not None:  # offline but already pulled: nothing to do
+                return cached
+            raise ModelError(
+                f"cannot download {where}: {_first_line(e) or 'network unreachable'}. Check the network, set HF_ENDPOINT "
+                "to a reachable mirror (e.g. HF_ENDPOINT=https://hf-mirror.com) or use `xiaoq pull --source modelscope`."
+            ) from None
+        # disk full, size mismatch after retries, unwritable cache, ...
         raise ModelError(f"download of {where} failed: {type(e).__name__}: {_first_line(e)}") from None
 
 

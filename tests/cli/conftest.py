@@ -1,0 +1,57 @@
+"""Fixtures for driving the real ``xiaoq`` console script in subprocesses."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+def xiaoq_command() -> list[str]:
+    """The installed console script (``pip install -e .``), else ``python -m xiaoq``."""
+    exe = shutil.which("xiaoq", path=str(Path(sys.executable).parent))
+    return [exe] if exe else [sys.executable, "-m", "xiaoq"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    """A clean environment: no XIAOQ_* from the caller, empty model caches, no hub access, 1 thread."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("XIAOQ_", "HF_", "MODELSCOPE_"))}
+    env.update(
+        HF_HOME=str(tmp_path / "hf-home"),
+        MODELSCOPE_CACHE=str(tmp_path / "modelscope"),
+        HF_HUB_OFFLINE="1",
+        HF_HUB_DISABLE_TELEMETRY="1",
+        XIAOQ_THREADS="1",
+        XIAOQ_PARALLEL="1",
+        XIAOQ_DB=str(tmp_path / "xiaoq.db"),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def run_xiaoq(args: list[str], env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*xiaoq_command(), *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def serve_proc(cli_env: dict[str, str]) -> Iterator[list[subprocess.Popen[str]]]:
+    """Collects servers a test starts and makes sure none outlives it."""
+    procs: list[subprocess.Popen[str]] = []
+    yield procs
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=10)

@@ -1,0 +1,131 @@
+"""``xiaoq pull`` against a local server posing as the Hugging Face hub (HF_ENDPOINT), no internet."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import sys
+from pathlib import Path
+
+import pexpect
+
+import numpy as np
+import pytest
+
+import gguf
+from tests.cli.conftest import free_port, run_xiaoq, xiaoq_command
+from tests.cli.fake_hub import COMMIT, FakeHub
+from tests.cli.test_cli_errors import assert_one_line_error
+from xiaoq.errors import ModelError
+
+REPO = "Qwen/Qwen2.5-0.5B-Instruct-GGUF"
+# huggingface_hub writes a download in 10 MiB chunks; bytes of a dropped connection count toward
+# the resume once a whole chunk has been written, so the test file is a little over 11 MiB.
+CHUNK = 10 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def big_gguf(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    path = tmp_path_factory.mktemp("hub") / "big.gguf"
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_tensor("blob", np.arange(3_000_000, dtype=np.float32))  # 12 MB
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path.read_bytes()
+
+
+def hub_env(cli_env: dict[str, str], url: str) -> dict[str, str]:
+    env = dict(cli_env, HF_ENDPOINT=url, HF_HUB_DISABLE_PROGRESS_BARS="0")
+    env.pop("HF_HUB_OFFLINE")
+    return env
+
+
+def test_pull_downloads_into_hf_home_and_serve_finds_it(cli_env: dict[str, str], tiny_gguf: Path) -> None:
+    data = tiny_gguf.read_bytes()
+    with FakeHub({f"{REPO}/qwen2.5-0.5b-instruct-q4_k_m.gguf": data}) as hub:
+        r = run_xiaoq(["pull"], hub_env(cli_env, hub.url))
+    assert r.returncode == 0, r.stderr
+    want = Path(cli_env["HF_HOME"]) / "hub" / f"models--{REPO.replace('/', '--')}" / "snapshots" / COMMIT / "qwen2.5-0.5b-instruct-q4_k_m.gguf"
+    assert r.stdout.strip() == f"model ready: {want}"
+    assert want.read_bytes() == data
+    assert ("GET", f"/{REPO}/resolve/main/qwen2.5-0.5b-instruct-q4_k_m.gguf", None) in hub.requests
+    # Without --model, the pulled file is what the model resolution now finds (offline).
+    from xiaoq.config import Settings
+    from xiaoq.engine.models import resolve_model
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HF_HOME", cli_env["HF_HOME"])
+    mp.delenv("HF_HUB_CACHE", raising=False)
+    try:
+        assert resolve_model(Settings(_env_file=None)) == want
+    finally:
+        mp.undo()
+
+
+def test_pull_resumes_a_dropped_connection_with_a_range_request(cli_env: dict[str, str], big_gguf: bytes) -> None:
+    name = "qwen2.5-0.5b-instruct-q8_0.gguf"
+    with FakeHub({f"{REPO}/{name}": big_gguf}, drop_after=CHUNK + 512 * 1024) as hub:
+        # In a terminal (a pty), so tqdm draws its progress bar as a user would see it.
+        output, status = pexpect.run(shlex.join([*xiaoq_command(), "pull", "--quant", "q8_0"]), env=hub_env(cli_env, hub.url),
+                                     withexitstatus=True, timeout=120, encoding="utf-8")
+    assert status == 0, output
+    match = re.search(r"model ready: (\S+)", output)
+    assert match, output
+    assert Path(match.group(1)).read_bytes() == big_gguf
+    gets = [(m, rng) for m, p, rng in hub.requests if m == "GET" and p.endswith(name)]
+    assert gets[0] == ("GET", None)
+    assert gets[1] == ("GET", f"bytes={CHUNK}-"), hub.requests  # resumed, not restarted
+    assert "100%" in output and "12.0M/12.0M" in output, output  # the progress bar reached the end
+    assert f"{name}: 100%" in output  # and named the file
+    assert "Traceback" not in output
+
+
+def test_unreachable_endpoint_is_one_line(cli_env: dict[str, str]) -> None:
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    r = run_xiaoq(["pull"], hub_env(cli_env, url))
+    assert_one_line_error(r, 1, "cannot download", url, "HF_ENDPOINT")
+
+
+def test_offline_pull_of_a_pulled_model_succeeds(cli_env: dict[str, str], tiny_gguf: Path) -> None:
+    with FakeHub({f"{REPO}/qwen2.5-0.5b-instruct-q4_k_m.gguf": tiny_gguf.read_bytes()}) as hub:
+        first = run_xiaoq(["pull"], hub_env(cli_env, hub.url))
+    assert first.returncode == 0, first.stderr
+    again = run_xiaoq(["pull"], hub_env(cli_env, f"http://127.0.0.1:{free_port()}"))
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == first.stdout
+
+
+def test_missing_file_on_hub_is_one_line(cli_env: dict[str, str]) -> None:
+    with FakeHub({}) as hub:
+        r = run_xiaoq(["pull", "--quant", "q2_k"], hub_env(cli_env, hub.url))
+    assert_one_line_error(r, 1, "qwen2.5-0.5b-instruct-q2_k.gguf", "has no file", "--quant")
+
+
+def test_bad_quant_is_a_usage_error(cli_env: dict[str, str]) -> None:
+    r = run_xiaoq(["pull", "--quant", "q9_k"], cli_env)
+    assert_one_line_error(r, 2, "q9_k")
+
+
+def test_downloaded_garbage_is_rejected(cli_env: dict[str, str]) -> None:
+    with FakeHub({f"{REPO}/qwen2.5-0.5b-instruct-q4_0.gguf": b"<html>rate limited</html>" * 4}) as hub:
+        r = run_xiaoq(["pull", "--quant", "q4_0"], hub_env(cli_env, hub.url))
+    assert_one_line_error(r, 1, "not a GGUF", "qwen2.5-0.5b-instruct-q4_0.gguf")
+
+
+def test_modelscope_without_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from xiaoq.engine.download import pull
+
+    monkeypatch.setitem(sys.modules, "modelscope", None)  # makes `import modelscope...` fail
+    with pytest.raises(ModelError) as e:
+        pull(source="modelscope")
+    assert e.value.message == "ModelScope downloads need the optional extra: pip install 'xiaoq[modelscope]'"
+
+
+def test_modelscope_without_the_extra_via_cli(cli_env: dict[str, str], tmp_path: Path) -> None:
+    blocker = tmp_path / "block"
+    (blocker / "modelscope").mkdir(parents=True)
+    (blocker / "modelscope" / "__init__.py").write_text("raise ImportError('not installed')\n")
+    r = run_xiaoq(["pull", "--source", "modelscope"], dict(cli_env, PYTHONPATH=str(blocker)))
+    assert_one_line_error(r, 1, "pip install 'xiaoq[modelscope]'")
