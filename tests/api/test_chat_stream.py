@@ -92,10 +92,6 @@ def test_failure_mid_stream_is_an_error_event(client: TestClient, engine: FakeEn
     assert not any("done" in e for e in events)
 
 
-def test_conversation_id_is_accepted(client: TestClient, engine: FakeEngine) -> None:
-    r = client.post("/chat", json={"prompt": "hi", "conversation_id": "abc"})
-    assert r.status_code == 200 and parse_sse(r.text)[-1]["done"] is True
-
 
 def test_build_messages_accepts_pairs_dicts_and_role_messages() -> None:
     expected = [
