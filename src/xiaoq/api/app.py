@@ -70,14 +70,19 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                 await task
             except asyncio.CancelledError:
                 pass
+        service = getattr(app.state, "conversations", None)
+        if service is not None:  # running replies are stored `incomplete` before the engine goes
+            await service.close()
         await engine.close()
 
 
 def _include_conversations(app: FastAPI, store: object) -> None:
     """Hook for the conversations API (issue 3): ``xiaoq.api.routes_conversations.router`` reads
     the store through ``deps.StoreDep``. Also where ``/chat``'s ``conversation_id`` gets its store."""
-    from xiaoq.api import routes_conversations  # type: ignore[attr-defined]  # written with the store
+    from xiaoq.api import routes_conversations
+    from xiaoq.chat.conversation import ConversationService
 
+    app.state.conversations = ConversationService(store, app.state.engine, app.state.settings)  # type: ignore[arg-type]
     app.include_router(routes_conversations.router)
 
 
@@ -103,6 +108,7 @@ def create_app(settings: Settings, engine: Engine, *, store: Optional[object] = 
     app.state.store = store
     app.state.metrics = Metrics()
     app.state.load_error = None
+    app.state.conversations = None
 
     install_error_handlers(app)
     app.include_router(routes_health.router)

@@ -35,8 +35,18 @@ def get_store(request: Request) -> Any:
     return store
 
 
+def get_conversations(request: Request) -> Any:
+    """The :class:`~xiaoq.chat.conversation.ConversationService` wired by ``create_app(store=...)``."""
+    service = getattr(request.app.state, "conversations", None)
+    if service is None:
+        raise XiaoQError("Conversation storage is not enabled on this server.")
+    return service
+
+
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 #: The conversations store (``xiaoq.store``), present when ``create_app(..., store=...)`` got one.
 StoreDep = Annotated[Any, Depends(get_store)]
+#: The conversation service over that store and the engine.
+ConversationsDep = Annotated[Any, Depends(get_conversations)]

@@ -1,0 +1,189 @@
+"""The stored-conversations API (``docs/api.md`` "Conversations"): CRUD, turns streamed as SSE,
+stop, export, search and input suggestions.
+
+The routes only translate HTTP to :class:`~xiaoq.chat.conversation.ConversationService` calls and
+frame its event dicts as SSE. A turn is *submitted* before the response starts, so a full queue is
+a 503, a conversation already answering a 409, bad input a 4xx, all as JSON; only failures after
+the first byte become an ``error`` event. Closing the stream cancels the generation and the reply
+stays stored ``incomplete`` with what was sent.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, AsyncIterator, Literal, Optional
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from xiaoq.api.deps import ConversationsDep, MetricsDep, get_conversations
+from xiaoq.api.metrics import Metrics
+from xiaoq.api.sse import EventStream, dumps, sse_data
+from xiaoq.api.streaming import TrackedGeneration
+from xiaoq.chat.conversation import ConversationService, ReplyTurn, SamplingOverrides
+from xiaoq.errors import InvalidRequest
+
+router = APIRouter(tags=["conversations"])
+
+ROUTE = "/api/conversations"
+ConversationId = Annotated[str, Path(min_length=1, max_length=64)]
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+
+
+class ConversationSettings(BaseModel):
+    """Per-conversation sampling defaults; unknown keys are kept for the UI's own use."""
+
+    model_config = ConfigDict(extra="allow")
+    temperature: Optional[float] = Field(None, ge=0, le=2)
+    top_p: Optional[float] = Field(None, gt=0, le=1)
+    max_tokens: Optional[int] = Field(None, ge=1)
+    seed: Optional[Seed] = None
+
+
+class ConversationBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: Optional[str] = Field(None, max_length=200)
+    system_prompt: Optional[str] = Field(None, max_length=20_000)
+    settings: Optional[ConversationSettings] = None
+
+
+class SamplingBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    temperature: Optional[float] = Field(None, ge=0, le=2)
+    top_p: Optional[float] = Field(None, gt=0, le=1)
+    max_tokens: Optional[int] = Field(None, ge=1)
+    seed: Optional[Seed] = None
+
+    def overrides(self) -> SamplingOverrides:
+        return SamplingOverrides(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens, seed=self.seed)
+
+
+class MessageBody(SamplingBody):
+    content: str = Field(min_length=1, description="The user message")
+
+
+def _settings_dict(s: Optional[ConversationSettings]) -> Optional[dict[str, Any]]:
+    return None if s is None else s.model_dump(exclude_none=True)
+
+
+# ---- conversations --------------------------------------------------------------------------------
+@router.get(ROUTE)
+async def list_conversations(
+    service: ConversationsDep, limit: Annotated[int, Query(ge=1, le=200)] = 50, offset: Annotated[int, Query(ge=0)] = 0
+) -> dict[str, Any]:
+    return {"data": await service.list(limit, offset)}
+
+
+@router.post(ROUTE, status_code=201)
+async def create_conversation(service: ConversationsDep, body: Optional[ConversationBody] = None) -> dict[str, Any]:
+    body = body or ConversationBody()
+    return await service.create(body.title, body.system_prompt, _settings_dict(body.settings))
+
+
+@router.get(ROUTE + "/{conversation_id}")
+async def get_conversation(conversation_id: ConversationId, service: ConversationsDep) -> dict[str, Any]:
+    return await service.get(conversation_id, messages=True)
+
+
+@router.patch(ROUTE + "/{conversation_id}")
+async def update_conversation(conversation_id: ConversationId, body: ConversationBody, service: ConversationsDep) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    given = body.model_fields_set
+    if "title" in given:
+        fields["title"] = body.title or ""
+    if "system_prompt" in given:
+        fields["system_prompt"] = body.system_prompt  # null clears it (the server default applies)
+    if "settings" in given:
+        fields["settings"] = _settings_dict(body.settings) or {}
+    return await service.update(conversation_id, **fields)
+
+
+@router.delete(ROUTE + "/{conversation_id}", status_code=204)
+async def delete_conversation(conversation_id: ConversationId, service: ConversationsDep) -> Response:
+    await service.delete(conversation_id)
+    return Response(status_code=204)
+
+
+# ---- turns ----------------------------------------------------------------------------------------
+def stream_turn(turn: ReplyTurn, metrics: Metrics, started: float, *, start_event: bool = True, route: str = ROUTE) -> EventStream:
+    """The SSE response of a submitted turn: its events, metrics recorded once, and whatever way
+    the stream ends (done, client gone, server stopping) the reply is finalized."""
+    tracked = TrackedGeneration(turn.generation, metrics, route, started)
+
+    async def body() -> AsyncIterator[bytes]:
+        async for event in turn.events(tracked.pieces()):
+            if not start_event and event.get("start"):
+                continue
+            yield sse_data(event)
+
+    def on_close() -> None:
+        tracked.cancel()
+        turn.close()
+
+    return EventStream(body(), on_close=on_close)
+
+
+@router.post(ROUTE + "/{conversation_id}/messages", response_class=EventStream, responses={200: {"content": {"text/event-stream": {}}}})
+async def send_message(conversation_id: ConversationId, body: MessageBody, service: ConversationsDep, metrics: MetricsDep) -> EventStream:
+    started = time.perf_counter()
+    turn = await service.send(conversation_id, body.content, body.overrides())
+    return stream_turn(turn, metrics, started)
+
+
+@router.post(ROUTE + "/{conversation_id}/regenerate", response_class=EventStream, responses={200: {"content": {"text/event-stream": {}}}})
+async def regenerate(conversation_id: ConversationId, service: ConversationsDep, metrics: MetricsDep, body: Optional[SamplingBody] = None) -> EventStream:
+    started = time.perf_counter()
+    turn = await service.regenerate(conversation_id, (body or SamplingBody()).overrides())
+    return stream_turn(turn, metrics, started)
+
+
+@router.post(
+    ROUTE + "/{conversation_id}/messages/{message_id}/edit", response_class=EventStream, responses={200: {"content": {"text/event-stream": {}}}}
+)
+async def edit_message(conversation_id: ConversationId, message_id: int, body: MessageBody, service: ConversationsDep, metrics: MetricsDep) -> EventStream:
+    started = time.perf_counter()
+    turn = await service.edit(conversation_id, message_id, body.content, body.overrides())
+    return stream_turn(turn, metrics, started)
+
+
+@router.post(ROUTE + "/{conversation_id}/stop")
+async def stop(conversation_id: ConversationId, service: ConversationsDep) -> dict[str, bool]:
+    await service.get(conversation_id, messages=False)  # unknown id: 404
+    return {"stopped": service.stop(conversation_id)}
+
+
+async def conversation_chat(request: Request, body: Any, metrics: Metrics) -> EventStream:
+    """``POST /chat`` with a ``conversation_id``: the stored conversation supplies the history and
+    system prompt and records the turn; the events keep /chat's classic shapes (no ``start``)."""
+    if body.history or body.system is not None:
+        raise InvalidRequest("'history' and 'system' cannot be combined with 'conversation_id': the stored conversation supplies them.")
+    service: ConversationService = get_conversations(request)
+    started = time.perf_counter()
+    overrides = SamplingOverrides(temperature=body.temperature, top_p=body.top_p, max_tokens=body.max_tokens, seed=body.seed, stop=body.stop)
+    turn = await service.send(body.conversation_id, body.prompt, overrides)
+    return stream_turn(turn, metrics, started, start_event=False, route="/chat")
+
+
+# ---- export, search, suggestions --------------------------------------------------------------
+@router.get(ROUTE + "/{conversation_id}/export")
+async def export(conversation_id: ConversationId, service: ConversationsDep, format: Literal["md", "json"] = "md") -> Response:
+    data = await service.export(conversation_id, format)
+    filename = f"xiaoq-{conversation_id[:8]}.{format}"
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    if format == "json":
+        return Response(dumps(data), media_type="application/json", headers=headers)
+    return Response(data, media_type="text/markdown; charset=utf-8", headers=headers)
+
+
+@router.get("/api/search")
+async def search(service: ConversationsDep, q: Annotated[str, Query(max_length=500)], limit: Annotated[int, Query(ge=1, le=200)] = 20) -> dict[str, Any]:
+    return {"data": await service.search(q, limit)}
+
+
+@router.get("/api/suggestions")
+async def suggestions(service: ConversationsDep, q: Annotated[str, Query(max_length=500)] = "") -> JSONResponse:
+    return JSONResponse({"data": await service.suggestions(q, 8) if q.strip() else []})
+
+
+__all__ = ["router", "stream_turn", "ConversationService"]
