@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated, AsyncIterator, Optional
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
@@ -54,7 +54,7 @@ class ChatBody(BaseModel):
     top_p: Optional[float] = Field(None, gt=0, le=1)
     seed: Optional[Seed] = None
     stop: Optional[Stop] = None
-    conversation_id: Optional[str] = Field(None, description="Reserved: use and record a stored conversation")
+    conversation_id: Optional[str] = Field(None, max_length=64, description="Use and record this stored conversation (its history and system prompt)")
 
 
 def check_list_length(name: str, items: list, limit: int) -> None:
@@ -66,10 +66,12 @@ def check_list_length(name: str, items: list, limit: int) -> None:
 
 
 @router.post("/chat", response_class=EventStream, responses={200: {"content": {"text/event-stream": {}}}})
-async def chat(body: ChatBody, engine: EngineDep, settings: SettingsDep, metrics: MetricsDep) -> EventStream:
+async def chat(body: ChatBody, http: Request, engine: EngineDep, settings: SettingsDep, metrics: MetricsDep) -> EventStream:
     check_list_length("history", body.history, settings.max_messages)
-    # TODO(conversations): when body.conversation_id is set and app.state.store exists, load that
-    # conversation's history and record the turn (the conversations engineer wires this hook).
+    if body.conversation_id is not None:  # use and record a stored conversation
+        from xiaoq.api.routes_conversations import conversation_chat
+
+        return await conversation_chat(http, body, metrics)
     messages = build_messages(body.prompt, [t.model_dump() for t in body.history], body.system, settings.system_prompt)
     request = generation_request(
         settings,
