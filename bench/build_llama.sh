@@ -14,7 +14,7 @@
 #   BENCH_NO_BUILD=1 bench/build_llama.sh  # print the bin dir if already built, else fail fast
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-log() { printf '\033[1;34m[build_llama]\033[0m %s\n' "$*" >&2; }
+log() { if [ -t 2 ]; then printf '\033[1;34m[build_llama]\033[0m %s\n' "$*" >&2; else printf '[build_llama] %s\n' "$*" >&2; fi; }
 
 version=$(sed -n 's/.*"llama-cpp-python==\([0-9.]*\)".*/\1/p' "$root/pyproject.toml")
 [ -n "$version" ] || { log "cannot read the llama-cpp-python pin from pyproject.toml"; exit 1; }

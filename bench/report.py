@@ -160,9 +160,11 @@ def render(r: dict) -> str:
     for name in (X, L):
         s = sides.get(name) or {}
         state = "ok" if s.get("available") else f"UNAVAILABLE: {s.get('error', 'not run')}"
-        lc = s.get("length_control", "none")
+        lc, sup = s.get("length_control", "none"), s.get("length_control_supported", s.get("length_control", "none"))
         eos = (f"replies run to max_tokens via `{lc}`" if lc != "none"
-               else "NO way to ignore end-of-generation: reply lengths are the model's own")
+               else "replies end where the model ends them (" + (
+                   "this server has no ignore_eos/logit_bias" if sup == "none"
+                   else f"it supports `{sup}`, the other server does not") + ")")
         out.append(f"- **{s.get('label', name)}**: {state}" + (f"; {eos}; `{' '.join(s.get('argv', []))}`" if s.get("available") else ""))
     if machine:
         out.append(f"- machine: {machine.get('cpu', '?')}, read bandwidth {fmt(machine.get('read_gbs'), 'GB/s')}, "
@@ -172,15 +174,17 @@ def render(r: dict) -> str:
         out.append(f"- llama-bench: {lb['error']}")
     out.append("")
     sections = [
-        ("1. Single stream", lambda: side_by_side(single_stream_rows(r)) + "\n\n" + ceilings_table(r)),
-        ("2. A 12-turn conversation (history resent each turn)", lambda: conversation_table(r)),
-        ("3. Three users alternating turns", lambda: side_by_side(alternating_rows(r))),
-        ("4. Concurrent streams", lambda: side_by_side(concurrency_rows(r))),
-        ("5. A long prompt arriving while another stream decodes", lambda: side_by_side(interference_rows(r))),
-        ("6. Memory", lambda: side_by_side(memory_rows(r))),
+        ("1", "1. Single stream", lambda: side_by_side(single_stream_rows(r)) + "\n\n" + ceilings_table(r)),
+        ("2", "2. A 12-turn conversation (history resent each turn)", lambda: conversation_table(r)),
+        ("3", "3. Three users alternating turns", lambda: side_by_side(alternating_rows(r))),
+        ("4", "4. Concurrent streams", lambda: side_by_side(concurrency_rows(r))),
+        ("5", "5. A long prompt arriving while another stream decodes", lambda: side_by_side(interference_rows(r))),
+        ("6", "6. Memory", lambda: side_by_side(memory_rows(r))),
     ]
-    for title, table in sections:
-        out += [f"## {title}", "", table(), ""]
+    wanted = set(cfg.get("scenarios") or "12345") | {"6"}
+    for key, title, table in sections:
+        if key in wanted:
+            out += [f"## {title}", "", table(), ""]
     errors = [(rep_i, side, e) for rep_i, rep in enumerate(r.get("reps", [])) for side in (X, L)
               for scen in (rep.get(side) or {}).values() if isinstance(scen, dict) for e in scen.get("errors", [])]
     if errors:

@@ -19,6 +19,7 @@ import functools
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -88,7 +89,8 @@ def build_llama(allow_build: bool) -> tuple[Optional[Path], Optional[str]]:
     except subprocess.TimeoutExpired:
         return None, "build_llama.sh took over an hour"
     if out.returncode != 0 or not out.stdout.strip():
-        return None, "build_llama.sh failed: " + (out.stderr.strip().splitlines() or ["?"])[-1]
+        last = (out.stderr.strip().splitlines() or ["?"])[-1]
+        return None, "build_llama.sh: " + re.sub(r"\x1b\[[0-9;]*m", "", last).replace("[build_llama] ", "")
     return Path(out.stdout.strip().splitlines()[-1]), None
 
 
@@ -129,6 +131,7 @@ def _cpu_name() -> str:
 
 async def prepare(side: S.Side, eog_ids: Callable[[], list[int]]) -> None:
     side.length_control = await S.find_length_control(side, eog_ids)
+    side.supports = S.length_control_name(side.length_control)
     await S.warm_up(side)
 
 
@@ -143,6 +146,12 @@ async def run_scenarios(sides: list[S.Side], wl: S.Workload, keys: list[str], re
             side.client = client
             await prepare(side, eog_ids)
             log(f"{side.name}: replies run to max_tokens via {S.length_control_name(side.length_control)}")
+        if any(not side.length_control for side in sides):
+            # Equal work beats longer work: if one server cannot be held to max_tokens, neither is,
+            # and both generate the model's own (greedy, so identical) replies.
+            log("not every server can ignore end-of-generation: replies end naturally on both")
+            for side in sides:
+                side.length_control = {}
         for rep in range(reps):
             row: dict[str, Any] = {s.name: {} for s in sides}
             order = sides if rep % 2 == 0 else list(reversed(sides))
@@ -246,6 +255,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 results["reps"] = asyncio.run(run_scenarios(sides, wl, args.scenario_keys, args.reps, run_id, model))
                 for side in sides:
                     results["sides"][side.name]["length_control"] = S.length_control_name(side.length_control)
+                    results["sides"][side.name]["length_control_supported"] = side.supports
             for name, srv in running.items():
                 results["sides"][name]["peak_rss_mb"] = srv.peak_rss_mb()
     except KeyboardInterrupt:

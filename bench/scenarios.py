@@ -27,6 +27,8 @@ class Side:
     base_url: str
     #: Extra request fields that make replies run to max_tokens (see ``find_length_control``).
     length_control: dict[str, Any] = field(default_factory=dict)
+    #: What the probe found this server supports (before any common-denominator downgrade).
+    supports: str = "none"
     client: Optional[httpx.AsyncClient] = None
 
     async def chat(self, messages: list[dict[str, str]], max_tokens: int, *, seed: int = 1234,

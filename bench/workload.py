@@ -8,6 +8,7 @@ Both servers get byte-identical messages and render them with the same GGUF chat
 
 from __future__ import annotations
 
+import hashlib
 import random
 from typing import Optional
 
@@ -47,12 +48,19 @@ _WORDS = (
 
 
 def nonce(run_id: str, *parts: object) -> str:
-    """A short tag making a system prompt unique to one run / repetition / user."""
+    """A tag making a system prompt unique to one run / repetition / scenario / user."""
     return "-".join([run_id, *map(str, parts)])
 
 
+def short_code(tag: str) -> str:
+    """Six letters derived from ``tag``: unique enough, and only a few tokens (digits cost one
+    token each in Qwen's vocabulary, which would bloat the ~30-token "short prompt")."""
+    digest = hashlib.blake2b(tag.encode(), digest_size=8).digest()
+    return "".join(chr(ord("a") + b % 26) for b in digest[:6])
+
+
 def system_message(tag: str) -> dict[str, str]:
-    return {"role": "system", "content": f"[session {tag}] {SYSTEM}"}
+    return {"role": "system", "content": f"({short_code(tag)}) {SYSTEM}"}
 
 
 def filler(n_words: int, seed: int) -> str:
