@@ -1,0 +1,131 @@
+"""Stored conversations over the REAL llama.cpp engine (tiny GGUF) and a real SQLite file: the turn
+stream and its stored record, KV reuse turn by turn (cached_tokens grows), stop mid-answer,
+regenerate and edit, a long conversation in a small context (never a 400, the budget trims and
+summarizes), and the cache lines of /metrics.
+
+The tiny model never ends on its own, so every answer runs exactly to ``max_tokens``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from xiaoq.api.app import create_app
+from xiaoq.engine.llama_engine import LlamaEngine
+from xiaoq.store import Store
+
+from tests.api.helpers import make_settings, parse_sse, wait_ready
+from tests.api.server import serve, wait_health
+
+SYSTEM = "You are XiaoQ."
+
+
+def real_app(tiny_gguf: Path, db: Path, **overrides: Any) -> tuple[FastAPI, Store]:
+    base: dict[str, Any] = dict(threads=2, parallel=2, queue=4, ctx=2048, batch=64, kv_cache_mb=64, seed=1, system_prompt=SYSTEM, temperature=0.0)
+    base.update(overrides)
+    settings = make_settings(**base)
+    store = Store(db)
+    return create_app(settings, LlamaEngine(tiny_gguf, settings), store=store, web_dir=None), store
+
+
+@pytest.fixture
+def client_store(tiny_gguf: Path, tmp_path: Path) -> Iterator[tuple[TestClient, Store]]:
+    app, store = real_app(tiny_gguf, tmp_path / "real.db")
+    with TestClient(app) as c:
+        wait_ready(c, timeout=60)
+        yield c, store
+    store.close()
+
+
+def turn(client: TestClient, cid: str, content: str, **extra: Any) -> list[Any]:
+    r = client.post(f"/api/conversations/{cid}/messages", json={"content": content, **extra})
+    assert r.status_code == 200, r.text
+    return parse_sse(r.text)
+
+
+def tokens(events: list[Any]) -> str:
+    return "".join(e["token"] for e in events if "token" in e)
+
+
+def test_turns_stream_store_and_reuse_the_kv_cache(client_store: tuple[TestClient, Store]) -> None:
+    client, store = client_store
+    cid = client.post("/api/conversations", json={}).json()["id"]
+    prompt_tokens, cached = [], []
+    for i in range(4):
+        events = turn(client, cid, f"这是第{i + 1}个问题，请回答。", max_tokens=12)
+        start, done = events[0], events[-1]
+        assert start["start"] is True and done["done"] is True and done["finish_reason"] == "length"
+        assert done["usage"]["completion_tokens"] == 12
+        assert done["budget"]["trimmed"] is False and done["budget"]["turns_summarized"] == 0
+        reply = store.get_message(done["message_id"])
+        assert reply["status"] == "complete" and reply["content"] == tokens(events)
+        assert reply["cached_tokens"] == done["usage"]["prompt_tokens_details"]["cached_tokens"]
+        prompt_tokens.append(done["usage"]["prompt_tokens"])
+        cached.append(done["usage"]["prompt_tokens_details"]["cached_tokens"])
+        assert done["timings"]["prompt_tokens_evaluated"] == prompt_tokens[-1] - cached[-1]
+    # Turn N+1 re-reads nothing of turn N's prompt: only the reply and the new question are new.
+    assert cached[0] < cached[1] < cached[2] < cached[3], cached
+    for i in range(1, 4):
+        assert cached[i] >= prompt_tokens[i - 1], (prompt_tokens, cached)
+    conv = client.get(f"/api/conversations/{cid}").json()
+    assert conv["message_count"] == 8 and conv["title"].startswith("这是第1个问题")
+
+    metrics = client.get("/metrics").text
+    for name in ("xiaoq_kv_cache_hits_total", "xiaoq_kv_cache_misses_total", "xiaoq_kv_cache_bytes",
+                 "xiaoq_http_time_to_first_token_seconds_bucket", "xiaoq_http_decode_tokens_per_second_bucket"):
+        assert name in metrics, name
+    assert 'route="/api/conversations"' in metrics
+
+
+def test_regenerate_and_edit_over_the_real_engine(client_store: tuple[TestClient, Store]) -> None:
+    client, store = client_store
+    cid = client.post("/api/conversations", json={}).json()["id"]
+    first = turn(client, cid, "你好", max_tokens=6)
+    turn(client, cid, "再说一遍", max_tokens=6)
+    r = client.post(f"/api/conversations/{cid}/regenerate", json={"max_tokens": 9, "temperature": 0.8, "seed": 3})
+    regen = parse_sse(r.text)
+    assert regen[-1]["usage"]["completion_tokens"] == 9
+    msgs = client.get(f"/api/conversations/{cid}").json()["messages"]
+    assert [m["role"] for m in msgs] == ["user", "assistant", "user", "assistant"]
+    assert msgs[3]["content"] == tokens(regen) and msgs[3]["id"] == regen[-1]["message_id"]
+
+    r = client.post(f"/api/conversations/{cid}/messages/{first[0]['user_message_id']}/edit", json={"content": "换个问题", "max_tokens": 5})
+    edited = parse_sse(r.text)
+    assert edited[-1]["done"] is True and edited[-1]["usage"]["completion_tokens"] == 5
+    msgs = client.get(f"/api/conversations/{cid}").json()["messages"]
+    assert [(m["role"], m["status"]) for m in msgs] == [("user", "complete"), ("assistant", "complete")]
+    assert msgs[0]["content"] == "换个问题" and msgs[1]["content"] == tokens(edited)
+
+
+def test_stop_mid_answer_keeps_an_incomplete_reply(tiny_gguf: Path, tmp_path: Path) -> None:
+    app, store = real_app(tiny_gguf, tmp_path / "stop.db", ctx=4096, max_tokens=4000, threads=1)
+    try:
+        with serve(app) as url:
+            wait_health(url)
+            with httpx.Client(base_url=url, timeout=60) as http:
+                cid = http.post("/api/conversations", json={}).json()["id"]
+                received = ""
+                with http.stream("POST", f"/api/conversations/{cid}/messages", json={"content": "讲一个很长的故事", "max_tokens": 3500}) as resp:
+                    lines = (json.loads(line[6:]) for line in resp.iter_lines() if line.startswith("data: "))
+                    start = next(lines)
+                    for event in lines:
+                        received += event.get("token", "")
+                        if len(received) > 30:
+                            break
+                    assert http.post(f"/api/conversations/{cid}/stop").json() == {"stopped": True}
+                    rest = list(lines)
+                received += "".join(e.get("token", "") for e in rest)
+                done = rest[-1]
+                assert done["done"] is True and done["finish_reason"] == "cancelled"
+                assert done["usage"]["completion_tokens"] < 3500
+                reply = store.get_message(start["message_id"])
+                assert reply["status"] == "incomplete" and reply["content"] == received
+                assert reply["completion_tokens"] == done["usage"]["completion_tokens"]
+    finally:
+        store.close()
