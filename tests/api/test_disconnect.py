@@ -164,3 +164,18 @@ def test_closing_the_socket_cancels_over_real_uvicorn() -> None:
         r = httpx.post(url + "/chat", json={"prompt": "again"}, timeout=10)
         events = parse_sse(r.text)
         assert "".join(e.get("token", "") for e in events) == "下一个" and events[-1]["done"]
+
+
+def test_each_token_is_flushed_before_the_answer_ends_over_uvicorn() -> None:
+    settings = make_settings()
+    engine = FakeEngine(settings, replies=["一二三四五六七八九十"], delay=0.05)
+    with serve(create_app(settings, engine, web_dir=None)) as url:
+        wait_health(url)
+        with httpx.stream("POST", url + "/chat", json={"prompt": "hi"}, timeout=10) as r:
+            lines = r.iter_lines()
+            first = next(line for line in lines if line.startswith("data: "))
+            assert json.loads(first[len("data: "):]) == {"token": "一"}
+            # The first token reached the client while the engine was still producing the rest.
+            assert not engine.generations[0].done
+            rest = [json.loads(line[6:]) for line in lines if line.startswith("data: ")]
+        assert "".join(e.get("token", "") for e in rest) == "二三四五六七八九十" and rest[-1]["done"]
