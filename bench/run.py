@@ -168,6 +168,15 @@ async def run_scenarios(sides: list[S.Side], wl: S.Workload, keys: list[str], re
     return out
 
 
+def fetch_metrics(base_url: str) -> Optional[str]:
+    """The server's /metrics text after the run (cache hits, batch sizes...), kept in the JSON."""
+    try:
+        resp = httpx.get(f"{base_url}/metrics", timeout=10)
+        return resp.text[:20000] if resp.status_code == 200 else None
+    except httpx.HTTPError:
+        return None
+
+
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="GGUF file (default: $XIAOQ_BENCH_MODEL, then get-qwen-gguf.sh's file)")
@@ -228,12 +237,12 @@ def main(argv: Optional[list[str]] = None) -> int:
             if bindir:
                 specs.append((report.L, llama_server_spec(bindir / "llama-server", model, threads=threads, ctx=args.ctx,
                                                           parallel=args.parallel,
-                                                          extra=("--cache-ram", str(args.kv_cache_mb)))))
+                                                          extra=("--cache-ram", str(args.kv_cache_mb), "--metrics"))))
             if args.llama_vs_llama and bindir:
                 results["sides"][report.X]["label"] = "llama-server (B, standing in for XiaoQ)"
                 specs.append((report.X, llama_server_spec(bindir / "llama-server", model, threads=threads, ctx=args.ctx,
                                                           parallel=args.parallel,
-                                                          extra=("--cache-ram", str(args.kv_cache_mb)))))
+                                                          extra=("--cache-ram", str(args.kv_cache_mb), "--metrics"))))
             elif not args.no_xiaoq:
                 specs.append((report.X, xiaoq_spec(model, threads=threads, ctx=args.ctx, parallel=args.parallel,
                                                    kv_cache_mb=args.kv_cache_mb, extra=tuple(args.xiaoq_arg))))
@@ -258,6 +267,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                     results["sides"][side.name]["length_control_supported"] = side.supports
             for name, srv in running.items():
                 results["sides"][name]["peak_rss_mb"] = srv.peak_rss_mb()
+                results["sides"][name]["metrics"] = fetch_metrics(srv.base_url)
     except KeyboardInterrupt:
         log("interrupted: servers stopped; writing what was measured")
     finally:
