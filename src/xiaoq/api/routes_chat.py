@@ -11,7 +11,6 @@ ignored would be a worse surprise than an error naming it.
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated, AsyncIterator, Optional
 
 from fastapi import APIRouter, Request
@@ -23,9 +22,7 @@ from xiaoq.api.sampling import MAX_STOP_LENGTH, MAX_STOP_SEQUENCES, generation_r
 from xiaoq.api.sse import EventStream, sse_data
 from xiaoq.api.streaming import TrackedGeneration
 from xiaoq.chat.prompt import build_messages
-from xiaoq.errors import EngineError
 
-log = logging.getLogger("xiaoq.api")
 router = APIRouter(tags=["chat"])
 
 StopString = Annotated[str, StringConstraints(min_length=1, max_length=MAX_STOP_LENGTH)]
@@ -89,17 +86,11 @@ async def chat(body: ChatBody, http: Request, engine: EngineDep, settings: Setti
 
 async def chat_events(tracked: TrackedGeneration) -> AsyncIterator[bytes]:
     """Token events, then the done event (or an error event)."""
-    try:
-        async for piece in tracked.pieces():
-            yield sse_data({"token": piece})
-    except Exception:
-        log.exception("/chat stream failed")
-        yield sse_data(EngineError("Generation failed unexpectedly.").to_dict())
+    async for event in tracked.framed(lambda piece: sse_data({"token": piece})):
+        yield event
+    if tracked.failed:
         return
     result = tracked.result
-    if result.finish_reason == "error":
-        yield sse_data(EngineError(result.error or "Generation failed.").to_dict())
-        return
     yield sse_data(
         {
             "done": True,

@@ -10,7 +10,6 @@ refused with 400.
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from typing import Annotated, Any, AsyncIterator, Literal, Optional, Union
@@ -27,7 +26,6 @@ from xiaoq.api.streaming import TrackedGeneration
 from xiaoq.engine.types import ChatMessage, GenerationResult
 from xiaoq.errors import EngineError, InvalidRequest, NotFound
 
-log = logging.getLogger("xiaoq.api")
 router = APIRouter(prefix="/v1", tags=["openai"])
 
 #: Our finish reasons -> OpenAI's ("cancelled" only happens when nobody is reading any more).
@@ -166,18 +164,12 @@ async def chat_completions(
 
 async def completion_chunks(tracked: TrackedGeneration, chunks: ChunkFactory) -> AsyncIterator[bytes]:
     yield sse_data(chunks.chunk({"role": "assistant", "content": ""}))
-    try:
-        async for piece in tracked.pieces():
-            yield sse_data(chunks.chunk({"content": piece}))
-    except Exception:
-        log.exception("/v1/chat/completions stream failed")
-        yield sse_data(EngineError("Generation failed unexpectedly.").to_dict())
+    # An error event makes the openai client raise APIError.
+    async for event in tracked.framed(lambda piece: sse_data(chunks.chunk({"content": piece}))):
+        yield event
+    if tracked.failed:
         return
     result = tracked.result
-    if result.finish_reason == "error":
-        # The openai client raises APIError on an event carrying "error".
-        yield sse_data(EngineError(result.error or "Generation failed.").to_dict())
-        return
     yield sse_data(chunks.chunk({}, FINISH.get(result.finish_reason, "stop")))
     if chunks.include_usage:
         yield sse_data(chunks.usage_chunk(result))

@@ -4,14 +4,19 @@ record it in the metrics once, and cancel it whenever the consumer stops early.
 
 from __future__ import annotations
 
+import logging
 import time
-from typing import AsyncIterator, Optional
+from typing import AsyncIterator, Callable, Optional
 
 import anyio
 from fastapi import Request
 
 from xiaoq.api.metrics import Metrics
+from xiaoq.api.sse import sse_data
 from xiaoq.engine.types import Engine, Generation, GenerationRequest, GenerationResult, Timings, Usage
+from xiaoq.errors import EngineError
+
+log = logging.getLogger("xiaoq.api")
 
 
 class TrackedGeneration:
@@ -25,6 +30,8 @@ class TrackedGeneration:
         self.first: Optional[float] = None
         self.last: Optional[float] = None
         self.pieces_seen = 0
+        #: Set by :meth:`framed` when the stream ended with an error event.
+        self.failed = False
         self._recorded = False
 
     @classmethod
@@ -57,6 +64,22 @@ class TrackedGeneration:
                 yield piece
         finally:
             self.cancel()
+
+    async def framed(self, frame: Callable[[str], bytes]) -> AsyncIterator[bytes]:
+        """Each piece as an SSE event made by ``frame``. A failure (the engine's, or a bug) ends the
+        stream with one ``data: {"error": ...}`` event and sets :attr:`failed`, so the caller sends
+        no closing event after it."""
+        try:
+            async for piece in self.pieces():
+                yield frame(piece)
+        except Exception:
+            log.exception("%s stream failed", self.route)
+            self.failed = True
+            yield sse_data(EngineError("Generation failed unexpectedly.").to_dict())
+            return
+        if self.result.finish_reason == "error":
+            self.failed = True
+            yield sse_data(EngineError(self.result.error or "Generation failed.").to_dict())
 
     def _record(self) -> None:
         if self._recorded:
