@@ -19,7 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional, Protocol
 
@@ -38,7 +38,7 @@ CHAT_SETTINGS = ("model", "quant", "ctx", "threads", "batch", "parallel", "cpus"
 CHAT_FLAGS = {"system_prompt": "--system", "default_max_tokens": "--max-tokens"}
 CHAT_HELPS = {
     "system_prompt": "System prompt of this chat",
-    "default_max_tokens": "Longest reply, in tokens",
+    "default_max_tokens": "Longest reply, in tokens (at most XIAOQ_MAX_TOKENS, as on the server)",
     "temperature": "Sampling temperature",
     "api_key": "API key sent to the --url server",
 }
@@ -101,21 +101,25 @@ class LocalBackend:
     def start(self) -> None:
         self.loop.run_until_complete(self.engine.start())
 
-    def _fit(self, system: str, history: list[Turn], prompt: str, max_tokens: int) -> list[ChatMessage]:
-        """Drop the oldest turns until prompt + reply fit the context (the engine refuses otherwise)."""
+    def _fit(self, system: str, history: list[Turn], prompt: str, max_tokens: int) -> tuple[list[ChatMessage], int]:
+        """Drop the oldest turns until prompt + reply fit the context; if the question alone leaves
+        less room than ``max_tokens``, shorten the reply instead (as the server does)."""
         turns = list(history)
         while True:
             messages = build_messages(system, turns, prompt)
-            if not turns or self.engine.count_prompt_tokens(messages) + max_tokens <= self.engine.n_ctx:
-                return messages
+            used = self.engine.count_prompt_tokens(messages)
+            if used + max_tokens <= self.engine.n_ctx:
+                return messages, max_tokens
+            if not turns:
+                return messages, max(1, self.engine.n_ctx - used)  # still too long: the engine says so
             turns.pop(0)
 
     def answer(self, system: str, history: list[Turn], prompt: str, sampling: SamplingParams, write: Write) -> Reply:
         from xiaoq.engine.types import GenerationRequest
 
         async def run() -> Reply:
-            messages = self._fit(system, history, prompt, sampling.max_tokens)
-            gen = self.engine.submit(GenerationRequest(messages=messages, sampling=sampling))
+            messages, max_tokens = self._fit(system, history, prompt, sampling.max_tokens)
+            gen = self.engine.submit(GenerationRequest(messages=messages, sampling=replace(sampling, max_tokens=max_tokens)))
             # Ctrl-C now cancels this generation instead of raising KeyboardInterrupt; the engine
             # stops between tokens and finishes the stream with finish_reason 'cancelled'.
             self.loop.add_signal_handler(signal.SIGINT, gen.cancel)
