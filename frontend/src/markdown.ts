@@ -23,6 +23,8 @@ export interface RenderOptions {
   allowImages?: boolean
   /** Highlighted HTML for a code block, or null for escaped plain text. */
   highlight?: (code: string, lang: string) => string | null
+  /** MathML for a TeX formula, or null to show the TeX source (see math.ts). */
+  math?: (tex: string, display: boolean) => string | null
 }
 
 const SAFE_LINK = /^(?:https?:|mailto:)/i
@@ -105,12 +107,121 @@ md.core.ruler.push('align_classes', (state) => {
   }
 })
 
-const ALLOWED_TAGS = [
+// ---------------------------------------------------------------- math syntax
+
+/** Inline math: \(…\), $…$ (not "$5 and $10": no space inside the dollars, no digit after). */
+md.inline.ruler.before('escape', 'math_inline', (state, silent) => {
+  const src = state.src
+  const start = state.pos
+  let content: string
+  let end: number
+  let display = false
+  if (src.startsWith('\\(', start) || src.startsWith('\\[', start)) {
+    const close = src.indexOf(src[start + 1] === '(' ? '\\)' : '\\]', start + 2)
+    if (close < 0) return false
+    display = src[start + 1] === '['
+    content = src.slice(start + 2, close)
+    end = close + 2
+  } else if (src[start] === '$') {
+    if (src[start + 1] === '$') {
+      const close = src.indexOf('$$', start + 2)
+      if (close < 0) return false
+      display = true
+      content = src.slice(start + 2, close)
+      end = close + 2
+    } else {
+      if (start > 0 && src[start - 1] === '\\') return false
+      const first = src[start + 1]
+      if (!first || /\s/.test(first)) return false
+      let close = start + 1
+      for (;;) {
+        close = src.indexOf('$', close)
+        if (close < 0) return false
+        if (src[close - 1] !== '\\') break
+        close++
+      }
+      if (/\s/.test(src[close - 1]) || /\d/.test(src[close + 1] ?? '')) return false
+      content = src.slice(start + 1, close)
+      end = close + 1
+    }
+  } else {
+    return false
+  }
+  if (!content.trim()) return false
+  if (!silent) {
+    const token = state.push('math_inline', 'math', 0)
+    token.content = content
+    token.markup = display ? 'display' : ''
+  }
+  state.pos = end
+  return true
+})
+
+/** Block math: a paragraph that starts with $$ or \[ and is closed by $$ or \] (unclosed while
+ * streaming: stays text until the closing delimiter arrives). */
+md.block.ruler.before('fence', 'math_block', (state, startLine, endLine, silent) => {
+  if (state.sCount[startLine] - state.blkIndent >= 4) return false
+  const first = state.src.slice(state.bMarks[startLine] + state.tShift[startLine], state.eMarks[startLine])
+  const open = first.startsWith('$$') ? '$$' : first.startsWith('\\[') ? '\\[' : null
+  if (!open) return false
+  const close = open === '$$' ? '$$' : '\\]'
+  const lines: string[] = []
+  let rest = first.slice(2)
+  let line = startLine
+  for (;;) {
+    const trimmed = rest.trimEnd()
+    if (trimmed.endsWith(close) && !(line === startLine && trimmed.length < close.length)) {
+      lines.push(trimmed.slice(0, -close.length))
+      break
+    }
+    lines.push(rest)
+    line++
+    if (line >= endLine) return false
+    rest = state.src.slice(state.bMarks[line] + state.tShift[line], state.eMarks[line])
+  }
+  if (!lines.join('').trim()) return false
+  if (silent) return true
+  const token = state.push('math_block', 'math', 0)
+  token.block = true
+  token.content = lines.join('\n').trim()
+  token.map = [startLine, line + 1]
+  state.line = line + 1
+  return true
+})
+
+function mathHtml(tex: string, display: boolean, env: RenderOptions): string {
+  const rendered = env.math?.(tex, display)
+  if (rendered) return rendered
+  const src = display ? `$$${tex}$$` : `$${tex}$`
+  return `<code class="math-src">${escapeHtml(src)}</code>`
+}
+
+md.renderer.rules.math_inline = (tokens, idx, _o, env: RenderOptions) =>
+  mathHtml(tokens[idx].content, tokens[idx].markup === 'display', env)
+md.renderer.rules.math_block = (tokens, idx, _o, env: RenderOptions) =>
+  `<div class="math-block">${mathHtml(tokens[idx].content, true, env)}</div>\n`
+
+// ---------------------------------------------------------------- sanitizer
+
+/** MathML that KaTeX emits (presentation elements only; no maction, no href). */
+const MATHML_TAGS = [
+  'math', 'semantics', 'annotation', 'mrow', 'mi', 'mn', 'mo', 'ms', 'mtext', 'mspace', 'msup',
+  'msub', 'msubsup', 'mfrac', 'msqrt', 'mroot', 'mover', 'munder', 'munderover', 'mtable', 'mtr',
+  'mtd', 'mstyle', 'mpadded', 'mphantom', 'menclose', 'merror', 'mlabeledtr',
+]
+const MATHML_ATTR = [
+  'display', 'mathvariant', 'stretchy', 'fence', 'separator', 'lspace', 'rspace', 'accent',
+  'accentunder', 'columnalign', 'rowspacing', 'columnspacing', 'rowlines', 'columnlines', 'encoding',
+  'linethickness', 'minsize', 'maxsize', 'movablelimits', 'width', 'height', 'depth', 'voffset',
+  'scriptlevel', 'displaystyle', 'notation', 'symmetric', 'largeop', 'xmlns', 'mathcolor',
+]
+
+const ALLOWED_TAGS = [...MATHML_TAGS, 
   'a', 'b', 'blockquote', 'br', 'button', 'code', 'del', 'div', 'em', 'h1', 'h2', 'h3', 'h4',
   'h5', 'h6', 'hr', 'i', 'img', 'kbd', 'li', 'ol', 'p', 'pre', 's', 'span', 'strong', 'sub',
   'sup', 'table', 'tbody', 'td', 'th', 'thead', 'tr', 'ul',
 ]
-const ALLOWED_ATTR = ['href', 'title', 'alt', 'src', 'class', 'target', 'rel', 'type', 'start', 'loading']
+const ALLOWED_ATTR = [...MATHML_ATTR, 'href', 'title', 'alt', 'src', 'class', 'target', 'rel', 'type', 'start', 'loading']
 
 let imagesAllowed = false
 
@@ -138,7 +249,10 @@ export function sanitizeHtml(html: string, opts: { allowImages?: boolean } = {})
       ALLOW_DATA_ATTR: false,
       ALLOW_ARIA_ATTR: false,
       FORBID_ATTR: ['style'],
-      ALLOWED_URI_REGEXP: /^(?:https?:|mailto:|\/(?![/\\])|data:image\/(?:png|gif|jpe?g|webp);base64,)/i,
+      // Applies to every attribute value DOMPurify does not know as URI-safe: values without a
+      // scheme ("block", "3", "/x") pass, and of the schemes only these; the hook above then
+      // narrows href and src further.
+      ALLOWED_URI_REGEXP: /^(?:(?:https?|mailto):|data:image\/(?:png|gif|jpe?g|webp);base64,|[^a-z]|[a-z+.-]+(?:[^a-z+.:-]|$))/i,
     }) as string
   } finally {
     imagesAllowed = false

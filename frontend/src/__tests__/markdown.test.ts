@@ -22,6 +22,10 @@ describe('markdown rendering', () => {
     expect(root.querySelector('[style]')).toBeNull()
   })
 
+  it('keeps the start number of an ordered list', () => {
+    expect(parse(renderMarkdown('3. c\n4. d')).querySelector('ol')!.getAttribute('start')).toBe('3')
+  })
+
   it('opens safe links in a new tab without an opener', () => {
     const a = parse(renderMarkdown('see [docs](https://example.com/x?a=1) and https://auto.example')).querySelectorAll('a')
     expect(a.length).toBe(2)
