@@ -33,6 +33,9 @@ def test_health_reports_a_failed_load(app_factory) -> None:
         r = c.get("/health")
         assert r.status_code == 500
         assert r.json() == {"status": "error", "message": "not a GGUF file: /tmp/x.gguf"}
+        err = c.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}]}).json()["error"]
+        assert err["code"] == "model_error" and "not a GGUF file" in err["message"]
+        assert c.get("/metrics").status_code == 200
 
 
 def test_engine_closed_at_shutdown() -> None:

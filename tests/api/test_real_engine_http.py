@@ -176,3 +176,23 @@ def test_disconnect_frees_the_engine_for_the_queued_request(server) -> None:
     # /metrics shows the cancellation too.
     metrics = httpx.get(url + "/metrics").text
     assert 'xiaoq_http_generations_total{route="/chat",finish_reason="cancelled"}' in metrics
+
+
+def test_health_reports_a_model_that_fails_to_load(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\x00" * 64)  # the magic, then nothing llama.cpp can load
+    settings = make_settings(ctx=512, parallel=1, threads=1, kv_cache_mb=0)
+    with serve(create_app(settings, LlamaEngine(bad, settings), web_dir=None)) as url:
+        deadline = time.monotonic() + 30
+        r = httpx.get(url + "/health")
+        while r.status_code == 503 and time.monotonic() < deadline:
+            time.sleep(0.02)
+            r = httpx.get(url + "/health")
+        assert r.status_code == 500
+        body = r.json()
+        assert body["status"] == "error" and "broken.gguf" in body["message"]
+        # Requests get that error as JSON (not "still loading" forever, not a traceback).
+        r = httpx.post(url + "/chat", json={"prompt": "hi"}, timeout=10)
+        assert r.status_code == 500 and r.json()["error"]["code"] == "model_error"
+        assert "broken.gguf" in r.json()["error"]["message"]
+        assert "xiaoq_ready 0" in httpx.get(url + "/metrics").text

@@ -13,10 +13,15 @@ from fastapi import Depends, Request
 from xiaoq.api.metrics import Metrics
 from xiaoq.config import Settings
 from xiaoq.engine.types import Engine
-from xiaoq.errors import XiaoQError
+from xiaoq.errors import ModelError, XiaoQError
 
 
 def get_engine(request: Request) -> Engine:
+    """The engine, for routes that generate. After a failed model load they get that error (500)
+    rather than "still loading" forever; /health and /metrics read ``app.state.engine`` directly."""
+    load_error = request.app.state.load_error
+    if load_error is not None:
+        raise ModelError(f"The model failed to load: {load_error}")
     return request.app.state.engine
 
 

@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from xiaoq import __version__
 from xiaoq.api.deps import EngineDep, MetricsDep, SettingsDep
+from xiaoq.engine.types import Engine
 
 router = APIRouter(tags=["health"])
 
@@ -15,11 +16,12 @@ PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 @router.get("/health")
-async def health(request: Request, engine: EngineDep) -> JSONResponse:
+async def health(request: Request) -> JSONResponse:
     """200 ``{"status": "ok", "model"}`` when ready, 503 ``{"status": "loading"}`` before, and 500
     ``{"status": "error", "message"}`` when loading failed (the server keeps running so the cause
     is visible here and in the log)."""
-    load_error = getattr(request.app.state, "load_error", None)
+    engine: Engine = request.app.state.engine  # not EngineDep: that refuses after a failed load
+    load_error = request.app.state.load_error
     if load_error is not None:
         return JSONResponse({"status": "error", "message": load_error}, status_code=500)
     if engine.ready:
@@ -28,8 +30,9 @@ async def health(request: Request, engine: EngineDep) -> JSONResponse:
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-async def metrics(engine: EngineDep, registry: MetricsDep) -> PlainTextResponse:
+async def metrics(request: Request, registry: MetricsDep) -> PlainTextResponse:
     """Prometheus text format: the engine's stats plus HTTP-level latency histograms."""
+    engine: Engine = request.app.state.engine  # also after a failed load (xiaoq_ready 0)
     return PlainTextResponse(registry.render(engine.stats()), media_type=PROMETHEUS_CONTENT_TYPE)
 
 
