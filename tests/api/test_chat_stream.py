@@ -108,3 +108,26 @@ def test_build_messages_accepts_pairs_dicts_and_role_messages() -> None:
         {"role": "user", "content": "u1"},
         {"role": "user", "content": "p"},
     ]
+
+
+def test_unexpected_failure_mid_stream_is_an_error_event(client: TestClient, engine: FakeEngine, monkeypatch) -> None:
+    from xiaoq.api.streaming import TrackedGeneration
+
+    async def broken_pieces(self):
+        yield "a"
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(TrackedGeneration, "pieces", broken_pieces)
+    events = parse_sse(client.post("/chat", json={"prompt": "hi"}).text)
+    assert events[0] == {"token": "a"}
+    assert events[-1]["error"]["code"] == "engine_error" and "bug" not in events[-1]["error"]["message"]
+    assert not any("done" in e for e in events)
+
+
+def test_openapi_schema_and_no_cors_by_default(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    assert {"/chat", "/v1/chat/completions", "/v1/models", "/health", "/metrics"} <= set(schema["paths"])
+    r = client.post("/chat", json={"prompt": "hi"}, headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in r.headers
+    r = client.options("/chat", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+    assert "access-control-allow-origin" not in r.headers and r.status_code == 405
