@@ -33,7 +33,7 @@ from xiaoq.errors import XiaoQError
 
 #: Settings that shape the in-process engine and sampling, offered as ``chat`` options.
 CHAT_SETTINGS = ("model", "quant", "ctx", "threads", "batch", "parallel", "cpus", "mmap", "kv_cache_mb",
-                 "system_prompt", "temperature", "top_p", "default_max_tokens", "seed", "api_key")
+                 "system_prompt", "temperature", "top_p", "default_max_tokens", "seed", "api_key", "db")
 #: ``chat`` spells some settings the way a chat user thinks of them.
 CHAT_FLAGS = {"system_prompt": "--system", "default_max_tokens": "--max-tokens"}
 CHAT_HELPS = {
@@ -45,7 +45,7 @@ CHAT_HELPS = {
 
 USER_PROMPT = "你> "
 BOT_PREFIX = "小Q> "
-HELP_TEXT = "/reset clears the history · /exit quits (or Ctrl-D) · Ctrl-C stops an answer"
+HELP_TEXT = "/reset clears the history · /history shows it · /new starts over · /exit quits (or Ctrl-D) · Ctrl-C stops an answer"
 
 
 @dataclass
@@ -265,6 +265,8 @@ class Repl:
             "/exit": self.cmd_exit,
             "/quit": self.cmd_exit,
             "/help": self.cmd_help,
+            "/history": self.cmd_history,
+            "/new": self.cmd_new,
         }
 
     def write(self, text: str) -> None:
@@ -281,6 +283,23 @@ class Repl:
 
     def cmd_help(self, arg: str) -> bool:
         self.write(HELP_TEXT + "\n")
+        return True
+
+    def cmd_history(self, arg: str) -> bool:
+        """The turns so far (a stored conversation's come from the database or server)."""
+        stored = getattr(self.backend, "history", None)
+        turns = stored() if callable(stored) else self.history
+        for user, bot in turns:
+            self.write(f"{USER_PROMPT}{user}\n{BOT_PREFIX}{bot}\n")
+        if not turns:
+            self.write("(no history yet)\n")
+        return True
+
+    def cmd_new(self, arg: str) -> bool:
+        """A fresh conversation (a new stored one when chatting with --conversation)."""
+        self.history.clear()
+        new = getattr(self.backend, "new", None)
+        self.write(f"(new conversation {new()})\n" if callable(new) else "(new conversation)\n")
         return True
 
     def run(self) -> None:
@@ -336,8 +355,9 @@ def _setup_terminal() -> None:
 
 @click.command()
 @click.option("--url", default=None, metavar="URL", help="Chat with a running XiaoQ server (e.g. http://127.0.0.1:8000) instead of loading the model here")
+@click.option("--conversation", default=None, metavar="ID", help="Continue a stored conversation (from the web UI, or 'new'); it is saved as you chat")
 @settings_options(CHAT_SETTINGS, flags=CHAT_FLAGS, helps=CHAT_HELPS)
-def chat(url: Optional[str], **given: Any) -> None:
+def chat(url: Optional[str], conversation: Optional[str], **given: Any) -> None:
     """Chat in the terminal, streaming. /reset clears the history, /exit quits, Ctrl-C stops an answer."""
     settings = build_settings(given, flags=CHAT_FLAGS)
     sampling = SamplingParams(
@@ -349,13 +369,23 @@ def chat(url: Optional[str], **given: Any) -> None:
     _setup_terminal()
     backend: Backend
     if url:
-        backend = RemoteBackend(url, settings.api_key)
+        if conversation:
+            from xiaoq.cli.chat_stored import StoredRemoteBackend
+
+            backend = StoredRemoteBackend(url, conversation, settings.api_key)
+        else:
+            backend = RemoteBackend(url, settings.api_key)
         click.echo(f"connecting to {url}…", err=True)
     else:
         pin_cpus(settings)
         path = model_path(settings)
         click.echo(f"loading model {path.name}…", err=True)
-        backend = LocalBackend(path, settings)
+        if conversation:
+            from xiaoq.cli.chat_stored import StoredLocalBackend
+
+            backend = StoredLocalBackend(path, settings, conversation)
+        else:
+            backend = LocalBackend(path, settings)
     try:
         backend.start()
         click.echo(f"XiaoQ chat · {backend.name} · {HELP_TEXT}", err=True)
