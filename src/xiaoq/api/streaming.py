@@ -87,8 +87,10 @@ class TrackedGeneration:
         self._recorded = True
         ttft = (self.first - self.started) if self.first is not None else None
         tps = None
-        if self.first is not None and self.last is not None and self.pieces_seen > 1 and self.last > self.first:
-            tps = (self.pieces_seen - 1) / (self.last - self.first)
+        # Tokens, not pieces (a piece may hold several byte tokens of one character) when known.
+        tokens = self.result.usage.completion_tokens or self.pieces_seen
+        if self.first is not None and self.last is not None and tokens > 1 and self.last > self.first:
+            tps = (tokens - 1) / (self.last - self.first)
         self.metrics.observe_generation(self.route, self.result.finish_reason, ttft, tps)
 
     async def collect(self, request: Request) -> str:
