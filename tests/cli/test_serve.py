@@ -80,3 +80,17 @@ def test_serve_settings_from_env_and_flags_reach_the_server(cli_env: dict[str, s
     allowed = next(line for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines() if line.startswith("Cpus_allowed_list"))
     assert allowed.split()[-1] == "0"
     assert stop(proc)[0] == 0
+
+
+def test_port_in_use_is_one_line(cli_env: dict[str, str], tiny_gguf: Path) -> None:
+    import socket
+
+    from tests.cli.test_cli_errors import assert_one_line_error
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = subprocess.run([*xiaoq_command(), "serve", "--model", str(tiny_gguf), "--port", str(port)],
+                           env=cli_env, capture_output=True, text=True, timeout=60)
+    assert_one_line_error(r, 1, f"cannot listen on 127.0.0.1:{port}", "in use")

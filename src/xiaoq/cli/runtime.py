@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 from pathlib import Path
 
 import click
 
 from xiaoq.config import Settings
 from xiaoq.engine.models import resolve_model, validate_gguf
+from xiaoq.errors import XiaoQError
 
 
 def is_loopback(host: str) -> bool:
@@ -64,3 +66,23 @@ def model_path(settings: Settings) -> Path:
 def url_host(host: str) -> str:
     """The host as it appears in a URL (IPv6 in brackets)."""
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host:port for uvicorn (XiaoQError, one line, when the port is taken)."""
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise XiaoQError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    family, _, _, _, address = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # "::" takes IPv4 too
+        sock.bind(address)
+    except OSError as e:
+        sock.close()
+        raise XiaoQError(f"cannot listen on {url_host(host)}:{port}: {e.strerror or e}") from None
+    sock.set_inheritable(True)
+    return sock

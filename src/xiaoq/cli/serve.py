@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from xiaoq.cli.options import build_settings, settings_options
-from xiaoq.cli.runtime import check_bind, model_path, pin_cpus, url_host
+from xiaoq.cli.runtime import check_bind, listen_socket, model_path, pin_cpus, url_host
 
 
 @click.command()
@@ -23,6 +23,9 @@ def serve(**given: Any) -> None:
     check_bind(settings)
     pin_cpus(settings)
     path = model_path(settings)
+    # Bind before loading anything: a busy port is one line now, not a log dump after the load.
+    sock = listen_socket(settings.host, settings.port)
+    port = sock.getsockname()[1]  # the real one when --port 0
 
     import uvicorn
 
@@ -35,15 +38,17 @@ def serve(**given: Any) -> None:
     engine = LlamaEngine(path, settings)
     store = Store(settings.db_path())  # created and migrated on first start
     app = create_app(settings, engine, store=store)
-    click.echo(f"XiaoQ: serving {path.name} at http://{url_host(settings.host)}:{settings.port} (Ctrl-C stops)", err=True)
+    click.echo(f"XiaoQ: serving {path.name} at http://{url_host(settings.host)}:{port} (Ctrl-C stops)", err=True)
     click.echo(f"XiaoQ: conversations in {store.db.path}", err=True)
     try:
         # uvicorn handles SIGINT/SIGTERM itself: it stops accepting, lets the app's lifespan close the
         # engine, then re-raises the signal, which lands here for Ctrl-C.
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False, timeout_graceful_shutdown=5)
+        config = uvicorn.Config(app, host=settings.host, port=port, log_level="info", access_log=False, timeout_graceful_shutdown=5)
+        uvicorn.Server(config).run(sockets=[sock])
     except KeyboardInterrupt:
         pass
     finally:
+        sock.close()
         store.close()
     click.echo("XiaoQ: stopped", err=True)
 
