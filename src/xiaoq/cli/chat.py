@@ -194,9 +194,14 @@ class RemoteBackend:
         }
         if sampling.seed is not None:
             body["seed"] = sampling.seed
+        return self.post_stream("/chat", body, write)
+
+    def post_stream(self, path: str, body: dict[str, Any], write: Write) -> Reply:
+        """POST ``body`` and show the SSE ``token`` events as they arrive; the ``done`` or ``error``
+        event ends the reply. Ctrl-C closes the connection, which the server takes as a cancel."""
         parts: list[str] = []
         try:
-            resp = urllib.request.urlopen(self._request("/chat", body), timeout=self.timeout)
+            resp = urllib.request.urlopen(self._request(path, body), timeout=self.timeout)
         except urllib.error.HTTPError as e:
             return Reply("", "error", f"HTTP {e.code}: {_error_message(e)}")
         except (urllib.error.URLError, OSError) as e:

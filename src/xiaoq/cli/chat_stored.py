@@ -23,7 +23,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Optional
 
-from xiaoq.cli.chat import RemoteBackend, Reply, Turn, Write, _error_message, _sse_events
+from xiaoq.cli.chat import RemoteBackend, Reply, Turn, Write, _error_message
 from xiaoq.config import Settings
 from xiaoq.engine.types import SamplingParams
 from xiaoq.errors import XiaoQError
@@ -148,28 +148,5 @@ class StoredRemoteBackend(RemoteBackend):
         body: dict[str, Any] = {"content": prompt, "max_tokens": sampling.max_tokens, "temperature": sampling.temperature, "top_p": sampling.top_p}
         if sampling.seed is not None:
             body["seed"] = sampling.seed
-        parts: list[str] = []
-        try:
-            resp = urllib.request.urlopen(self._request(f"/api/conversations/{self.conversation_id}/messages", body), timeout=self.timeout)
-        except urllib.error.HTTPError as e:
-            return Reply("", "error", f"HTTP {e.code}: {_error_message(e)}")
-        except (urllib.error.URLError, OSError) as e:
-            return Reply("", "error", f"cannot reach {self.url}: {getattr(e, 'reason', e)}")
-        except KeyboardInterrupt:
-            return Reply("", "cancelled")
-        try:
-            with resp:  # closing the connection stops the reply; the server keeps it `incomplete`
-                for event in _sse_events(resp):
-                    if "token" in event:
-                        parts.append(event["token"])
-                        write(event["token"])
-                    elif event.get("done"):
-                        return Reply("".join(parts), str(event.get("finish_reason") or "stop"))
-                    elif "error" in event:
-                        err = event["error"]
-                        return Reply("".join(parts), "error", err.get("message") if isinstance(err, dict) else str(err))
-        except KeyboardInterrupt:
-            return Reply("".join(parts), "cancelled")
-        except (OSError, ValueError) as e:
-            return Reply("".join(parts), "error", f"connection lost: {e}")
-        return Reply("".join(parts), "error", "the server closed the stream before it finished")
+        # Closing the connection (Ctrl-C) stops the reply; the server keeps it `incomplete`.
+        return self.post_stream(f"/api/conversations/{self.conversation_id}/messages", body, write)
