@@ -6,8 +6,10 @@ The tiny model never emits end-of-turn on its own (tests/tinymodel.py), so every
 
 from __future__ import annotations
 
-import signal
+import re
 import subprocess
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,6 +49,20 @@ def interrupt_answer(child: pexpect.spawn) -> None:
     child.expect_exact(USER_PROMPT)
 
 
+def assert_exits_cleanly(child: pexpect.spawn, how: str = "/exit") -> None:
+    """Leave with ``/exit``, Ctrl-D (``eof``) or Ctrl-C at the prompt: status 0, no traceback."""
+    if how == "eof":
+        child.sendeof()
+    elif how == "ctrl-c":
+        child.sendcontrol("c")
+    else:
+        child.sendline(how)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert "Traceback" not in (child.before or "")
+
+
 def test_chat_streams_resets_and_survives_ctrl_c(chat_child: pexpect.spawn) -> None:
     c = chat_child
     c.expect("loading model")
@@ -65,11 +81,7 @@ def test_chat_streams_resets_and_survives_ctrl_c(chat_child: pexpect.spawn) -> N
     c.sendline("/nonsense")
     c.expect("unknown command /nonsense")
     c.expect_exact(USER_PROMPT)
-    c.sendline("/exit")
-    c.expect(pexpect.EOF)
-    c.close()
-    assert c.exitstatus == 0
-    assert "Traceback" not in (c.before or "")
+    assert_exits_cleanly(c, "/exit")
 
 
 def test_chat_turns_run_to_the_end_history_trimmed_to_fit_ctrl_d_exits(cli_env: dict[str, str], tiny_gguf: Path) -> None:
@@ -84,10 +96,7 @@ def test_chat_turns_run_to_the_end_history_trimmed_to_fit_ctrl_d_exits(cli_env: 
             # The tiny model always runs to the limit; an "[error: ...]" here means the context overflowed.
             assert c.expect_exact(["[reply cut at --max-tokens]", "[error"]) == 0, c.before + c.buffer
         c.expect_exact(USER_PROMPT)
-        c.sendeof()  # Ctrl-D at the prompt
-        c.expect(pexpect.EOF)
-        c.close()
-        assert c.exitstatus == 0
+        assert_exits_cleanly(c, "eof")  # Ctrl-D at the prompt
     finally:
         c.terminate(force=True)
 
@@ -95,11 +104,7 @@ def test_chat_turns_run_to_the_end_history_trimmed_to_fit_ctrl_d_exits(cli_env: 
 def test_ctrl_c_at_the_prompt_exits_cleanly(chat_child: pexpect.spawn) -> None:
     c = chat_child
     c.expect_exact(USER_PROMPT)
-    c.sendcontrol("c")
-    c.expect(pexpect.EOF)
-    c.close()
-    assert c.exitstatus == 0
-    assert "Traceback" not in (c.before or "")
+    assert_exits_cleanly(c, "ctrl-c")
 
 
 def test_chat_over_url_with_api_key(cli_env: dict[str, str], tiny_gguf: Path, serve_proc: list[subprocess.Popen[str]]) -> None:
@@ -113,24 +118,36 @@ def test_chat_over_url_with_api_key(cli_env: dict[str, str], tiny_gguf: Path, se
     bad.sendline("hi")
     bad.expect(r"\[error: HTTP 401")  # the server's one-line JSON error, and the chat goes on
     bad.expect_exact(USER_PROMPT)
-    bad.sendline("/exit")
-    bad.expect(pexpect.EOF)
+    assert_exits_cleanly(bad)
 
     c = spawn_chat(["--url", url, "--max-tokens", "7000"], {**cli_env, "XIAOQ_API_KEY": "k1"})
     try:
         c.expect("xiaoq-tiny-qwen2")  # the banner names the server's model
         c.expect_exact(USER_PROMPT)
         c.sendline("你好")
-        interrupt_answer(c)  # closing the stream cancels the server's generation
-        c.sendline("/exit")
-        c.expect(pexpect.EOF)
-        c.close()
-        assert c.exitstatus == 0
+        interrupt_answer(c)  # closing the stream cancels the server's generation...
+        assert_exits_cleanly(c)
     finally:
         c.terminate(force=True)
+    # ...which the engine records as 'cancelled' (had the stream stayed open, it would end 'length').
+    assert engine_finish_reasons(url, "k1") == {"cancelled": 1}
     assert server.poll() is None  # the server lives on
     code, err = stop(server)
     assert code == 0, err
+
+
+def engine_finish_reasons(url: str, key: str, wait_s: float = 60) -> dict[str, int]:
+    """The engine's finished-generation counters from /metrics, once any generation has finished."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        req = urllib.request.Request(f"{url}/metrics", headers={"Authorization": f"Bearer {key}"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            text = r.read().decode()
+        counts = {m[1]: int(float(m[2])) for m in re.finditer(r'^xiaoq_requests_finished_total\{finish_reason="(\w+)"\} (\S+)$', text, re.M)}
+        counts = {k: v for k, v in counts.items() if v}
+        if counts or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.2)
 
 
 def test_chat_url_unreachable_is_one_line(cli_env: dict[str, str]) -> None:
