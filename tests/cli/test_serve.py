@@ -48,8 +48,8 @@ def start_server(args: list[str], env: dict[str, str], procs: list[subprocess.Po
     return proc
 
 
-def stop(proc: subprocess.Popen[str]) -> tuple[int, str]:
-    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+def stop(proc: subprocess.Popen[str], sig: int = signal.SIGINT) -> tuple[int, str]:
+    proc.send_signal(sig)  # SIGINT is what Ctrl-C sends
     _, err = proc.communicate(timeout=30)
     return proc.returncode, err
 
@@ -72,14 +72,16 @@ def test_serve_settings_from_env_and_flags_reach_the_server(cli_env: dict[str, s
     proc = start_server(["--api-key", "from-flag", "--max-tokens", "77", "--cpus", "0"], env, serve_proc)
     wait_healthy(proc, port)  # port and model came from the environment
     assert get(f"http://127.0.0.1:{port}/api/config")[0] == 401
-    assert get(f"http://127.0.0.1:{port}/api/config", key="from-env")[0] == 401  # the flag won
+    assert get(f"http://127.0.0.1:{port}/api/config", key="from-env")[0] == 401  # the flag won over the env
     status, config = get(f"http://127.0.0.1:{port}/api/config", key="from-flag")
     assert status == 200
     assert (config["max_tokens"], config["n_ctx"]) == (77, 384)
     # --cpus 0 pinned the server process before the model (and llama.cpp's threads) started.
     allowed = next(line for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines() if line.startswith("Cpus_allowed_list"))
     assert allowed.split()[-1] == "0"
-    assert stop(proc)[0] == 0
+    status, err = stop(proc, signal.SIGTERM)  # systemd / docker stop: as clean as Ctrl-C
+    assert status == 0, err
+    assert err.rstrip().endswith("XiaoQ: stopped")
 
 
 def test_port_in_use_is_one_line(cli_env: dict[str, str], tiny_gguf: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from typing import Any
 
 import click
@@ -40,17 +41,24 @@ def serve(**given: Any) -> None:
     app = create_app(settings, engine, store=store)
     click.echo(f"XiaoQ: serving {path.name} at http://{url_host(settings.host)}:{port} (Ctrl-C stops)", err=True)
     click.echo(f"XiaoQ: conversations in {store.db.path}", err=True)
+    # uvicorn handles SIGINT/SIGTERM itself: it stops accepting, lets the app's lifespan close the
+    # engine, then re-raises the signal to the handler that was there before: ours turns SIGTERM
+    # (systemd, docker stop, kill) into the same clean exit as Ctrl-C.
+    previous_term = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        # uvicorn handles SIGINT/SIGTERM itself: it stops accepting, lets the app's lifespan close the
-        # engine, then re-raises the signal, which lands here for Ctrl-C.
         config = uvicorn.Config(app, host=settings.host, port=port, log_level="info", access_log=False, timeout_graceful_shutdown=5)
         uvicorn.Server(config).run(sockets=[sock])
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGTERM, previous_term)
         sock.close()
         store.close()
     click.echo("XiaoQ: stopped", err=True)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 class _OneLine(logging.Filter):
