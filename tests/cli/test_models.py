@@ -56,17 +56,16 @@ def test_snapshot_without_ref_is_still_found(tmp_path: Path) -> None:
     assert resolve_model(Settings()) == want
 
 
-def test_modelscope_cache_layouts(tmp_path: Path) -> None:
-    name = default_filename("q4_k_m")
-    new_layout = tmp_path / "ms" / "models" / "qwen" / "Qwen2___5-0___5B-Instruct-GGUF" / name
-    new_layout.parent.mkdir(parents=True)
-    new_layout.write_bytes(b"GGUF")
-    assert resolve_model(Settings()) == new_layout
-    new_layout.unlink()
-    old_layout = tmp_path / "ms" / "qwen" / "Qwen2.5-0.5B-Instruct-GGUF" / name
-    old_layout.parent.mkdir(parents=True)
-    old_layout.write_bytes(b"GGUF")
-    assert resolve_model(Settings()) == old_layout
+@pytest.mark.parametrize("layout", [
+    "hub/models/qwen/Qwen2___5-0___5B-Instruct-GGUF",  # modelscope >= 1.14: MODELSCOPE_CACHE is the root
+    "hub/qwen/Qwen2___5-0___5B-Instruct-GGUF",
+    "qwen/Qwen2.5-0.5B-Instruct-GGUF",  # older releases: MODELSCOPE_CACHE was the hub itself
+])
+def test_modelscope_cache_layouts(tmp_path: Path, layout: str) -> None:
+    want = tmp_path / "ms" / layout / default_filename("q4_k_m")
+    want.parent.mkdir(parents=True)
+    want.write_bytes(b"GGUF")
+    assert resolve_model(Settings()) == want
 
 
 def test_missing_default_model_message(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import socket
 import sys
 from pathlib import Path
 
@@ -129,3 +130,46 @@ def test_modelscope_without_the_extra_via_cli(cli_env: dict[str, str], tmp_path:
     (blocker / "modelscope" / "__init__.py").write_text("raise ImportError('not installed')\n")
     r = run_xiaoq(["pull", "--source", "modelscope"], dict(cli_env, PYTHONPATH=str(blocker)))
     assert_one_line_error(r, 1, "pip install 'xiaoq[modelscope]'")
+
+
+FAKE_MODELSCOPE = """
+import os, shutil
+def model_file_download(model_id, file_path, **kwargs):
+    if os.environ.get("FAKE_MS_FAIL"):
+        raise ConnectionError("Failed to resolve 'www.modelscope.cn'")
+    owner, name = model_id.split("/")
+    dest = os.path.join(os.environ["MODELSCOPE_CACHE"], "hub", "models", owner, name.replace(".", "___"), file_path)
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    shutil.copyfile(os.environ["FAKE_MS_SRC"], dest)
+    return dest
+"""
+
+
+@pytest.fixture
+def fake_modelscope(tmp_path: Path) -> Path:
+    """A stand-in ``modelscope`` package (the real one needs the network and is heavy)."""
+    pkg = tmp_path / "fake-ms" / "modelscope"
+    (pkg / "hub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "hub" / "__init__.py").write_text("")
+    (pkg / "hub" / "file_download.py").write_text(FAKE_MODELSCOPE)
+    return pkg.parent
+
+
+def test_pull_from_modelscope_then_serve_finds_it(cli_env: dict[str, str], tiny_gguf: Path, fake_modelscope: Path) -> None:
+    env = dict(cli_env, PYTHONPATH=str(fake_modelscope), FAKE_MS_SRC=str(tiny_gguf))
+    r = run_xiaoq(["pull", "--source", "modelscope"], env)
+    assert r.returncode == 0, r.stderr
+    want = Path(cli_env["MODELSCOPE_CACHE"]) / "hub" / "models" / "qwen" / "Qwen2___5-0___5B-Instruct-GGUF" / "qwen2.5-0.5b-instruct-q4_k_m.gguf"
+    assert r.stdout.strip() == f"model ready: {want}"
+    # `serve` without --model now gets past the model (and fails later, on the port, on purpose).
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        r = run_xiaoq(["serve", "--port", str(busy.getsockname()[1])], env)
+    assert_one_line_error(r, 1, "cannot listen")
+
+
+def test_modelscope_network_error_is_one_line(cli_env: dict[str, str], fake_modelscope: Path) -> None:
+    r = run_xiaoq(["pull", "--source", "modelscope"], dict(cli_env, PYTHONPATH=str(fake_modelscope), FAKE_MS_FAIL="1"))
+    assert_one_line_error(r, 1, "from ModelScope", "modelscope.cn")

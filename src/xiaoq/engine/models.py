@@ -73,11 +73,11 @@ def hf_hub_cache() -> Path:
     return Path(xdg).expanduser() / "huggingface" / "hub"
 
 
-def modelscope_cache() -> Path:
-    """The ModelScope cache: MODELSCOPE_CACHE, else ~/.cache/modelscope/hub."""
-    if os.environ.get("MODELSCOPE_CACHE"):
-        return Path(os.environ["MODELSCOPE_CACHE"]).expanduser()
-    return Path.home() / ".cache" / "modelscope" / "hub"
+def modelscope_caches() -> list[Path]:
+    """Where ModelScope may keep models: MODELSCOPE_CACHE (default ~/.cache/modelscope) is the root
+    in current releases, with models under ``hub/``; older releases used it as the hub itself."""
+    root = Path(os.environ.get("MODELSCOPE_CACHE") or Path.home() / ".cache" / "modelscope").expanduser()
+    return [root / "hub", root]
 
 
 def find_in_hf_cache(repo: str, filename: str) -> Optional[Path]:
@@ -98,15 +98,15 @@ def find_in_hf_cache(repo: str, filename: str) -> Optional[Path]:
 
 
 def find_in_modelscope_cache(repo: str, filename: str) -> Optional[Path]:
-    """ModelScope keeps ``<cache>/[models/]<owner>/<name>/<file>``; newer versions write '.' as '___'."""
-    cache = modelscope_cache()
+    """ModelScope keeps ``<hub>/[models/]<owner>/<name>/<file>``; newer versions write '.' as '___'."""
     owner, _, name = repo.partition("/")
-    for base in (cache / "models", cache):
-        for o in {owner, owner.lower()}:
-            for n in {name, name.replace(".", "___")}:
-                p = base / o / n / filename
-                if p.is_file():
-                    return p
+    for hub in modelscope_caches():
+        for base in (hub / "models", hub):
+            for o in (owner, owner.lower()):
+                for n in (name.replace(".", "___"), name):
+                    p = base / o / n / filename
+                    if p.is_file():
+                        return p
     return None
 
 
