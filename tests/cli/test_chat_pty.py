@@ -190,3 +190,23 @@ def test_repl_keeps_multi_turn_history_and_reset_clears_it(monkeypatch: pytest.M
         ("sys", [], "third"),
     ]
     assert "(history cleared)" in capsys.readouterr().out
+
+
+@pytest.mark.real_model
+def test_chat_with_the_real_model_answers_in_chinese_and_remembers(cli_env: dict[str, str], real_model_path: Path) -> None:
+    c = spawn_chat(["--model", str(real_model_path), "--ctx", "2048", "--max-tokens", "80", "--temperature", "0", "--seed", "1"], cli_env)
+    try:
+        c.expect_exact(USER_PROMPT, timeout=180)
+        c.sendline("我叫小明。请用一句中文问候我。")
+        c.expect_exact(BOT_PREFIX)
+        c.expect_exact(USER_PROMPT, timeout=180)
+        first = c.before
+        assert re.search(r"[\u4e00-\u9fff]", first), first  # Chinese characters streamed out
+        assert "\ufffd" not in first  # never half a UTF-8 character
+        c.sendline("我叫什么名字？")
+        c.expect_exact(BOT_PREFIX)
+        c.expect_exact(USER_PROMPT, timeout=180)
+        assert "小明" in c.before, c.before  # the history went along with the second question
+        assert_exits_cleanly(c)
+    finally:
+        c.terminate(force=True)
