@@ -406,3 +406,19 @@ def test_server_shutdown_stores_running_reply_incomplete(store: Store) -> None:
     reply = store.get_message(result["start"]["message_id"])
     assert reply["status"] == "incomplete"
     assert 5 <= len(reply["content"]) < len(LONG) and result["text"].startswith(reply["content"])
+
+
+def test_deleting_a_conversation_while_it_answers_stops_the_reply(store: Store) -> None:
+    app, engine = build(store, engine_kwargs={"replies": [LONG], "delay": 0.01})
+    with serve(app) as url:
+        wait_health(url)
+        with httpx.Client(base_url=url, timeout=30) as http:
+            cid = http.post("/api/conversations", json={}).json()["id"]
+            with http.stream("POST", f"/api/conversations/{cid}/messages", json={"content": "讲个长故事"}) as resp:
+                events = _sse_lines(resp)
+                next(events), next(events)
+                assert http.delete(f"/api/conversations/{cid}").status_code == 204
+                rest = list(events)
+            assert rest[-1]["done"] is True and rest[-1]["finish_reason"] == "cancelled"
+            assert http.get(f"/api/conversations/{cid}").status_code == 404
+            assert store.get_messages(cid) == [] and not app.state.conversations.is_running(cid)
