@@ -29,6 +29,8 @@ log = logging.getLogger("xiaoq.llama")
 
 _LEVELS = {0: logging.CRITICAL, 1: logging.INFO, 2: logging.WARNING, 3: logging.ERROR, 4: logging.DEBUG}
 _recent_errors: deque[str] = deque(maxlen=8)
+#: Deterministic mode's ubatch cap: flash attention takes a tiled path from 64 query rows up.
+DETERMINISTIC_UBATCH = 32
 _backend_lock = threading.Lock()
 _backend_ready = False
 
@@ -118,6 +120,7 @@ class LlamaModel:
         n_batch: int,
         n_threads: int,
         use_mmap: bool = True,
+        deterministic: bool = False,
     ):
         _init_backend()
         self.path = Path(path)
@@ -129,6 +132,13 @@ class LlamaModel:
         mp = C.llama_model_default_params()
         mp.n_gpu_layers = 0
         mp.load_mode = C.LLAMA_LOAD_MODE_MMAP if use_mmap else C.LLAMA_LOAD_MODE_NONE
+        self.deterministic = deterministic
+        if deterministic:
+            # Batch-invariant kernels (see pad_for_invariance): no repacked weights (their gemm
+            # for >3 rows rounds differently from the gemv used for fewer), no tiled K-quant matmul.
+            # The env switch is read once per process, at the first K-quant matmul.
+            os.environ.setdefault("GGML_CPU_TILED_MM", "0")
+        mp.use_extra_bufts = not deterministic
         if not self.path.is_file():
             raise ModelError(f"Model file not found: {self.path}")
         model = C.llama_model_load_from_file(str(self.path).encode(), mp)
@@ -142,10 +152,13 @@ class LlamaModel:
         # per-sequence streams, llama.cpp splits a batch into equal-length runs per sequence, which
         # breaks a mixed decode+prefill step into several passes over the weights).
         cp = C.llama_context_default_params()
-        cp.n_ctx = n_ctx_per_seq * n_seq
-        cp.n_batch = n_batch
-        cp.n_ubatch = n_batch
-        cp.n_seq_max = n_seq
+        # deterministic: one spare sequence holds a filler token, one spare batch place carries it
+        extra = 1 if deterministic else 0
+        cp.n_ctx = n_ctx_per_seq * n_seq + 256 * extra
+        cp.n_batch = n_batch + extra
+        # deterministic: ubatches under 64 tokens keep flash attention off its tiled path
+        cp.n_ubatch = min(n_batch, DETERMINISTIC_UBATCH) if deterministic else n_batch
+        cp.n_seq_max = n_seq + extra
         cp.n_threads = n_threads
         cp.n_threads_batch = n_threads
         cp.kv_unified = True
@@ -161,7 +174,9 @@ class LlamaModel:
         self.n_ctx_total = C.llama_n_ctx(ctx)
         self.n_seq = n_seq
         self.n_batch = n_batch
-        self.batch = Batch(n_batch)
+        self.n_ubatch = cp.n_ubatch
+        self.filler_seq = n_seq if deterministic else -1
+        self.batch = Batch(n_batch + extra)
 
         self.add_bos = bool(C.llama_vocab_get_add_bos(self.vocab))
         self.bos_id = C.llama_vocab_bos(self.vocab)
@@ -237,6 +252,21 @@ class LlamaModel:
         assert self.batch is not None
         self.batch.raw.n_tokens = self.batch.n
         return C.llama_decode(self.ctx, self.batch.raw)
+
+    def pad_for_invariance(self) -> None:
+        """Deterministic mode: never let llama.cpp run a 1-token ubatch.
+
+        With one query token and >= 512 KV cells, ggml's CPU flash attention splits the KV range
+        across threads and merges partial softmaxes, which rounds differently from the row-wise
+        path every multi-token ubatch takes. A filler token on a spare sequence (masked from every
+        real sequence) keeps a lone decode on the row-wise path, so a stream's tokens do not
+        depend on whether other streams happened to share its steps.
+        """
+        b = self.batch
+        assert b is not None
+        if self.filler_seq >= 0 and b.n % self.n_ubatch == 1:
+            self.seq_rm(self.filler_seq)
+            b.add(self.bos_id if self.bos_id >= 0 else 0, 0, self.filler_seq, False)
 
     def seq_rm(self, seq: int, p0: int = -1, p1: int = -1) -> bool:
         return bool(C.llama_memory_seq_rm(self.mem, seq, p0, p1))

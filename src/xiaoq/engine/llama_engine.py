@@ -32,9 +32,12 @@ log = logging.getLogger(__name__)
 class LlamaEngine:
     """Engine over one GGUF model. Create, ``await start()``, ``submit()`` requests, ``await close()``."""
 
-    def __init__(self, model_path: str | Path, settings: Settings):
+    def __init__(self, model_path: str | Path, settings: Settings, *, deterministic: bool = False):
         self.model_path = Path(model_path)
         self.settings = settings
+        #: Batch-invariant decoding (see context.LlamaModel.pad_for_invariance): greedy streams give
+        #: the same text whatever else runs; costs prefill speed (no repacked/tiled kernels).
+        self.deterministic = deterministic
         self.model_name = self.model_path.stem
         self.n_ctx = settings.ctx
         self.n_slots = settings.parallel
@@ -66,6 +69,7 @@ class LlamaEngine:
                 n_batch=s.batch,
                 n_threads=s.threads,
                 use_mmap=s.mmap,
+                deterministic=self.deterministic,
             )
         except ModelError:
             raise

@@ -356,6 +356,8 @@ class Scheduler:
                 s.i_batch = idx
             budget -= take
 
+        if self.model.deterministic:
+            self.model.pad_for_invariance()
         rc = self.model.decode()
         c = self.counters
         c.decode_steps_total += 1
