@@ -3,8 +3,9 @@
 ``huggingface_hub.hf_hub_download`` asks ``HEAD {endpoint}/{repo}/resolve/{revision}/{file}`` for
 the commit (``X-Repo-Commit``), the ``ETag`` and the size, then ``GET``s the same URL, with a
 ``Range: bytes=N-`` header when it resumes a transfer cut short. This server answers exactly that
-for the files it is given, can cut the first GET after ``drop_after`` bytes (to force a resume),
-and records every request so tests can check what the client did.
+for the files it is given, can cut the first GET after ``drop_after`` bytes (to force a resume) and
+then answer every request with 503 (``then_fail``: the network went away), and records every
+request so tests can check what the client did.
 """
 
 from __future__ import annotations
@@ -21,9 +22,12 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 class FakeHub:
     """Serve ``files`` ({"owner/repo/filename": bytes}) on 127.0.0.1 at a free port."""
 
-    def __init__(self, files: dict[str, bytes], drop_after: Optional[int] = None):
+    def __init__(self, files: dict[str, bytes], drop_after: Optional[int] = None, then_fail: bool = False, stall_after: Optional[int] = None):
         self.files = files
         self.drop_after = drop_after
+        self.then_fail = then_fail
+        self.stall_after = stall_after  # send this much of a GET, then hold the connection open
+        self.release = threading.Event()
         self.requests: list[tuple[str, str, Optional[str]]] = []  # (method, path, Range header)
         self._dropped = False
         hub = self
@@ -50,6 +54,7 @@ class FakeHub:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()
         self._thread.join(timeout=5)
@@ -57,6 +62,11 @@ class FakeHub:
     def _answer(self, h: BaseHTTPRequestHandler, body: bool) -> None:
         rng = h.headers.get("Range")
         self.requests.append((h.command, h.path, rng))
+        if self.then_fail and self._dropped:
+            h.send_response(503)
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return
         m = re.fullmatch(r"/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<file>.+)", h.path.split("?")[0])
         data = self.files.get(f"{m['repo']}/{m['file']}") if m else None
         if data is None:
@@ -90,5 +100,11 @@ class FakeHub:
             h.wfile.flush()
             h.close_connection = True
             h.connection.shutdown(2)  # socket.SHUT_RDWR
+            return
+        if self.stall_after is not None and not start:
+            h.wfile.write(part[: self.stall_after])
+            h.wfile.flush()
+            self.release.wait(timeout=60)  # a slow link: the client decides what happens next
+            h.close_connection = True
             return
         h.wfile.write(part)

@@ -6,7 +6,9 @@ import re
 import shlex
 import socket
 import sys
+import time
 from pathlib import Path
+from typing import Optional
 
 import pexpect
 
@@ -20,16 +22,14 @@ from tests.cli.test_cli_errors import assert_one_line_error
 from xiaoq.errors import ModelError
 
 REPO = "Qwen/Qwen2.5-0.5B-Instruct-GGUF"
-# huggingface_hub writes a download in 10 MiB chunks; bytes of a dropped connection count toward
-# the resume once a whole chunk has been written, so the test file is a little over 11 MiB.
-CHUNK = 10 * 1024 * 1024
+CUT = 1_000_000  # where the fake hub breaks the connection
 
 
 @pytest.fixture(scope="module")
 def big_gguf(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     path = tmp_path_factory.mktemp("hub") / "big.gguf"
     w = gguf.GGUFWriter(str(path), "llama")
-    w.add_tensor("blob", np.arange(3_000_000, dtype=np.float32))  # 12 MB
+    w.add_tensor("blob", np.arange(750_000, dtype=np.float32))  # 3 MB
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -67,7 +67,7 @@ def test_pull_downloads_into_hf_home_and_serve_finds_it(cli_env: dict[str, str],
 
 def test_pull_resumes_a_dropped_connection_with_a_range_request(cli_env: dict[str, str], big_gguf: bytes) -> None:
     name = "qwen2.5-0.5b-instruct-q8_0.gguf"
-    with FakeHub({f"{REPO}/{name}": big_gguf}, drop_after=CHUNK + 512 * 1024) as hub:
+    with FakeHub({f"{REPO}/{name}": big_gguf}, drop_after=CUT) as hub:
         # In a terminal (a pty), so tqdm draws its progress bar as a user would see it.
         output, status = pexpect.run(shlex.join([*xiaoq_command(), "pull", "--quant", "q8_0"]), env=hub_env(cli_env, hub.url),
                                      withexitstatus=True, timeout=120, encoding="utf-8")
@@ -75,12 +75,80 @@ def test_pull_resumes_a_dropped_connection_with_a_range_request(cli_env: dict[st
     match = re.search(r"model ready: (\S+)", output)
     assert match, output
     assert Path(match.group(1)).read_bytes() == big_gguf
-    gets = [(m, rng) for m, p, rng in hub.requests if m == "GET" and p.endswith(name)]
-    assert gets[0] == ("GET", None)
-    assert gets[1] == ("GET", f"bytes={CHUNK}-"), hub.requests  # resumed, not restarted
-    assert "100%" in output and "12.0M/12.0M" in output, output  # the progress bar reached the end
-    assert f"{name}: 100%" in output  # and named the file
+    assert range_starts(hub, name) == [None, CUT]  # resumed where the connection broke, not restarted
+    assert "connection lost" in output and f"resuming at {CUT:,} bytes" in output
+    assert "3.00M/3.00M" in output, output  # the bar reached the end (3,000,128 bytes)
+    assert f"{name}: 100%" in output  # the bar names the file
     assert "Traceback" not in output
+
+
+def test_pull_resumes_across_runs(cli_env: dict[str, str], big_gguf: bytes) -> None:
+    name = "qwen2.5-0.5b-instruct-q8_0.gguf"
+    files = {f"{REPO}/{name}": big_gguf}
+    with FakeHub(files, drop_after=CUT, then_fail=True) as hub:  # the link dies mid-file
+        r = run_xiaoq(["pull", "--quant", "q8_0"], hub_env(cli_env, hub.url))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: download of {name} stopped at {CUT:,} of {len(big_gguf):,} bytes"), last
+    assert last.endswith("the partial file is kept: run `xiaoq pull` again to resume.")
+    assert "connection lost" in r.stderr and r.stdout == ""  # progress notes on stderr only
+    partial = list(Path(cli_env["HF_HOME"]).glob("hub/models--*/blobs/*.xiaoq-partial"))
+    assert [p.stat().st_size for p in partial] == [CUT]
+
+    with FakeHub(files) as hub:  # the next day, a working link
+        r = run_xiaoq(["pull", "--quant", "q8_0"], hub_env(cli_env, hub.url))
+    assert r.returncode == 0, r.stderr
+    assert Path(r.stdout.strip().removeprefix("model ready: ")).read_bytes() == big_gguf
+    assert range_starts(hub, name) == [CUT]  # only the missing bytes travelled
+    assert not list(Path(cli_env["HF_HOME"]).glob("hub/models--*/blobs/*.xiaoq-partial"))
+
+
+def test_ctrl_c_keeps_the_partial_download_for_the_next_pull(cli_env: dict[str, str], big_gguf: bytes) -> None:
+    name = "qwen2.5-0.5b-instruct-q8_0.gguf"
+    files = {f"{REPO}/{name}": big_gguf}
+    home = Path(cli_env["HF_HOME"])
+    with FakeHub(files, stall_after=CUT) as hub:
+        cmd = xiaoq_command()
+        child = pexpect.spawn(cmd[0], [*cmd[1:], "pull", "--quant", "q8_0"], env=hub_env(cli_env, hub.url), encoding="utf-8", timeout=60)
+        try:
+            deadline = time.monotonic() + 60
+            while sum(p.stat().st_size for p in home.glob("hub/models--*/blobs/*.xiaoq-partial")) < CUT:
+                assert time.monotonic() < deadline and child.isalive(), child.before
+                time.sleep(0.1)
+            child.sendcontrol("c")
+            child.expect("interrupted: run `xiaoq pull` again to resume the download")
+            child.expect(pexpect.EOF)
+            child.close()
+            assert child.exitstatus == 130
+            assert "Traceback" not in child.before
+        finally:
+            child.terminate(force=True)
+    with FakeHub(files) as hub:
+        r = run_xiaoq(["pull", "--quant", "q8_0"], hub_env(cli_env, hub.url))
+    assert r.returncode == 0, r.stderr
+    assert range_starts(hub, name) == [CUT]
+    assert Path(r.stdout.strip().removeprefix("model ready: ")).read_bytes() == big_gguf
+
+
+def test_corrupt_partial_file_is_caught_by_the_checksum(cli_env: dict[str, str], big_gguf: bytes) -> None:
+    import hashlib
+
+    name = "qwen2.5-0.5b-instruct-q8_0.gguf"
+    etag = hashlib.sha256(big_gguf).hexdigest()  # the fake hub's ETag, like a real LFS file's
+    blobs = Path(cli_env["HF_HOME"]) / "hub" / f"models--{REPO.replace('/', '--')}" / "blobs"
+    blobs.mkdir(parents=True)
+    (blobs / f"{etag}.xiaoq-partial").write_bytes(b"\0" * CUT)  # garbage left by something else
+    with FakeHub({f"{REPO}/{name}": big_gguf}) as hub:
+        r = run_xiaoq(["pull", "--quant", "q8_0"], hub_env(cli_env, hub.url))
+    assert_one_line_error(r, 1, "sha256 mismatch", "run `xiaoq pull` again")
+    assert not (blobs / f"{etag}.xiaoq-partial").exists()  # so the next run starts clean
+    with FakeHub({f"{REPO}/{name}": big_gguf}) as hub:
+        assert run_xiaoq(["pull", "--quant", "q8_0"], hub_env(cli_env, hub.url)).returncode == 0
+
+
+def range_starts(hub: FakeHub, name: str) -> list[Optional[int]]:
+    """Where each GET of the file started: None for the whole file, N for ``Range: bytes=N-``."""
+    return [int(rng[6:-1]) if rng else None for m, p, rng in hub.requests if m == "GET" and p.endswith(name)]
 
 
 def test_unreachable_endpoint_is_one_line(cli_env: dict[str, str]) -> None:

@@ -1,19 +1,28 @@
 """``xiaoq pull``: fetch the default GGUF into the standard model cache.
 
-Hugging Face goes through ``huggingface_hub.hf_hub_download``, so the file lands where every other
-tool (and :func:`xiaoq.engine.models.resolve_model`) looks: ``HF_HUB_CACHE`` / ``HF_HOME`` are
-honoured, ``HF_ENDPOINT`` selects a mirror (e.g. https://hf-mirror.com), a tqdm bar shows progress,
-and a connection dropped mid-file is resumed with an HTTP Range request. ModelScope, which users in
-mainland China reach more easily, is an optional extra imported only when asked for.
+Hugging Face: the file lands in the standard hub cache, where every other tool (and
+:func:`xiaoq.engine.models.resolve_model`) looks; ``HF_HUB_CACHE`` / ``HF_HOME`` are honoured and
+``HF_ENDPOINT`` selects a mirror (e.g. https://hf-mirror.com). ``huggingface_hub`` (2.x) throws a
+partial download away when the process ends, which is hard on a 400 MB file over a poor link, so
+:func:`_fetch_resumable` downloads the blob itself into ``blobs/<etag>.xiaoq-partial`` (kept across
+runs, continued with an HTTP Range request, checked against the sha256 etag), then
+``hf_hub_download`` links it into ``snapshots/`` and writes ``refs/`` as it always does. Xet-stored
+files go to ``hf_hub_download`` directly when ``hf_xet`` is installed (its chunk cache resumes).
+ModelScope, which users in mainland China reach more easily, is an optional extra imported only when
+asked for.
 
 Every failure becomes one :class:`~xiaoq.errors.ModelError` sentence; the CLI prints it and exits 1.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+import sys
+import time
 from pathlib import Path
-from typing import Literal, Optional
+from typing import BinaryIO, Literal, Optional
 
 from xiaoq.config import DEFAULT_MODELSCOPE_REPO, DEFAULT_QUANT, DEFAULT_REPO
 from xiaoq.engine.models import check_quant, default_filename, find_in_hf_cache, hf_hub_cache, validate_gguf
@@ -59,7 +68,7 @@ def _is_network_error(e: BaseException) -> bool:
     while cur is not None and id(cur) not in seen:
         seen.add(id(cur))
         names = {c.__name__ for c in type(cur).__mro__}
-        if names & {"ConnectError", "ConnectTimeout", "TimeoutException", "NetworkError", "ProxyError",
+        if names & {"TransportError", "ConnectError", "TimeoutException", "NetworkError", "ProxyError",
                     "ConnectionError", "gaierror", "TimeoutError", "OfflineModeIsEnabled"}:
             return True
         cur = cur.__cause__ or cur.__context__
@@ -82,8 +91,14 @@ def _pull_huggingface(repo: str, filename: str) -> Path:
     try:
         # One metadata request first: offline, hf_hub_download would retry with backoff for ~25 s
         # and log every attempt; a user without network deserves one line at once.
-        get_hf_file_metadata(hf_hub_url(repo, filename, endpoint=endpoint), timeout=15)
-        return Path(hf_hub_download(repo_id=repo, filename=filename, cache_dir=str(hf_hub_cache()), endpoint=endpoint))
+        meta = get_hf_file_metadata(hf_hub_url(repo, filename, endpoint=endpoint), timeout=15)
+        cache = hf_hub_cache()
+        if meta.etag and meta.size and not (meta.xet_file_data is not None and _has_hf_xet()):
+            storage = cache / ("models--" + repo.replace("/", "--"))
+            _fetch_resumable(meta.location, meta.size, meta.etag, storage, filename, send_token=_same_host(meta.location, endpoint))
+        return Path(hf_hub_download(repo_id=repo, filename=filename, cache_dir=str(cache), endpoint=endpoint))
+    except ModelError:
+        raise
     except GatedRepoError:
         raise ModelError(f"cannot download {where}: the repository is gated (log in with `hf auth login`).") from None
     except RepositoryNotFoundError:
@@ -107,6 +122,108 @@ def _pull_huggingface(repo: str, filename: str) -> Path:
             ) from None
         # disk full, size mismatch after retries, unwritable cache, ...
         raise ModelError(f"download of {where} failed: {type(e).__name__}: {_first_line(e)}") from None
+
+
+PARTIAL_SUFFIX = ".xiaoq-partial"
+_MAX_FAILURES = 5  # consecutive transfer failures without a byte of progress before giving up (15 s)
+
+
+def _has_hf_xet() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("hf_xet") is not None
+
+
+def _same_host(url: str, endpoint: str) -> bool:
+    """A token goes to the hub only, never to the CDN a large file is redirected to."""
+    from urllib.parse import urlparse
+
+    return urlparse(url).netloc == urlparse(endpoint).netloc
+
+
+def _fetch_resumable(url: str, size: int, etag: str, storage: Path, filename: str, send_token: bool = True) -> None:
+    """Put the file's bytes at ``<storage>/blobs/<etag>``, resuming a partial file from any earlier run.
+
+    Transfer failures are retried (with Range) while bytes keep arriving; when giving up, the
+    partial file stays for the next ``xiaoq pull``. A sha256 etag (LFS/Xet files) is verified.
+    """
+    import fcntl
+
+    from huggingface_hub import constants
+    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+    from huggingface_hub.utils.tqdm import tqdm
+
+    blob = storage / "blobs" / etag
+    if blob.exists():
+        return
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    part = blob.with_name(blob.name + PARTIAL_SUFFIX)
+    with open(part, "ab") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ModelError(f"another `xiaoq pull` is downloading {filename} right now ({part})") from None
+        if f.tell() > size:  # not ours to trust: start over
+            _restart(f)
+        failures = 0
+        # disable=None: a bar on a terminal, none in logs and pipes (as huggingface_hub does).
+        with tqdm(total=size, initial=f.tell(), unit="B", unit_scale=True, desc=filename, disable=None, name="huggingface_hub.http_get") as bar:
+            while f.tell() < size:
+                have = f.tell()
+                headers = build_hf_headers()
+                if not send_token:
+                    headers.pop("authorization", None)
+                headers["Accept-Encoding"] = "identity"  # byte ranges of the file itself, not of a gzip
+                if have:
+                    headers["Range"] = f"bytes={have}-"
+                try:
+                    with get_session().stream("GET", url, headers=headers, follow_redirects=True, timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT) as r:
+                        hf_raise_for_status(r)
+                        if have and r.status_code != 206:  # the server ignored Range: from the start
+                            _restart(f)
+                            bar.reset(total=size)
+                        for chunk in r.iter_bytes():
+                            f.write(chunk)
+                            bar.update(len(chunk))
+                            failures = 0
+                    if f.tell() == have:  # a clean but empty answer must not loop for ever
+                        raise ConnectionError("the server sent no data")
+                except Exception as e:
+                    if _is_network_error(e) and failures < _MAX_FAILURES:
+                        failures += 1
+                        bar.write(f"connection lost ({_first_line(e)}); resuming at {f.tell():,} bytes…", file=sys.stderr)
+                        time.sleep(failures)
+                        continue
+                    f.flush()
+                    if not f.tell():
+                        raise  # nothing to resume: the caller explains the error
+                    raise ModelError(
+                        f"download of {filename} stopped at {f.tell():,} of {size:,} bytes ({_first_line(e)}); "
+                        "the partial file is kept: run `xiaoq pull` again to resume."
+                    ) from None
+            f.flush()
+        if f.tell() != size:
+            got = f.tell()
+            _restart(f)
+            raise ModelError(f"download of {filename} is {got:,} bytes, expected {size:,}: run `xiaoq pull` again.")
+        if re.fullmatch(r"[0-9a-f]{64}", etag) and _sha256(part) != etag:
+            part.unlink()
+            raise ModelError(f"download of {filename} is corrupt (sha256 mismatch) and was deleted: run `xiaoq pull` again.")
+        os.replace(part, blob)
+
+
+def _restart(f: BinaryIO) -> None:
+    """Empty the partial file (append mode: the position must be moved back by hand)."""
+    f.seek(0)
+    f.truncate()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(8 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _pull_modelscope(repo: str, filename: str) -> Path:
