@@ -41,15 +41,19 @@ export function renderTex(tex: string, display: boolean): string | null {
     return null
   }
   try {
-    return katex.renderToString(tex, {
+    // throwOnError: an invalid formula shows its source instead of KaTeX's red error span,
+    // whose style="" attribute the CSP would refuse (and report) when the sanitizer parses it.
+    const html = katex.renderToString(tex, {
       displayMode: display,
       output: 'mathml',
-      throwOnError: false,
+      throwOnError: true,
       trust: false,
       strict: 'ignore',
       maxSize: 20,
       maxExpand: 500,
     })
+    // KaTeX escapes attribute values, so this reliably drops any style it might still emit.
+    return html.replace(/\sstyle="[^"]*"/g, '')
   } catch {
     return null
   }

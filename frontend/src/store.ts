@@ -378,7 +378,7 @@ export async function send(text: string): Promise<void> {
   )
   if (!id) {
     try {
-      const conv = await api.createConversation({ title: content.slice(0, 40) })
+      const conv = await api.createConversation() // the server titles it from the first question
       id = conv.id
       state.conversations.unshift(conv)
       state.currentId = id
@@ -486,6 +486,8 @@ async function runStream(convId: string, what: StreamKind, assistant: UiMessage,
             if (user && ev.userMessageId !== undefined) user.id = ev.userMessageId
             if (ev.messageId !== undefined) assistant.id = ev.messageId
             state.busyRetryIn = null
+            const conv = state.conversations.find((c) => c.id === convId)
+            if (conv && !conv.title) void refreshList() // the server has just titled it
           } else if (ev.type === 'token') {
             buffer.push(ev.text)
           } else if (ev.type === 'done') {

@@ -35,6 +35,13 @@ describe('math', () => {
     expect(root.querySelectorAll('math').length).toBe(2)
   })
 
+  it('shows an invalid formula as its source, without inline styles', async () => {
+    await loadKatex()
+    const root = parse(renderMarkdown('bad: $\\frac{1}{$ and $x^{$', { math: renderTex }))
+    expect(root.querySelector('[style]')).toBeNull()
+    expect(renderTex('\\frac{1}{', false)).toBeNull()
+  })
+
   it('keeps TeX links and HTML extensions inert (trust: false)', async () => {
     await loadKatex()
     const hostile = [
