@@ -103,3 +103,31 @@ async def test_async_helpers(setup):
     assert await w.aappend("y") is False
     row = await w.afinish("error", error="engine failed")
     assert (row["content"], row["status"], row["error"]) == ("xy", "error", "engine failed")
+
+
+def test_ticker_saves_text_streamed_before_a_stall(setup):
+    store, mid = setup
+    clock = FakeClock()
+    w = ReplyWriter(store, mid, clock=clock, interval=1.0)
+    clock.t += 1.0
+    assert w.append("a") is True
+    clock.t += 0.2
+    assert w.append("b") is False  # too soon after the last save
+    assert w.save_if_due() is False
+    clock.t += 0.9  # generation stalls; the ticker fires
+    assert w.due and w.save_if_due() is True
+    assert _row(store, mid)["content"] == "ab"
+    assert w.save_if_due() is False  # nothing new
+    w.finish("complete")
+    clock.t += 5
+    assert w.due is False
+
+
+def test_memory_database_for_quick_checks():
+    s = Store(":memory:")
+    try:
+        cid = s.create_conversation(title="m")["id"]
+        s.add_message(cid, "user", "hello there")
+        assert s.search("hello")[0]["conversation_id"] == cid
+    finally:
+        s.close()

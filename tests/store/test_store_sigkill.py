@@ -10,8 +10,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
 from xiaoq.store import Store
 
 CHILD = textwrap.dedent(
@@ -36,7 +34,6 @@ CHILD = textwrap.dedent(
 )
 
 
-@pytest.mark.slow
 def test_sigkill_mid_reply_loses_nothing_committed(tmp_path):
     db = tmp_path / "kill.db"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

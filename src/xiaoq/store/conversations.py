@@ -418,8 +418,9 @@ class ReplyWriter:
 
     Time-based rather than per-token so the write rate stays ~1/s whatever the decode speed, and
     a crash loses at most the text of the last ``interval``. The save happens when a piece arrives
-    and the interval has passed (during a long stall nothing new arrives, so nothing is at risk
-    except the text of the last interval before it). ``clock`` is injectable for tests.
+    and the interval has passed; if generation may stall (a long prefill of another slot, say), a
+    ticker calling :meth:`save_if_due` every ``interval`` also saves the text streamed just before
+    the stall. ``clock`` is injectable for tests.
 
     Usage from the conversation service (async)::
 
@@ -468,7 +469,23 @@ class ReplyWriter:
         if piece:
             self._parts.append(piece)
             self._len += len(piece)
-        return self._len != self._saved_len and self.clock() - self._last_save >= self.interval
+        return self.due
+
+    @property
+    def due(self) -> bool:
+        """Unsaved text exists and the last save is at least ``interval`` old."""
+        return not self.finished and self._len != self._saved_len and self.clock() - self._last_save >= self.interval
+
+    def save_if_due(self) -> bool:
+        """For a periodic ticker: saves when :attr:`due`, so text streamed just before a stall is
+        not left unsaved for longer than the interval. Returns True when it saved."""
+        if self.due:
+            self.save()
+            return True
+        return False
+
+    async def asave_if_due(self) -> bool:
+        return await asyncio.to_thread(self.save_if_due) if self.due else False
 
     def save(self) -> None:
         """Write the text so far with status ``incomplete`` now."""

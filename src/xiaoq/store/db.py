@@ -63,7 +63,10 @@ class Database:
 
     def __init__(self, path: Union[str, Path], *, migrate: bool = True):
         self.path = Path(path)
-        if str(path) != ":memory:":
+        #: ":memory:" (tests only): every connection would see its own empty database, so reads
+        #: share the writer connection.
+        self._memory = str(path) == ":memory:"
+        if not self._memory:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._write_lock = threading.Lock()
         self._writer = connect(self.path)
@@ -116,7 +119,7 @@ class Database:
         uncommitted changes.
         """
         self._check_open()
-        if getattr(self._local, "writing", False):
+        if getattr(self._local, "writing", False) or self._memory:
             return self._writer
         conn: Optional[sqlite3.Connection] = getattr(self._local, "conn", None)
         if conn is None:
