@@ -103,6 +103,37 @@ def test_regenerate_and_edit_over_the_real_engine(client_store: tuple[TestClient
     assert msgs[0]["content"] == "换个问题" and msgs[1]["content"] == tokens(edited)
 
 
+def test_long_conversation_in_a_small_context_is_trimmed_and_summarized_never_400(tiny_gguf: Path, tmp_path: Path) -> None:
+    app, store = real_app(tiny_gguf, tmp_path / "long.db", ctx=1536, parallel=1)
+    budgets, prompts, cached = [], [], []
+    try:
+        with TestClient(app) as client:
+            wait_ready(client, timeout=60)
+            cid = client.post("/api/conversations", json={}).json()["id"]
+            for i in range(14):
+                events = turn(client, cid, f"第{i + 1}个问题：请详细地讲一讲这个话题，越多越好。", max_tokens=64)
+                done = events[-1]
+                assert done["done"] is True and done["usage"]["completion_tokens"] == 64
+                assert done["usage"]["prompt_tokens"] + 64 <= 1536
+                assert store.get_message(done["message_id"])["budget"] == done["budget"]
+                budgets.append(done["budget"])
+                prompts.append(done["usage"]["prompt_tokens"])
+                cached.append(done["usage"]["prompt_tokens_details"]["cached_tokens"])
+    finally:
+        summary = store.get_summary(cid)
+        store.close()
+    last = budgets[-1]
+    assert last["trimmed"] is True and last["turns_summarized"] > 0 and last["summary_tokens"] > 0
+    assert last["turns_total"] == 13 and last["turns_kept"] + last["turns_summarized"] == 13
+    assert summary is not None and summary["summary"] and summary["upto_message_id"] is not None
+    # Trimming moves in chunks: between two summaries the prefix stays, so the next turn reuses
+    # the whole previous prompt from the KV cache.
+    steady = [i for i in range(1, 14) if budgets[i]["trimmed"] and budgets[i]["turns_summarized"] == budgets[i - 1]["turns_summarized"] > 0]
+    assert steady, budgets
+    for i in steady:
+        assert cached[i] >= prompts[i - 1], (i, prompts, cached)
+
+
 def test_stop_mid_answer_keeps_an_incomplete_reply(tiny_gguf: Path, tmp_path: Path) -> None:
     app, store = real_app(tiny_gguf, tmp_path / "stop.db", ctx=4096, max_tokens=4000, threads=1)
     try:

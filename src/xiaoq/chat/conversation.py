@@ -33,18 +33,16 @@ from typing import Any, AsyncIterator, Optional
 
 import anyio
 
+from xiaoq.chat.budget import BudgetPlan, Turn, plan_context, turns_covered
 from xiaoq.chat.fences import FenceRepairer
+from xiaoq.chat.summary import clean_summary, summary_messages
 from xiaoq.chat.titles import heuristic_title
 from xiaoq.config import Settings
-from xiaoq.engine.types import ChatMessage, Engine, Generation, GenerationRequest, GenerationResult, SamplingParams, Timings, Usage
+from xiaoq.engine.types import Engine, Generation, GenerationRequest, GenerationResult, SamplingParams, Timings, Usage
 from xiaoq.errors import EngineError, InvalidRequest, NotFound, XiaoQError
 from xiaoq.store import ReplyWriter, Store, iter_turns
 
 log = logging.getLogger("xiaoq.chat")
-
-#: Reply length of a summary request (a few sentences; the budget reserves this much room).
-SUMMARY_MAX_TOKENS = 160
-
 
 class ConversationBusy(XiaoQError):
     """A reply is already being generated in this conversation (409): one at a time, so turns never
@@ -383,41 +381,85 @@ class ConversationService:
         """Plan the prompt (summarizing when needed), submit, create the reply row."""
         cid = conv["id"]
         sampling = self.sampling(conv, overrides)
-        messages, budget = await self._prompt(conv, running, sampling)
-        request = GenerationRequest(messages=messages, sampling=sampling)
-        generation = self.engine.submit(request)  # Busy / ContextLengthExceeded: before any streaming
+        stored = await self._db(self.store.get_messages, cid)
+        user = stored[-1]
+        assert user["role"] == "user", "a turn answers the conversation's last (user) message"
+        plan = await self._plan(conv, running, stored[:-1], user["content"], sampling.max_tokens)
+        sampling.max_tokens = plan.max_tokens
+        generation = self.engine.submit(GenerationRequest(messages=plan.messages, sampling=sampling))  # Busy etc. before streaming
         running.generation = generation
         if running.stopped:
             generation.cancel()
         try:
-            reply = await self._db(self.store.add_message, cid, "assistant", "", "incomplete", budget=budget)
+            reply = await self._db(self.store.add_message, cid, "assistant", "", "incomplete", budget=plan.report)
         except BaseException:
             generation.cancel()
             raise
-        last_user = messages[-1]
-        user_id = await self._db(self._last_user_id, cid)
-        turn = ReplyTurn(self, cid, user_id, reply["id"], generation, ReplyWriter(self.store, reply["id"]), budget)
+        turn = ReplyTurn(self, cid, user["id"], reply["id"], generation, ReplyWriter(self.store, reply["id"]), plan.report)
         running.turn = turn
-        log.debug("conversation %s: reply %s to %r", cid, reply["id"], last_user["content"][:40])
         return turn
 
-    def _last_user_id(self, conversation_id: str) -> int:
-        m = self.store.last_message(conversation_id, "user")
-        assert m is not None
-        return int(m["id"])
+    async def _plan(self, conv: dict[str, Any], running: _Running, past: list[dict[str, Any]], new_message: str, max_tokens: int) -> BudgetPlan:
+        """The prompt that fits (``chat/budget.py``); when more turns dropped out than the stored
+        summary covers, the model writes a new summary first, which is stored and used."""
+        cid = conv["id"]
+        turns = [
+            Turn(user=u["content"], assistant=a["content"] if a is not None else "", id=(a or u)["id"])
+            for u, a in iter_turns(past)
+        ]
+        stored = await self._db(self.store.get_summary, cid)
+        summary = stored["summary"] if stored else None
+        covered = turns_covered(turns, stored["upto_message_id"]) if stored else 0
+        options = dict(system=self.system_prompt(conv), turns=turns, new_message=new_message, n_ctx=self.engine.n_ctx,
+                       max_tokens=max_tokens, count=self.engine.count_prompt_tokens, max_turns=self.settings_max_turns())
+        plan = plan_context(**options, summary=summary, summary_turns=covered)
+        job = plan.summarize
+        if job is None:
+            return plan
+        text = await self._summarize(running, summary if job.start > 0 else None, turns[job.start : job.end], job.max_tokens)
+        if not text:  # could not write one (busy, stopped, failed): answer from the plan as it is
+            return plan
+        await self._db(self.store.set_summary, cid, text, job.upto_id, len(self.engine.tokenize(text)))
+        return plan_context(**options, summary=text, summary_turns=job.end)
 
-    async def _prompt(self, conv: dict[str, Any], running: _Running, sampling: SamplingParams) -> tuple[list[ChatMessage], dict[str, Any]]:
-        """Messages that fit, and the budget record. Filled in with ``chat/budget.py``."""
-        # TEMPORARY scaffold until chat/budget.py lands: every stored turn, verbatim.
-        stored = await self._db(self.store.get_messages, conv["id"])
-        system = self.system_prompt(conv)
-        messages: list[ChatMessage] = [ChatMessage(role="system", content=system)] if system else []
-        for m in stored:
-            if m["role"] in ("user", "assistant") and m["content"]:
-                messages.append(ChatMessage(role=m["role"], content=m["content"]))
-        n = self.engine.count_prompt_tokens(messages)
-        turns = len(iter_turns(stored))
-        return messages, {"turns_total": turns, "turns_kept": turns - 1, "turns_summarized": 0, "summary_tokens": 0, "prompt_tokens": n, "trimmed": False}
+    async def _summarize(self, running: _Running, previous: Optional[str], turns: list[Turn], max_tokens: int) -> str:
+        """The model's summary of ``previous`` + ``turns``: greedy, short, low priority (a summary
+        waits behind other users' answers rather than delaying them).
+
+        When the turns do not fit one request even shortened, they are summarized in order in
+        two halves, the first half's summary becoming the ``previous`` of the second (a rolling
+        summary), so a long stretch of dropped turns never makes the summary impossible."""
+        count, budget = self.engine.count_prompt_tokens, self.engine.n_ctx - max_tokens
+        messages = summary_messages(previous, turns, max_tokens=max_tokens, count=count, budget=budget)
+        if count(messages) > budget:
+            if len(turns) < 2:
+                log.warning("summary not written: one turn does not fit a summary request")
+                return ""
+            half = len(turns) // 2
+            first = await self._summarize(running, previous, turns[:half], max_tokens)
+            return await self._summarize(running, first, turns[half:], max_tokens) if first else ""
+        request = GenerationRequest(messages=messages, sampling=SamplingParams(temperature=0.0, max_tokens=max_tokens), priority=-1)
+        try:
+            generation = self.engine.submit(request)
+        except XiaoQError as e:
+            log.warning("summary not written: %s", e.message)
+            return ""
+        running.generation = generation
+        if running.stopped:
+            generation.cancel()
+        try:
+            text = await generation.text()
+        finally:
+            generation.cancel()
+            running.generation = None
+        result = generation.result
+        if result is None or result.finish_reason not in ("stop", "length"):
+            return ""
+        return clean_summary(text)
+
+    def settings_max_turns(self) -> int:
+        """Turns kept verbatim at most (0: as many as fit)."""
+        return int(getattr(self.settings, "history_max_turns", 0) or 0)
 
 
 def _check_content(content: str) -> None:
