@@ -22,13 +22,12 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import BinaryIO, Literal, Optional
+from typing import BinaryIO, Optional
 
 from xiaoq.config import DEFAULT_MODELSCOPE_REPO, DEFAULT_QUANT, DEFAULT_REPO
 from xiaoq.engine.models import check_quant, default_filename, find_in_hf_cache, hf_hub_cache, validate_gguf
 from xiaoq.errors import ModelError
 
-Source = Literal["huggingface", "modelscope"]
 SOURCES: tuple[str, ...] = ("huggingface", "modelscope")
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
 
