@@ -48,7 +48,8 @@ def _log_callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
     lvl = _LEVELS.get(level, logging.DEBUG)
     if lvl >= logging.WARNING:
         _recent_errors.append(msg)
-    log.log(lvl if lvl >= logging.ERROR else logging.DEBUG, "%s", msg)
+    # llama.cpp reports model quirks as errors; they are not ours to print (failures raise)
+    log.log(logging.INFO if lvl >= logging.WARNING else logging.DEBUG, "%s", msg)
 
 
 def _init_backend() -> None:
@@ -252,6 +253,17 @@ class LlamaModel:
         assert self.batch is not None
         self.batch.raw.n_tokens = self.batch.n
         return C.llama_decode(self.ctx, self.batch.raw)
+
+    def warmup(self) -> None:
+        """One throwaway decode (as llama-server does), so the first user does not pay for the
+        compute graph's allocation and the weights' first page-in."""
+        b = self.batch
+        assert b is not None
+        b.clear()
+        b.add(self.bos_id if self.bos_id >= 0 else 0, 0, 0, True)
+        self.decode()
+        C.llama_memory_clear(self.mem, True)
+        b.clear()
 
     def pad_for_invariance(self) -> None:
         """Deterministic mode: never let llama.cpp run a 1-token ubatch.

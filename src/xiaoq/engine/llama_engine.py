@@ -75,6 +75,7 @@ class LlamaEngine:
             raise
         except Exception as e:  # ctypes / OS errors while loading: one clear message with the path
             raise ModelError(f"llama.cpp could not load the model {self.model_path}: {e}") from e
+        model.warmup()
         self._model = model
         name = model.meta("general.name")
         self.model_name = name.strip() if name and name.strip() else self.model_path.stem
