@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Optional
 
@@ -108,6 +109,11 @@ class ReplyTurn:
         self.finalized = False
         self.final: Optional[dict[str, Any]] = None  # the stored reply once finalized
         self._finalizing: Optional[asyncio.Task[None]] = None
+        # Serializes the ticker's saves with the final write (a late "incomplete" save must never
+        # overwrite the final row).
+        self._io = threading.Lock()
+        self._final_written = False
+        self._ticked_len = 0
 
     def start_event(self) -> dict[str, Any]:
         return {"start": True, "user_message_id": self.user_message_id, "message_id": self.message_id}
@@ -125,6 +131,7 @@ class ReplyTurn:
         one was written to the socket), so the stored text never runs ahead of what was sent.
         """
         source = pieces if pieces is not None else self.generation
+        ticker = asyncio.get_running_loop().create_task(self._tick())
         try:
             yield self.start_event()
             async for piece in source:
@@ -160,6 +167,7 @@ class ReplyTurn:
         finally:
             # Left early (client disconnect, server shutdown) or ended: the engine stops and the
             # reply keeps what was sent, as ``incomplete``.
+            ticker.cancel()
             self.generation.cancel()
             if not self.finalized:
                 await self._finalize("incomplete", self.generation.result)
@@ -203,12 +211,35 @@ class ReplyTurn:
         self._done()
 
     def _write_final(self, status: str, fields: dict[str, Any]) -> None:
-        try:
-            self.final = self.writer.finish(status, **fields)
-        except NotFound:  # the conversation was deleted while it streamed
-            pass
-        except Exception:
-            log.exception("conversation %s: storing the reply failed", self.conversation_id)
+        with self._io:
+            self._final_written = True
+            try:
+                self.final = self.writer.finish(status, **fields)
+            except NotFound:  # the conversation was deleted while it streamed
+                pass
+            except Exception:
+                log.exception("conversation %s: storing the reply failed", self.conversation_id)
+
+    async def _tick(self) -> None:
+        """Save text that was sent but not yet stored when no new piece comes to trigger the
+        save (a stall: another user's long prefill, a slow client), so a crash still loses at
+        most one interval of what the user saw."""
+        writer = self.writer
+        while True:
+            await asyncio.sleep(writer.interval)
+            if writer.due:
+                text = writer.text
+                if len(text) != self._ticked_len:
+                    self._ticked_len = len(text)
+                    await asyncio.to_thread(self._tick_write, text)
+
+    def _tick_write(self, text: str) -> None:
+        with self._io:
+            if not self._final_written:
+                try:
+                    self.writer.store.update_message(self.message_id, content=text, status="incomplete", touch=False)
+                except NotFound:
+                    pass
 
     def _done(self) -> None:
         self.service._release(self.conversation_id, self)
