@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     cpus: Optional[str] = Field(None, description="Pin the process to these CPUs, e.g. '0,1' or '0-3'", json_schema_extra=_flag("--cpus"))
     mmap: bool = Field(True, description="Memory-map the model file", json_schema_extra=_flag("--mmap/--no-mmap"))
     kv_cache_mb: int = Field(512, ge=0, le=65536, description="RAM for cached conversation KV states (MiB); 0 disables", json_schema_extra=_flag("--kv-cache-mb"))
+    kv_disk_mb: int = Field(2048, ge=0, le=1048576, description="Disk for KV states evicted from RAM, under <data dir>/kv/ (MiB); 0 disables", json_schema_extra=_flag("--kv-disk-mb"))
+    history_max_turns: int = Field(0, ge=0, le=10000, description="Most past turns of a conversation kept verbatim in the prompt (older ones are summarized); 0: as many as fit", json_schema_extra=_flag("--history-max-turns"))
 
     # --- sampling ------------------------------------------------------------------------------
     temperature: float = Field(0.7, ge=0.0, le=2.0, description="Default sampling temperature", json_schema_extra=_flag("--temperature"))
@@ -110,6 +112,10 @@ class Settings(BaseSettings):
     def db_path(self) -> Path:
         """Where the conversations database lives."""
         return self.db if self.db else default_data_dir() / "xiaoq.db"
+
+    def kv_disk_dir(self) -> Path:
+        """Where KV states spilled from RAM live: ``kv/`` beside the database."""
+        return self.db_path().parent / "kv"
 
 
 def parse_cpus(spec: str) -> set[int]:
