@@ -3,26 +3,11 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-
-def xiaoq_command() -> list[str]:
-    """The installed console script (``pip install -e .``), else ``python -m xiaoq``."""
-    exe = shutil.which("xiaoq", path=str(Path(sys.executable).parent))
-    return [exe] if exe else [sys.executable, "-m", "xiaoq"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -40,10 +25,6 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
     )
     return env
-
-
-def run_xiaoq(args: list[str], env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*xiaoq_command(), *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture

@@ -16,8 +16,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from tests.cli.conftest import free_port, xiaoq_command
-from tests.cli.test_serve import start_server, stop, wait_healthy
+from tests.cli.procs import free_port, start_server, stop, wait_healthy, xiaoq_command
 from xiaoq.cli.chat import BOT_PREFIX, USER_PROMPT, Repl, Reply
 from xiaoq.engine.types import SamplingParams
 

@@ -7,24 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import run_xiaoq
+from tests.cli.procs import assert_one_line_error, run_xiaoq
 from xiaoq import __version__
 from xiaoq.config import Settings
 
 REQUIRED_SERVE_FLAGS = ["--model", "--host", "--port", "--ctx", "--threads", "--batch", "--parallel", "--queue",
                         "--cpus", "--api-key", "--insecure", "--max-tokens"]
-
-
-def assert_one_line_error(r: subprocess.CompletedProcess[str], status: int, *needles: str) -> str:
-    """Exit status as given, nothing on stdout, exactly one ``error:`` line on stderr holding the needles."""
-    assert r.returncode == status, (r.returncode, r.stdout, r.stderr)
-    assert "Traceback" not in r.stderr + r.stdout
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1, r.stderr
-    assert lines[0].startswith("error: "), lines[0]
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 def test_help_lists_every_setting_flag(cli_env: dict[str, str]) -> None:

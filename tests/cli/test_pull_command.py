@@ -16,9 +16,8 @@ import numpy as np
 import pytest
 
 import gguf
-from tests.cli.conftest import free_port, run_xiaoq, xiaoq_command
 from tests.cli.fake_hub import COMMIT, FakeHub
-from tests.cli.test_cli_errors import assert_one_line_error
+from tests.cli.procs import assert_one_line_error, free_port, run_xiaoq, xiaoq_command
 from xiaoq.errors import ModelError
 
 REPO = "Qwen/Qwen2.5-0.5B-Instruct-GGUF"
