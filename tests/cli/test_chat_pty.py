@@ -209,3 +209,23 @@ def test_chat_with_the_real_model_answers_in_chinese_and_remembers(cli_env: dict
         assert_exits_cleanly(c)
     finally:
         c.terminate(force=True)
+
+
+def test_chat_url_sends_only_the_options_the_user_chose(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server's own defaults (its system prompt, its max_tokens) apply unless the user set one."""
+    from click.testing import CliRunner
+
+    import xiaoq.cli.chat as chat_module
+
+    bodies: list[dict] = []
+    monkeypatch.setattr(chat_module.RemoteBackend, "start", lambda self, wait=0: None)
+    monkeypatch.setattr(chat_module.RemoteBackend, "post_stream", lambda self, path, body, write: bodies.append(body) or Reply("ok", "stop"))
+    for name in ("XIAOQ_SYSTEM_PROMPT", "XIAOQ_TEMPERATURE", "XIAOQ_TOP_P", "XIAOQ_DEFAULT_MAX_TOKENS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XIAOQ_SEED", "5")
+    result = CliRunner().invoke(chat_module.chat, ["--url", "http://127.0.0.1:9", "--temperature", "0.3"], input="hi\nagain\n/exit\n")
+    assert result.exit_code == 0, result.output
+    assert bodies == [
+        {"prompt": "hi", "history": [], "temperature": 0.3, "seed": 5},
+        {"prompt": "again", "history": [{"user": "hi", "bot": "ok"}], "temperature": 0.3, "seed": 5},
+    ]

@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional, Protocol
@@ -42,6 +42,9 @@ CHAT_HELPS = {
     "temperature": "Sampling temperature",
     "api_key": "API key sent to the --url server",
 }
+
+#: Settings sent to a server's /chat (as these body fields) when the user set them.
+REMOTE_FIELDS = {"system_prompt": "system", "default_max_tokens": "max_tokens", "temperature": "temperature", "top_p": "top_p", "seed": "seed"}
 
 USER_PROMPT = "你> "
 BOT_PREFIX = "小Q> "
@@ -149,11 +152,14 @@ class LocalBackend:
 class RemoteBackend:
     """A running XiaoQ server's ``POST /chat`` (SSE), with ``Authorization: Bearer`` when a key is set."""
 
-    def __init__(self, url: str, api_key: Optional[str] = None, timeout: float = 600.0):
+    def __init__(self, url: str, api_key: Optional[str] = None, timeout: float = 600.0, send: Optional[Collection[str]] = None):
         self.url = url.rstrip("/")
         self.name = self.url
         self.api_key = api_key
         self.timeout = timeout
+        #: Which of the /chat fields ("system", "max_tokens", ...) to send; None: all. Leaving one
+        #: out lets the server apply its own configured default (e.g. its system prompt).
+        self.send = None if send is None else frozenset(send)
 
     def _request(self, path: str, body: Optional[dict[str, Any]] = None) -> urllib.request.Request:
         headers = {"Accept": "text/event-stream" if body is not None else "application/json"}
@@ -184,16 +190,15 @@ class RemoteBackend:
             time.sleep(0.5)
 
     def answer(self, system: str, history: list[Turn], prompt: str, sampling: SamplingParams, write: Write) -> Reply:
-        body: dict[str, Any] = {
-            "prompt": prompt,
-            "history": [{"user": u, "bot": b} for u, b in history],
+        options: dict[str, Any] = {
             "system": system,
             "max_tokens": sampling.max_tokens,
             "temperature": sampling.temperature,
             "top_p": sampling.top_p,
+            "seed": sampling.seed,
         }
-        if sampling.seed is not None:
-            body["seed"] = sampling.seed
+        body: dict[str, Any] = {"prompt": prompt, "history": [{"user": u, "bot": b} for u, b in history]}
+        body.update((k, v) for k, v in options.items() if v is not None and (self.send is None or k in self.send))
         return self.post_stream("/chat", body, write)
 
     def post_stream(self, path: str, body: dict[str, Any], write: Write) -> Reply:
@@ -379,7 +384,9 @@ def chat(url: Optional[str], conversation: Optional[str], **given: Any) -> None:
 
             backend = StoredRemoteBackend(url, conversation, settings.api_key)
         else:
-            backend = RemoteBackend(url, settings.api_key)
+            # Only what the user chose (flag or env) travels; the server's defaults cover the rest.
+            chosen = {wire for field, wire in REMOTE_FIELDS.items() if field in settings.model_fields_set}
+            backend = RemoteBackend(url, settings.api_key, send=chosen)
         click.echo(f"connecting to {url}…", err=True)
     else:
         pin_cpus(settings)
