@@ -112,7 +112,7 @@ def screenshot(page: Any, name: str) -> Path:
 
 
 @contextmanager
-def xiaoq_server(engine_factory: Any, db: Path, **overrides: Any) -> Iterator[str]:
+def xiaoq_server(engine_factory: Any, db: Path, *, wait_ready: bool = True, **overrides: Any) -> Iterator[str]:
     """A XiaoQ app (API + the built UI) on a free port; ``engine_factory(settings)`` makes its engine."""
     base: dict[str, Any] = dict(threads=1, parallel=2, queue=4, ctx=4096, batch=64, kv_cache_mb=32, seed=1, temperature=0.0)
     base.update(overrides)
@@ -120,7 +120,8 @@ def xiaoq_server(engine_factory: Any, db: Path, **overrides: Any) -> Iterator[st
     store = Store(db)
     try:
         with serve(create_app(settings, engine_factory(settings), store=store)) as url:
-            wait_health(url, timeout=120)
+            if wait_ready:
+                wait_health(url, timeout=120)
             yield url
     finally:
         store.close()
