@@ -86,8 +86,9 @@ def test_local_path_expands_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 def test_repo_colon_file_from_cache(tmp_path: Path) -> None:
     want = put_in_hf_cache(tmp_path / "hf" / "hub", "someone/Other-GGUF", "other-q4.gguf", b"GGUF")
     assert resolve_model(Settings(model="someone/Other-GGUF:other-q4.gguf")) == want
-    with pytest.raises(ModelError, match="not in the Hugging Face or ModelScope cache"):
+    with pytest.raises(ModelError, match="not in the Hugging Face or ModelScope cache") as e:
         resolve_model(Settings(model="someone/Other-GGUF:missing.gguf"))
+    assert "`xiaoq pull --repo someone/Other-GGUF --file missing.gguf`" in e.value.message
 
 
 def test_unknown_quant(tmp_path: Path) -> None:

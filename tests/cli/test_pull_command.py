@@ -156,6 +156,18 @@ def test_unreachable_endpoint_is_one_line(cli_env: dict[str, str]) -> None:
     assert_one_line_error(r, 1, "cannot download", url, "HF_ENDPOINT")
 
 
+def test_pull_any_repo_and_file_then_serve_it_by_name(cli_env: dict[str, str], tiny_gguf: Path) -> None:
+    with FakeHub({"someone/Tiny-GGUF/tiny.gguf": tiny_gguf.read_bytes()}) as hub:
+        r = run_xiaoq(["pull", "--repo", "someone/Tiny-GGUF", "--file", "tiny.gguf"], hub_env(cli_env, hub.url))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().endswith("/models--someone--Tiny-GGUF/snapshots/" + COMMIT + "/tiny.gguf")
+    with socket.socket() as busy:  # past the model (found by name, offline), stopped at the port
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        r = run_xiaoq(["serve", "--model", "someone/Tiny-GGUF:tiny.gguf", "--port", str(busy.getsockname()[1])], cli_env)
+    assert_one_line_error(r, 1, "cannot listen")
+
+
 def test_offline_pull_of_a_pulled_model_succeeds(cli_env: dict[str, str], tiny_gguf: Path) -> None:
     with FakeHub({f"{REPO}/qwen2.5-0.5b-instruct-q4_k_m.gguf": tiny_gguf.read_bytes()}) as hub:
         first = run_xiaoq(["pull"], hub_env(cli_env, hub.url))

@@ -135,7 +135,8 @@ def resolve_model(settings: Settings) -> Path:
             hit = find_in_hf_cache(repo, filename) or find_in_modelscope_cache(repo, filename)
             if hit:
                 return hit
-            raise ModelError(missing_model_message(f"model {spec!r} is not in the Hugging Face or ModelScope cache ({hf_hub_cache()})"))
+            what = f"model {spec!r} is not in the Hugging Face or ModelScope cache ({hf_hub_cache()})"
+            raise ModelError(missing_model_message(what, f"xiaoq pull --repo {repo} --file {filename}"))
         raise ModelError(f"model file not found: {path}. Pass an existing .gguf file with --model or XIAOQ_MODEL, or run `xiaoq pull` for the default model.")
 
     try:
