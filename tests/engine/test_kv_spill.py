@@ -66,3 +66,45 @@ def test_ram_cache_evicts_into_the_disk_tier(tmp_path: Path) -> None:
     entry, n = spill.lookup(token_key([1, 2, 3, 4]))
     assert n == 3 and bytes(entry.data) == b"\x01" * 1000
     spill.close()
+
+
+async def test_real_engine_spills_evicted_conversations_and_restores_them(tiny_gguf: Path, tmp_path: Path) -> None:
+    """Over real llama.cpp: with 1 MiB of RAM cache, six long conversations push the oldest states
+    to disk; the next turn of one of those is restored from its file instead of prefilled."""
+    from array import array
+
+    from xiaoq.config import Settings
+    from xiaoq.engine.llama_engine import LlamaEngine
+    from xiaoq.engine.types import GenerationRequest, SamplingParams
+
+    settings = Settings(threads=2, parallel=1, ctx=2048, batch=128, kv_cache_mb=1, kv_disk_mb=64, seed=1, db=tmp_path / "x.db")
+    engine = LlamaEngine(tiny_gguf, settings)
+    await engine.start()
+    try:
+        def request(name: str, more: str = "") -> GenerationRequest:
+            text = f"conversation {name}: " + "hello world the model is fast " * 120 + more
+            return GenerationRequest(messages=[{"role": "user", "content": text}], sampling=SamplingParams(temperature=0, max_tokens=4))
+
+        firsts = {}
+        for name in "ABCDEF":
+            firsts[name] = engine.submit(request(name))
+            await firsts[name].text()
+        stats = engine.stats()
+        assert stats["kv_disk_entries"] >= 1 and stats["kv_disk_bytes"] > 0, str(stats)
+        spill = engine._scheduler.cache.spill  # type: ignore[union-attr]
+        spill.flush()
+        assert list((tmp_path / "kv").glob("*/*.kv")), "nothing was written under <data dir>/kv/"
+        # A conversation whose state now lives only on disk:
+        on_disk = [n for n in firsts if spill.lookup(array("i", engine._prompt_tokens(request(n))).tobytes())[1] > 1000]
+        assert on_disk
+        name = on_disk[0]
+        again = engine.submit(request(name, " and one more question"))
+        await again.text()
+        first = firsts[name].result
+        assert again.result is not None and first is not None
+        # All of the first prompt but its last few tokens (the template's end) came back from disk.
+        assert again.result.usage.cached_tokens >= first.usage.prompt_tokens - 16, (again.result.usage, first.usage)
+        stats = engine.stats()
+        assert stats["kv_disk_hits_total"] == 1 and stats["kv_disk_loads_total"] == 1, str(stats)
+    finally:
+        await engine.close()

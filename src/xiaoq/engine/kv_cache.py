@@ -61,9 +61,17 @@ class StateCache:
         self.bytes = 0
         self.hits = 0
         self.misses = 0
+        #: Second tier (``kv_spill.DiskSpill``): evicted states go there and are found by lookup.
+        self.spill: Optional[Any] = None
+
+    def attach_spill(self, spill: Any) -> None:
+        """Evict into ``spill`` and look it up after RAM (issue 3's disk tier)."""
+        self.spill = spill
+        self.on_evict = spill.put
 
     def __len__(self) -> int:
-        return len(self._entries)
+        """Entries in RAM, plus on disk when a spill is attached (so callers look it up)."""
+        return len(self._entries) + (len(self.spill) if self.spill is not None else 0)
 
     @property
     def enabled(self) -> bool:
@@ -81,6 +89,10 @@ class StateCache:
             n = common_prefix_len(entry.key, key)
             if n > best_n:
                 best, best_n = entry, n
+        if self.spill is not None:
+            spilled, n = self.spill.lookup(key, min_tokens)
+            if spilled is not None and n > best_n:
+                best, best_n = spilled, n
         if best is None or best_n < min_tokens:
             return None, 0
         return best, best_n
@@ -91,7 +103,9 @@ class StateCache:
             self.misses += 1
             return
         self.hits += 1
-        if entry.key in self._entries:
+        if getattr(entry, "spill", None) is not None:  # restored from disk: the slot holds it now
+            entry.spill.take(entry)  # type: ignore[attr-defined]
+        elif entry.key in self._entries:
             self._entries.move_to_end(entry.key)
 
     def contains_prefix_of_or_equal(self, key: bytes) -> bool:
@@ -109,6 +123,8 @@ class StateCache:
         n = entry.n_tokens
         for k in [k for k, e in self._entries.items() if e.n_tokens <= n and common_prefix_len(k, key) == e.n_tokens]:
             self._drop(k)
+        if self.spill is not None:
+            self.spill.discard_prefixes_of(key)
         self._entries[key] = entry
         self.bytes += entry.nbytes
         while self.bytes > self.max_bytes and self._entries:

@@ -88,6 +88,11 @@ class LlamaEngine:
             cache_bytes=s.kv_cache_mb * 1024 * 1024,
             default_seed=s.seed,
         )
+        if s.kv_disk_mb > 0 and s.kv_cache_mb > 0:  # states evicted from RAM spill to disk
+            from .kv_spill import DiskSpill, model_fingerprint
+
+            directory = s.kv_disk_dir() / model_fingerprint(self.model_path)
+            self._scheduler.cache.attach_spill(DiskSpill(directory, s.kv_disk_mb * 1024 * 1024))
         log.info("loaded %s (%s): %d slots x %d tokens", self.model_name, self.model_path, s.parallel, s.ctx)
 
     async def close(self) -> None:
@@ -95,6 +100,8 @@ class LlamaEngine:
         sched, self._scheduler = self._scheduler, None
         if sched is not None:
             await asyncio.to_thread(sched.stop)
+            if sched.cache.spill is not None:
+                await asyncio.to_thread(sched.cache.spill.close)
         model, self._model = self._model, None
         if model is not None:
             model.close()
@@ -148,7 +155,8 @@ class LlamaEngine:
             return {"ready": 0, "slots_total": self.n_slots, "slots_active": 0, "queue_depth": 0}
         c = sched.counters
         steps = c.decode_steps_total
-        return {
+        spill = sched.cache.spill
+        stats = {
             "ready": int(self._ready),
             "queue_depth": sched.queue_depth,
             "queue_capacity": sched.queue_size,
@@ -171,6 +179,9 @@ class LlamaEngine:
             "kv_cache_misses_total": sched.cache.misses,
             "kv_cache_saves_total": c.kv_cache_saves_total,
             "kv_cache_bytes": sched.cache.bytes,
-            "kv_cache_entries": len(sched.cache),
+            "kv_cache_entries": len(sched.cache) - (len(spill) if spill is not None else 0),
             "kv_cache_capacity_bytes": sched.cache.max_bytes,
         }
+        if spill is not None:  # the disk tier: kv_disk_entries/bytes/capacity/hits/writes/loads/errors
+            stats.update(spill.stats())
+        return stats
