@@ -27,7 +27,7 @@ SYSTEM = "You are XiaoQ."
 
 
 def real_app(tiny_gguf: Path, db: Path, **overrides: Any) -> tuple[FastAPI, Store]:
-    base: dict[str, Any] = dict(threads=2, parallel=2, queue=4, ctx=2048, batch=64, kv_cache_mb=64, seed=1, system_prompt=SYSTEM, temperature=0.0)
+    base: dict[str, Any] = dict(threads=2, parallel=2, queue=4, ctx=2048, batch=64, kv_cache_mb=64, seed=1, system_prompt=SYSTEM, temperature=0.0, db=db)
     base.update(overrides)
     settings = make_settings(**base)
     store = Store(db)
@@ -77,7 +77,7 @@ def test_turns_stream_store_and_reuse_the_kv_cache(client_store: tuple[TestClien
     assert conv["message_count"] == 8 and conv["title"].startswith("这是第1个问题")
 
     metrics = client.get("/metrics").text
-    for name in ("xiaoq_kv_cache_hits_total", "xiaoq_kv_cache_misses_total", "xiaoq_kv_cache_bytes",
+    for name in ("xiaoq_kv_cache_hits_total", "xiaoq_kv_cache_misses_total", "xiaoq_kv_cache_bytes", "xiaoq_kv_disk_bytes", "xiaoq_kv_disk_hits_total",
                  "xiaoq_http_time_to_first_token_seconds_bucket", "xiaoq_http_decode_tokens_per_second_bucket"):
         assert name in metrics, name
     assert 'route="/api/conversations"' in metrics
