@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import httpx
 import pytest
@@ -318,63 +319,72 @@ def _sse_lines(resp: httpx.Response) -> Iterator[dict]:
             yield json.loads(line[6:])
 
 
-def _wait_status(store: Store, message_id: int, status: str, timeout: float = 10.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        m = store.get_message(message_id)
-        if m["status"] == status or time.monotonic() > deadline:
-            return m
-        time.sleep(0.02)
-
-
-def test_second_send_while_answering_is_409_and_stop_keeps_partial_reply(store: Store) -> None:
-    app, _ = build(store, engine_kwargs={"replies": [LONG], "delay": 0.01})
-    with serve(app) as url:
-        wait_health(url)
-        with httpx.Client(base_url=url, timeout=30) as http:
-            cid = http.post("/api/conversations", json={}).json()["id"]
-            with http.stream("POST", f"/api/conversations/{cid}/messages", json={"content": "讲个长故事"}) as resp:
-                events = _sse_lines(resp)
-                start = next(events)
-                got = [next(events)["token"] for _ in range(5)]
-                r = http.post(f"/api/conversations/{cid}/messages", json={"content": "再来"})
-                assert r.status_code == 409 and r.json()["error"]["code"] == "conversation_busy"
-                other = http.post("/api/conversations", json={}).json()["id"]  # other conversations are not blocked
-                assert http.post(f"/api/conversations/{other}/stop").json() == {"stopped": False}
-                assert http.post(f"/api/conversations/{cid}/stop").json() == {"stopped": True}
-                rest = list(events)
-            got += [e["token"] for e in rest if "token" in e]
-            done = rest[-1]
-            assert done["done"] is True and done["finish_reason"] == "cancelled"
-            reply = store.get_message(start["message_id"])
-            assert reply["status"] == "incomplete" and reply["content"] == "".join(got)
-            assert 5 <= len(reply["content"]) < len(LONG)
-            msgs = http.get(f"/api/conversations/{cid}").json()["messages"]
-            assert [m["content"] for m in msgs][:1] == ["讲个长故事"] and len(msgs) == 2
-            assert http.post(f"/api/conversations/{cid}/messages", json={"content": "短的"}).status_code == 200  # free again
-
-
-def test_client_disconnect_cancels_and_keeps_incomplete_reply(store: Store) -> None:
+@contextmanager
+def slow_answers(store: Store) -> Iterator[tuple[FastAPI, FakeEngine, httpx.Client, str]]:
+    """A real uvicorn server whose fake engine streams a long reply slowly, a client, and a new
+    conversation's id."""
     app, engine = build(store, engine_kwargs={"replies": [LONG], "delay": 0.01})
     with serve(app) as url:
         wait_health(url)
         with httpx.Client(base_url=url, timeout=30) as http:
-            cid = http.post("/api/conversations", json={}).json()["id"]
-            with http.stream("POST", f"/api/conversations/{cid}/messages", json={"content": "讲个长故事"}) as resp:
-                events = _sse_lines(resp)
-                start = next(events)
-                got = "".join(next(events)["token"] for _ in range(10))
-            # leaving the block closed the connection
-            reply = _wait_status(store, start["message_id"], "incomplete")
-            deadline = time.monotonic() + 10
-            while engine.generations[-1].result is None and time.monotonic() < deadline:
-                time.sleep(0.02)
-            assert engine.generations[-1].result.finish_reason == "cancelled"
-            reply = store.get_message(start["message_id"])
-            # stored = what the server sent (the client may have left some of it unread)
-            assert reply["status"] == "incomplete" and reply["content"].startswith(got)
-            assert len(reply["content"]) < len(LONG)
-            assert not app.state.conversations.is_running(cid)
+            yield app, engine, http, http.post("/api/conversations", json={}).json()["id"]
+
+
+def _wait(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_second_send_while_answering_is_409_and_stop_keeps_partial_reply(store: Store) -> None:
+    with slow_answers(store) as (app, _, http, cid):
+        with http.stream("POST", f"/api/conversations/{cid}/messages", json={"content": "讲个长故事"}) as resp:
+            events = _sse_lines(resp)
+            start = next(events)
+            got = [next(events)["token"] for _ in range(5)]
+            r = http.post(f"/api/conversations/{cid}/messages", json={"content": "再来"})
+            assert r.status_code == 409 and r.json()["error"]["code"] == "conversation_busy"
+            other = http.post("/api/conversations", json={}).json()["id"]  # other conversations are not blocked
+            assert http.post(f"/api/conversations/{other}/stop").json() == {"stopped": False}
+            assert http.post(f"/api/conversations/{cid}/stop").json() == {"stopped": True}
+            rest = list(events)
+        got += [e["token"] for e in rest if "token" in e]
+        done = rest[-1]
+        assert done["done"] is True and done["finish_reason"] == "cancelled"
+        reply = store.get_message(start["message_id"])
+        assert reply["status"] == "incomplete" and reply["content"] == "".join(got)
+        assert 5 <= len(reply["content"]) < len(LONG)
+        msgs = http.get(f"/api/conversations/{cid}").json()["messages"]
+        assert [m["content"] for m in msgs][:1] == ["讲个长故事"] and len(msgs) == 2
+        assert http.post(f"/api/conversations/{cid}/messages", json={"content": "短的"}).status_code == 200  # free again
+
+
+def test_client_disconnect_cancels_and_keeps_incomplete_reply(store: Store) -> None:
+    with slow_answers(store) as (app, engine, http, cid):
+        with http.stream("POST", f"/api/conversations/{cid}/messages", json={"content": "讲个长故事"}) as resp:
+            events = _sse_lines(resp)
+            start = next(events)
+            got = "".join(next(events)["token"] for _ in range(10))
+        # leaving the block closed the connection: the reply is finalized and the engine stopped
+        _wait(lambda: not app.state.conversations.is_running(cid) and engine.generations[-1].result is not None)
+        assert engine.generations[-1].result.finish_reason == "cancelled"
+        reply = store.get_message(start["message_id"])
+        # stored = what the server sent (the client may have left some of it unread)
+        assert reply["status"] == "incomplete" and reply["content"].startswith(got)
+        assert len(reply["content"]) < len(LONG)
+
+
+def test_deleting_a_conversation_while_it_answers_stops_the_reply(store: Store) -> None:
+    with slow_answers(store) as (app, _, http, cid):
+        with http.stream("POST", f"/api/conversations/{cid}/messages", json={"content": "讲个长故事"}) as resp:
+            events = _sse_lines(resp)
+            next(events), next(events)
+            assert http.delete(f"/api/conversations/{cid}").status_code == 204
+            rest = list(events)
+        assert rest[-1]["done"] is True and rest[-1]["finish_reason"] == "cancelled"
+        assert http.get(f"/api/conversations/{cid}").status_code == 404
+        assert store.get_messages(cid) == [] and not app.state.conversations.is_running(cid)
 
 
 def test_server_shutdown_stores_running_reply_incomplete(store: Store) -> None:
@@ -407,18 +417,3 @@ def test_server_shutdown_stores_running_reply_incomplete(store: Store) -> None:
     assert reply["status"] == "incomplete"
     assert 5 <= len(reply["content"]) < len(LONG) and result["text"].startswith(reply["content"])
 
-
-def test_deleting_a_conversation_while_it_answers_stops_the_reply(store: Store) -> None:
-    app, engine = build(store, engine_kwargs={"replies": [LONG], "delay": 0.01})
-    with serve(app) as url:
-        wait_health(url)
-        with httpx.Client(base_url=url, timeout=30) as http:
-            cid = http.post("/api/conversations", json={}).json()["id"]
-            with http.stream("POST", f"/api/conversations/{cid}/messages", json={"content": "讲个长故事"}) as resp:
-                events = _sse_lines(resp)
-                next(events), next(events)
-                assert http.delete(f"/api/conversations/{cid}").status_code == 204
-                rest = list(events)
-            assert rest[-1]["done"] is True and rest[-1]["finish_reason"] == "cancelled"
-            assert http.get(f"/api/conversations/{cid}").status_code == 404
-            assert store.get_messages(cid) == [] and not app.state.conversations.is_running(cid)

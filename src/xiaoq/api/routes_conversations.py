@@ -31,23 +31,6 @@ ConversationId = Annotated[str, Path(min_length=1, max_length=64)]
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 
 
-class ConversationSettings(BaseModel):
-    """Per-conversation sampling defaults; unknown keys are kept for the UI's own use."""
-
-    model_config = ConfigDict(extra="allow")
-    temperature: Optional[float] = Field(None, ge=0, le=2)
-    top_p: Optional[float] = Field(None, gt=0, le=1)
-    max_tokens: Optional[int] = Field(None, ge=1)
-    seed: Optional[Seed] = None
-
-
-class ConversationBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    title: Optional[str] = Field(None, max_length=200)
-    system_prompt: Optional[str] = Field(None, max_length=20_000)
-    settings: Optional[ConversationSettings] = None
-
-
 class SamplingBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     temperature: Optional[float] = Field(None, ge=0, le=2)
@@ -59,8 +42,21 @@ class SamplingBody(BaseModel):
         return SamplingOverrides(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens, seed=self.seed)
 
 
+class ConversationSettings(SamplingBody):
+    """Per-conversation sampling defaults; unknown keys are kept for the UI's own use."""
+
+    model_config = ConfigDict(extra="allow")
+
+
 class MessageBody(SamplingBody):
     content: str = Field(min_length=1, description="The user message")
+
+
+class ConversationBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: Optional[str] = Field(None, max_length=200)
+    system_prompt: Optional[str] = Field(None, max_length=20_000)
+    settings: Optional[ConversationSettings] = None
 
 
 def _settings_dict(s: Optional[ConversationSettings]) -> Optional[dict[str, Any]]:
