@@ -1,0 +1,53 @@
+/** One message as rendered: per-answer stats, the "summarized" and "incomplete" notices, copy. */
+import { describe, expect, it, vi } from 'vitest'
+import { mount } from '@vue/test-utils'
+import MessageItem from '../components/MessageItem.vue'
+import type { UiMessage } from '../store'
+import { setLocale } from '../i18n'
+
+function answer(extra: Partial<UiMessage> = {}): UiMessage {
+  return { id: 7, key: 'm7', role: 'assistant', content: '**hi** `x`', status: 'complete', ...extra }
+}
+
+describe('MessageItem', () => {
+  it('shows TTFT and tokens/s from the timings, small and after the text', () => {
+    const w = mount(MessageItem, { props: { message: answer({ timings: { ttft_ms: 212.4, tokens_per_second: 31.25 } }), isLast: true } })
+    expect(w.find('.md strong').text()).toBe('hi')
+    expect(w.find('.stats').text()).toBe('首字 212 ms · 31.3 词元/秒')
+    setLocale('en')
+    return w.vm.$nextTick().then(() => {
+      expect(w.find('.stats').text()).toBe('TTFT 212 ms · 31.3 tok/s')
+      setLocale('zh')
+    })
+  })
+
+  it('tells when older turns were summarized by the budget', () => {
+    const trimmed = mount(MessageItem, { props: { message: answer({ budget: { trimmed: true, turns_summarized: 5 } }), isLast: true } })
+    expect(trimmed.find('.notice-trimmed').text()).toBe('较早的对话已被总结')
+    const kept = mount(MessageItem, { props: { message: answer({ budget: { trimmed: false } }), isLast: true } })
+    expect(kept.find('.notice-trimmed').exists()).toBe(false)
+  })
+
+  it('marks a stopped reply as incomplete and a failed one with its error', () => {
+    const stopped = mount(MessageItem, { props: { message: answer({ status: 'incomplete' }), isLast: true } })
+    expect(stopped.text()).toContain('回答未完成')
+    const failed = mount(MessageItem, { props: { message: answer({ status: 'error', errorKind: 'error', error: 'boom' }), isLast: true } })
+    expect(failed.find('.notice-error').text()).toContain('出错了：boom')
+  })
+
+  it('shows "thinking" before the first token and no actions while streaming', () => {
+    const w = mount(MessageItem, { props: { message: answer({ content: '', streaming: true, status: 'incomplete' }), isLast: true } })
+    expect(w.find('.thinking').exists()).toBe(true)
+    expect(w.find('.msg-actions').exists()).toBe(false)
+  })
+
+  it('copies the raw Markdown of a message', async () => {
+    const writeText = vi.fn().mockResolvedValue(undefined)
+    vi.stubGlobal('navigator', { ...navigator, clipboard: { writeText } })
+    vi.stubGlobal('isSecureContext', true)
+    const w = mount(MessageItem, { props: { message: answer(), isLast: true } })
+    await w.find('button[aria-label="复制"]').trigger('click')
+    expect(writeText).toHaveBeenCalledWith('**hi** `x`')
+    vi.unstubAllGlobals()
+  })
+})
