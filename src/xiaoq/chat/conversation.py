@@ -45,6 +45,23 @@ from xiaoq.store import ReplyWriter, Store, iter_turns
 
 log = logging.getLogger("xiaoq.chat")
 
+#: Characters of each assistant reply shown to the summarizer (see :func:`for_summary`).
+SUMMARY_REPLY_CHARS = 200
+SUMMARY_REPEAT_PENALTY = 1.15
+
+
+def for_summary(turn: Turn) -> Turn:
+    """A dropped turn as the summarizer sees it: the user's words whole, the reply's beginning.
+
+    What must survive a summary is mostly what the USER said (names, facts, wishes); a small
+    model given a 600-character essay per reply summarizes the essays and drops the user's
+    one-line facts. The reply's head keeps what it was about."""
+    reply = turn.assistant
+    if len(reply) > SUMMARY_REPLY_CHARS:
+        reply = reply[:SUMMARY_REPLY_CHARS].rstrip() + "…"
+    return Turn(user=turn.user, assistant=reply, id=turn.id)
+
+
 class ConversationBusy(XiaoQError):
     """A reply is already being generated in this conversation (409): one at a time, so turns never
     interleave. Stop it first (``POST /api/conversations/{id}/stop``) or wait for it to end."""
@@ -143,7 +160,7 @@ class ReplyTurn:
             if rest:
                 yield {"token": rest}
                 await self.writer.aappend(rest)
-            result = self.generation.result or _cancelled_result(self.generation, self.writer)
+            result = self.generation.result or _cancelled_result(self.generation)
             if result.finish_reason == "error":
                 message = result.error or "Generation failed."
                 await self._finalize("error", result, error=message)
@@ -243,10 +260,9 @@ class ReplyTurn:
 
     def _done(self) -> None:
         self.service._release(self.conversation_id, self)
-        self.service._after_reply(self)
 
 
-def _cancelled_result(generation: Generation, writer: ReplyWriter) -> GenerationResult:
+def _cancelled_result(generation: Generation) -> GenerationResult:
     return GenerationResult("cancelled", Usage(prompt_tokens=generation.prompt_tokens), Timings())
 
 
@@ -258,7 +274,6 @@ class ConversationService:
         self.engine = engine
         self.settings = settings
         self._running: dict[str, _Running] = {}
-        self._background: set[asyncio.Task[Any]] = set()
 
     # ---- plain storage (async wrappers so routes never block the loop) -----------------------
     async def _db(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -364,8 +379,6 @@ class ConversationService:
         for turn in turns:
             if not turn.finalized:
                 await turn._finalize("incomplete", turn.generation.result)
-        if self._background:
-            await asyncio.wait(list(self._background), timeout=10)
 
     # ---- internals -------------------------------------------------------------------------------
     def _claim(self, conversation_id: str) -> _Running:
@@ -379,9 +392,6 @@ class ConversationService:
         running = self._running.get(conversation_id)
         if running is not None and (running is owner or running.turn is owner):
             del self._running[conversation_id]
-
-    def _after_reply(self, turn: ReplyTurn) -> None:
-        """Hook run once a reply is stored (title refinement, etc. could start here)."""
 
     def sampling(self, conv: dict[str, Any], overrides: Optional[SamplingOverrides]) -> SamplingParams:
         """Request overrides, else the conversation's settings, else the server's; max_tokens capped."""
@@ -447,7 +457,8 @@ class ConversationService:
         job = plan.summarize
         if job is None:
             return plan
-        text = await self._summarize(running, summary if job.start > 0 else None, turns[job.start : job.end], job.max_tokens)
+        dropped = [for_summary(t) for t in turns[job.start : job.end]]
+        text = await self._summarize(running, summary if job.start > 0 else None, dropped, job.max_tokens)
         if not text:  # could not write one (busy, stopped, failed): answer from the plan as it is
             return plan
         await self._db(self.store.set_summary, cid, text, job.upto_id, len(self.engine.tokenize(text)))
@@ -469,7 +480,10 @@ class ConversationService:
             half = len(turns) // 2
             first = await self._summarize(running, previous, turns[:half], max_tokens)
             return await self._summarize(running, first, turns[half:], max_tokens) if first else ""
-        request = GenerationRequest(messages=messages, sampling=SamplingParams(temperature=0.0, max_tokens=max_tokens), priority=-1)
+        # Greedy decoding of a 0.5B model loops easily ("…的防御、…的防御、…"); a mild repeat
+        # penalty keeps the summary moving on to the next fact instead.
+        sampling = SamplingParams(temperature=0.0, max_tokens=max_tokens, repeat_penalty=SUMMARY_REPEAT_PENALTY)
+        request = GenerationRequest(messages=messages, sampling=sampling, priority=-1)
         try:
             generation = self.engine.submit(request)
         except XiaoQError as e:
@@ -490,7 +504,7 @@ class ConversationService:
 
     def settings_max_turns(self) -> int:
         """Turns kept verbatim at most (0: as many as fit)."""
-        return int(getattr(self.settings, "history_max_turns", 0) or 0)
+        return self.settings.history_max_turns
 
 
 def _check_content(content: str) -> None:
