@@ -342,21 +342,23 @@ export function deleteConversation(id: string): void {
   deleteTimer = setTimeout(commitPendingDelete, UNDO_MS)
 }
 
-export function undoDelete(): void {
+/** Ends the undo window (either way) and returns what was pending. */
+function takePendingDelete(): { conversation: Conversation; index: number } | null {
   const p = state.pendingDelete
-  if (!p) return
   if (deleteTimer) clearTimeout(deleteTimer)
   deleteTimer = null
   state.pendingDelete = null
-  state.conversations.splice(Math.min(p.index, state.conversations.length), 0, p.conversation)
+  return p
+}
+
+export function undoDelete(): void {
+  const p = takePendingDelete()
+  if (p) state.conversations.splice(Math.min(p.index, state.conversations.length), 0, p.conversation)
 }
 
 export function commitPendingDelete(): void {
-  const p = state.pendingDelete
+  const p = takePendingDelete()
   if (!p) return
-  if (deleteTimer) clearTimeout(deleteTimer)
-  deleteTimer = null
-  state.pendingDelete = null
   api.deleteConversation(p.conversation.id, true).catch((err) => {
     if (!(err instanceof ApiError && err.status === 404)) {
       state.banner = describe(err)

@@ -1,6 +1,6 @@
 /**
- * Light / dark theme. "auto" follows prefers-color-scheme (pure CSS); an explicit choice sets
- * data-theme on <html> and is remembered.
+ * Light / dark theme: "auto" follows prefers-color-scheme, or the user's explicit choice
+ * (remembered in localStorage).
  */
 import { ref } from 'vue'
 
@@ -19,11 +19,17 @@ function initial(): Theme {
 
 export const theme = ref<Theme>(initial())
 
+const darkQuery = typeof matchMedia === 'function' ? matchMedia('(prefers-color-scheme: dark)') : null
+// "auto" follows the system live (e.g. the OS switches to dark at sunset).
+darkQuery?.addEventListener?.('change', () => {
+  if (theme.value === 'auto') applyTheme('auto')
+})
+
+/** Sets <html data-theme> to the effective theme ("auto" resolved), so the CSS has one dark block. */
 export function applyTheme(t: Theme = theme.value): void {
   theme.value = t
-  const root = document.documentElement
-  if (t === 'auto') delete root.dataset.theme
-  else root.dataset.theme = t
+  const effective = t === 'auto' ? (darkQuery?.matches ? 'dark' : 'light') : t
+  document.documentElement.dataset.theme = effective
   try {
     localStorage.setItem(KEY, t)
   } catch {

@@ -131,3 +131,22 @@ def conversation_id(page: Any) -> str:
     m = re.search(r"#/c/([0-9a-zA-Z_-]+)$", page.url)
     assert m, f"no conversation id in {page.url}"
     return m.group(1)
+
+
+def send(page: Any, text: str) -> None:
+    """Types ``text`` in the message box and presses Enter."""
+    box = page.locator("textarea.composer-input")
+    box.fill(text)
+    box.press("Enter")
+
+
+def wait_answer_done(page: Any, timeout: float = 60_000) -> None:
+    page.wait_for_selector(".msg-assistant:last-child:not([data-status=streaming])", timeout=timeout)
+
+
+def ask_in_new_chat(page: Any, text: str) -> str:
+    """New chat, ask ``text``, wait for the whole answer; returns the conversation id."""
+    page.get_by_test_id("new-chat").click()
+    send(page, text)
+    wait_answer_done(page)
+    return conversation_id(page)

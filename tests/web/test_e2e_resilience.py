@@ -17,7 +17,7 @@ from playwright.sync_api import expect
 
 from xiaoq.engine.fake import FakeEngine
 
-from tests.web.conftest import open_page, screenshot, xiaoq_server
+from tests.web.conftest import open_page, screenshot, send, wait_answer_done, xiaoq_server
 
 pytestmark = pytest.mark.browser
 
@@ -45,16 +45,6 @@ def bubble_sort(a: list[int]) -> list[int]:
 """
 
 
-def wait_done(page: Any) -> None:
-    page.wait_for_selector(".msg-assistant:last-child:not([data-status=streaming])", timeout=30_000)
-
-
-def send(page: Any, text: str) -> None:
-    box = page.locator("textarea.composer-input")
-    box.fill(text)
-    box.press("Enter")
-
-
 def test_hostile_model_output_renders_as_harmless_text(browser: Any, tmp_path: Path) -> None:
     reply = "\n\n".join(h["text"] for h in HOSTILE)
     # The fake's tokens are characters: let the whole corpus through.
@@ -63,7 +53,7 @@ def test_hostile_model_output_renders_as_harmless_text(browser: Any, tmp_path: P
         with open_page(browser, url) as (page, watch):
             page.goto(url + "/")
             send(page, "say something nasty")
-            wait_done(page)
+            wait_answer_done(page)
             md = page.locator(".msg-assistant .md").last
             # The text is there, as text.
             expect(md).to_contain_text("<img src=x onerror=alert(1)>")
@@ -98,7 +88,7 @@ def test_hostile_model_output_renders_as_harmless_text(browser: Any, tmp_path: P
 
             # A well-behaved answer: highlighting, a table, math and a safe link.
             send(page, "冒泡排序")
-            wait_done(page)
+            wait_answer_done(page)
             answer = page.locator(".msg-assistant").last
             expect(answer.locator(".code-block .code-lang")).to_have_text("python")
             expect(answer.locator(".code-block .hljs-keyword").first).to_be_visible()  # grammar loaded lazily
@@ -119,7 +109,7 @@ def test_model_loading_then_ready(browser: Any, tmp_path: Path) -> None:
             expect(page.get_by_test_id("banner-loading")).to_be_visible()
             send(page, "在吗？")  # answered once the model is ready (503 model_loading -> wait -> retry)
             expect(page.get_by_test_id("banner-loading")).to_have_count(0, timeout=20_000)
-            wait_done(page)
+            wait_answer_done(page)
             expect(page.locator(".msg-assistant .md").last).to_have_text("准备好了")
             watch.assert_clean()
 
@@ -137,7 +127,7 @@ def test_busy_server_is_retried_after_retry_after(browser: Any, tmp_path: Path) 
             expect(banner).to_be_visible(timeout=10_000)
             expect(banner).to_contain_text("服务器繁忙")
             expect(banner).to_contain_text("秒后重试")
-            wait_done(page)
+            wait_answer_done(page)
             expect(page.locator(".msg-assistant").last).to_have_attribute("data-status", "complete")
             expect(page.locator(".msg-assistant .md").last).to_have_text("排队")  # the fake echoes
             expect(banner).to_have_count(0)
@@ -169,7 +159,7 @@ def test_api_key_is_asked_once_and_kept(browser: Any, tmp_path: Path) -> None:
             dialog.get_by_role("button", name="保存").click()
             expect(dialog).to_have_count(0)
             send(page, "hello")
-            wait_done(page)
+            wait_answer_done(page)
             expect(page.locator(".msg-assistant .md").last).to_have_text("ok")
             page.reload()
             expect(page.locator(".msg-user .user-text")).to_have_text("hello")
@@ -184,7 +174,7 @@ def test_phone_layout_dark_theme_and_english(browser: Any, tmp_path: Path) -> No
             sidebar = page.locator(".sidebar")
             assert sidebar.bounding_box()["x"] < 0  # the drawer is closed on a phone
             send(page, "冒泡排序")
-            wait_done(page)
+            wait_answer_done(page)
             bg = page.evaluate("getComputedStyle(document.body).backgroundColor")
             assert bg == "rgb(13, 17, 23)"  # dark theme from prefers-color-scheme
             screenshot(page, "04-phone-dark")
@@ -217,7 +207,7 @@ def test_autoscroll_stops_when_scrolled_up_and_suggestions(browser: Any, tmp_pat
         with open_page(browser, url, viewport={"width": 1000, "height": 700}) as (page, watch):
             page.goto(url + "/")
             send(page, "如何给列表排序")
-            wait_done(page)
+            wait_answer_done(page)
 
             # Input suggestions from past questions (debounced).
             box = page.locator("textarea.composer-input")
@@ -244,6 +234,6 @@ def test_autoscroll_stops_when_scrolled_up_and_suggestions(browser: Any, tmp_pat
             assert abs(page.evaluate("document.querySelector('.chat').scrollTop") - top) < 2
             page.get_by_test_id("jump").click()
             page.wait_for_function("(() => { const c = document.querySelector('.chat'); return c.scrollHeight - c.scrollTop - c.clientHeight < 80; })")
-            wait_done(page)
+            wait_answer_done(page)
             expect(page.get_by_test_id("jump")).to_have_count(0)
             watch.assert_clean()
