@@ -368,3 +368,8 @@ async def test_stats_shape(tiny_gguf: Path):
             assert k in s, k
         assert s["slots_total"] == 2 and s["slots_active"] == 0 and s["requests_total"] == 1
         assert s["tokens_generated_total"] == 3
+        buckets = s["batch_tokens_buckets"]
+        assert buckets["+Inf"] == s["decode_steps_total"]
+        assert buckets["1"] == 2  # two decode steps of one token; the rest were prefill chunks
+        assert buckets["64"] == buckets["+Inf"]  # never more than n_batch per step
+        assert s["batch_tokens_max"] == 64

@@ -173,6 +173,7 @@ class LlamaEngine:
             "batch_tokens_last": c.batch_tokens_last,
             "batch_tokens_max": c.batch_tokens_max,
             "batch_tokens_mean": round(c.batch_tokens_total / steps, 3) if steps else 0.0,
+            "batch_tokens_buckets": c.batch_buckets(),
             "kv_slot_reuse_total": c.kv_slot_reuse_total,
             "kv_seq_copy_total": c.kv_seq_copy_total,
             "kv_cache_hits_total": sched.cache.hits,

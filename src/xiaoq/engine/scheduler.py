@@ -24,6 +24,7 @@ queue under a lock.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 import logging
@@ -42,6 +43,7 @@ from .utf8 import TextStream
 log = logging.getLogger(__name__)
 
 IDLE, PREFILL, DECODE = 0, 1, 2
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 #: Slots holding fewer tokens than this are not worth saving to the RAM cache.
 MIN_SAVE_TOKENS = 16
 
@@ -106,6 +108,16 @@ class Counters:
     kv_slot_reuse_total: int = 0
     kv_seq_copy_total: int = 0
     finish: dict[str, int] = field(default_factory=lambda: {"stop": 0, "length": 0, "cancelled": 0, "error": 0})
+    #: tokens per llama_decode, counted into BATCH_BUCKETS (upper bounds; last one is +Inf)
+    batch_hist: list[int] = field(default_factory=lambda: [0] * (len(BATCH_BUCKETS) + 1))
+
+    def batch_buckets(self) -> dict[str, int]:
+        """Cumulative Prometheus-style buckets ``{"1": n, "2": n, ..., "+Inf": n}``."""
+        out, acc = {}, 0
+        for bound, n in zip([*map(str, BATCH_BUCKETS), "+Inf"], self.batch_hist):
+            acc += n
+            out[bound] = acc
+        return out
 
 
 class Scheduler:
@@ -365,6 +377,7 @@ class Scheduler:
         c.batch_tokens_total += batch.n
         if batch.n > c.batch_tokens_max:
             c.batch_tokens_max = batch.n
+        c.batch_hist[bisect.bisect_left(BATCH_BUCKETS, batch.n)] += 1
         if rc != 0:
             for s in active:
                 if s.job is not None and (s.state == DECODE or s.n_chunk):
