@@ -116,11 +116,12 @@ def concurrency_rows(r: dict) -> list[Row]:
         def pct(side: str, key: str, p: float) -> Optional[float]:
             v = percentile(pooled(r, side, "concurrent", lambda d: d[n][key]), p)
             return None if v is None else v * 1000
+        label = f"{n} stream{'' if n == '1' else 's'}"
         rows += [
-            Row(f"{n} streams: aggregate tokens/s", agg(X), agg(L), "tok/s", 1, TARGETS["agg4"] if n == "4" else None),
-            Row(f"{n} streams: p50 TTFT", pct(X, "ttft", 50), pct(L, "ttft", 50), "ms", 0),
-            Row(f"{n} streams: p95 TTFT", pct(X, "ttft", 95), pct(L, "ttft", 95), "ms", 0),
-            Row(f"{n} streams: p95 gap between tokens", pct(X, "gaps", 95), pct(L, "gaps", 95), "ms", 0),
+            Row(f"{label}: aggregate tokens/s", agg(X), agg(L), "tok/s", 1, TARGETS["agg4"] if n == "4" else None),
+            Row(f"{label}: p50 TTFT", pct(X, "ttft", 50), pct(L, "ttft", 50), "ms", 0),
+            Row(f"{label}: p95 TTFT", pct(X, "ttft", 95), pct(L, "ttft", 95), "ms", 0),
+            Row(f"{label}: p95 gap between tokens", pct(X, "gaps", 95), pct(L, "gaps", 95), "ms", 0),
         ]
     return rows
 
@@ -167,8 +168,11 @@ def render(r: dict) -> str:
                    else f"it supports `{sup}`, the other server does not") + ")")
         out.append(f"- **{s.get('label', name)}**: {state}" + (f"; {eos}; `{' '.join(s.get('argv', []))}`" if s.get("available") else ""))
     if machine:
-        out.append(f"- machine: {machine.get('cpu', '?')}, read bandwidth {fmt(machine.get('read_gbs'), 'GB/s')}, "
-                   f"{fmt((machine.get('weight_bytes') or 0) / 1e6, 'MB', 0)} of weights read per token")
+        out.append(f"- machine: {machine.get('cpu', '?')}, memory bandwidth {fmt(machine.get('read_gbs'), 'GB/s')} read "
+                   f"on {cfg.get('threads')} thread(s), {fmt(machine.get('copy_gbs'), 'GB/s')} copy (read + write); "
+                   f"{fmt((machine.get('weight_bytes') or 0) / 1e6, 'MB', 0)} of weights read per token; "
+                   f"load average {machine.get('load_start', '?')} at the start, {machine.get('load_end', '?')} at the end "
+                   "(above the core count, other work competes and every figure is noisy)")
     lb = r.get("llama_bench") or {}
     if lb.get("error"):
         out.append(f"- llama-bench: {lb['error']}")

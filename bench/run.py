@@ -4,9 +4,9 @@
     .venv/bin/python bench/run.py [--model M] [--reps 3] [--quick]
 
 Builds (or reuses) llama-server and llama-bench from the llama.cpp that XiaoQ's llama-cpp-python
-vendors, measures memory bandwidth and llama-bench ``tg`` once, starts both servers on free
-127.0.0.1 ports, then runs every scenario on each server in turn, alternating which goes first per
-repetition, and prints Markdown tables of medians and XiaoQ / llama-server ratios. Raw numbers go
+vendors, measures memory bandwidth once, starts both servers on free 127.0.0.1 ports, then in
+each repetition runs llama-bench ``tg`` and every scenario on each server in turn, alternating
+which server goes first, and prints Markdown tables of medians and XiaoQ / llama-server ratios. Raw numbers go
 to bench/results/<timestamp>.json. Both servers are stopped on exit, Ctrl-C or error. See
 bench/README.md for what each figure means.
 """
@@ -32,6 +32,7 @@ import httpx  # noqa: E402
 
 from bench import membw, model_file, report  # noqa: E402
 from bench import scenarios as S  # noqa: E402
+from bench.stats import median  # noqa: E402
 from bench.servers import ROOT, RunningServer, ServerError, ServerPool, llama_server_spec, xiaoq_spec  # noqa: E402
 
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -109,6 +110,7 @@ def run_llama_bench(bindir: Path, model: str, threads: int, n_gen: int, reps: in
 
 
 def measure_machine(model: str, threads: int, quick: bool) -> dict[str, Any]:
+    load_start = round(os.getloadavg()[0], 1)
     log("measuring memory bandwidth")
     size = 256 if quick else 1024
     read = membw.read_bandwidth_gbs(threads=threads, size_mb=size, trials=3 if quick else 5)
@@ -116,7 +118,8 @@ def measure_machine(model: str, threads: int, quick: bool) -> dict[str, Any]:
     weight_bytes = model_file.bytes_per_token(model)
     best = max(read, copy)
     return {"cpu": platform.processor() or _cpu_name(), "read_gbs": read, "copy_gbs": copy, "best_gbs": best,
-            "weight_bytes": weight_bytes, "decode_ceiling_tps": membw.decode_ceiling_tps(best, weight_bytes)}
+            "weight_bytes": weight_bytes, "decode_ceiling_tps": membw.decode_ceiling_tps(best, weight_bytes),
+            "load_start": load_start}
 
 
 def _cpu_name() -> str:
@@ -136,7 +139,8 @@ async def prepare(side: S.Side, eog_ids: Callable[[], list[int]]) -> None:
 
 
 async def run_scenarios(sides: list[S.Side], wl: S.Workload, keys: list[str], reps: int,
-                        run_id: str, model: str) -> list[dict[str, Any]]:
+                        run_id: str, model: str,
+                        per_rep: Optional[Callable[[], dict[str, Any]]] = None) -> list[dict[str, Any]]:
     """Every scenario, on every side, alternating which side goes first in each repetition."""
     out: list[dict[str, Any]] = []
     limits = httpx.Limits(max_connections=32, max_keepalive_connections=8)
@@ -154,6 +158,8 @@ async def run_scenarios(sides: list[S.Side], wl: S.Workload, keys: list[str], re
                 side.length_control = {}
         for rep in range(reps):
             row: dict[str, Any] = {s.name: {} for s in sides}
+            if per_rep is not None:  # llama-bench each repetition: its tg is as noisy as the rest
+                row["llama_bench"] = await asyncio.to_thread(per_rep)
             order = sides if rep % 2 == 0 else list(reversed(sides))
             for key in keys:
                 name, fn = SCENARIOS[key]
@@ -225,9 +231,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         results["sides"][report.L]["error"] = build_error
         results["llama_bench"] = {"error": build_error}
     results["machine"] = measure_machine(model, threads, args.quick)
+    bench_tg: Optional[Callable[[], dict[str, Any]]] = None
     if bindir:
-        results["llama_bench"] = run_llama_bench(bindir, model, threads, 32 if args.quick else 128,
-                                                 1 if args.quick else 3)
+        bench_tg = functools.partial(run_llama_bench, bindir, model, threads, 32 if args.quick else 128,
+                                     1 if args.quick else 2)
 
     log_dir = RESULTS_DIR / "logs"
     running: dict[str, RunningServer] = {}
@@ -261,7 +268,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             if not sides:
                 log("no server could be started; nothing to measure")
             else:
-                results["reps"] = asyncio.run(run_scenarios(sides, wl, args.scenario_keys, args.reps, run_id, model))
+                results["reps"] = asyncio.run(run_scenarios(sides, wl, args.scenario_keys, args.reps, run_id, model,
+                                                            per_rep=bench_tg))
                 for side in sides:
                     results["sides"][side.name]["length_control"] = S.length_control_name(side.length_control)
                     results["sides"][side.name]["length_control_supported"] = side.supports
@@ -272,6 +280,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         log("interrupted: servers stopped; writing what was measured")
     finally:
         results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        results["machine"]["load_end"] = round(os.getloadavg()[0], 1)
+        tg_reps = [rep.get("llama_bench") or {} for rep in results["reps"]]
+        if bindir and tg_reps:
+            results["llama_bench"] = {"tg_tps": median(r.get("tg_tps") for r in tg_reps), "per_rep": tg_reps,
+                                      "error": next((r["error"] for r in tg_reps if r.get("error")), None)}
         out = args.out or RESULTS_DIR / f"{time.strftime('%Y%m%d-%H%M%S')}{'-quick' if args.quick else ''}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=1, default=str))

@@ -52,14 +52,14 @@ class Workload:
     user_tokens: int = 32
     streams: tuple[int, ...] = (1, 2, 4)
     stream_tokens: int = 128
-    long_prompt_words: int = 1400  # about 1,500 prompt tokens with the template and the question
+    long_prompt_words: int = 1290  # about 1,500 prompt tokens with the template and the question
     background_tokens: int = 256
     background_head_start: int = 16  # tokens the running stream produces before the long prompt
 
     @classmethod
     def quick(cls) -> "Workload":
         return cls(decode_tokens=64, ttft_probes=1, turns=4, turn_tokens=16, user_turns=2,
-                   user_doc_words=200, user_tokens=8, stream_tokens=32, long_prompt_words=700,
+                   user_doc_words=200, user_tokens=8, stream_tokens=32, long_prompt_words=600,
                    background_tokens=128, background_head_start=8)
 
     def as_dict(self) -> dict[str, Any]:

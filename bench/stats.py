@@ -8,10 +8,14 @@ is a ratio measured within one run (XiaoQ / llama-server), never against a numbe
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence
 
 Number = Optional[float]
+
+# "1,234 ms", "0.98 ✓", "—", "12.5 tok/s": a number, an optional unit, an optional mark.
+_NUMERIC_CELL = re.compile(r"^(—|[-+]?[\d,]*\.?\d+)( [A-Za-z/%]+)?( [✓✗])?$|^$")
 
 
 def clean(values: Iterable[Number]) -> list[float]:
@@ -117,12 +121,7 @@ class Row:
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A GitHub-flavoured Markdown table; numeric-looking columns are right-aligned."""
     def is_num(cell: str) -> bool:
-        c = cell.replace(",", "").replace("—", "").split(" ")[0]
-        try:
-            float(c)
-            return True
-        except ValueError:
-            return c == ""
+        return bool(_NUMERIC_CELL.match(cell))
 
     align = []
     for i, _ in enumerate(headers):
