@@ -145,6 +145,38 @@ describe('sending', () => {
   })
 })
 
+describe('switching while a reply streams', () => {
+  it('keeps streaming into the first conversation and shows it live on return', async () => {
+    const f = installFakeFetch()
+    state.currentId = 'c1'
+    f.on('GET', /\/api\/conversations\?/, () => jsonResponse({ data: [CONV] }))
+    f.on('GET', /\/api\/conversations\/c2$/, () =>
+      jsonResponse({ ...CONV, id: 'c2', messages: [{ id: 50, role: 'user', content: 'other', status: 'complete' }] }),
+    )
+    let stream!: ReturnType<typeof sseResponse>
+    f.on('POST', /\/c1\/messages$/, (_c, signal) => {
+      stream = sseResponse(signal)
+      queueMicrotask(() => stream.push({ token: 'one ' }))
+      return stream.response
+    })
+    const done = send('q1')
+    await settle()
+    await openConversation('c2')
+    expect(state.messages.map((m) => m.content)).toEqual(['other'])
+    stream.push({ token: 'two' })
+    await settle()
+    await new Promise((r) => setTimeout(r, 40))
+    await openConversation('c1') // no GET: the live list comes back, still streaming
+    expect(f.calls.some((c) => c.url === '/api/conversations/c1')).toBe(false)
+    expect(state.messages.map((m) => m.content)).toEqual(['q1', 'one two'])
+    expect(state.messages[1].streaming).toBe(true)
+    stream.push({ done: true, finish_reason: 'stop' })
+    stream.close()
+    await done
+    expect(state.messages[1]).toMatchObject({ content: 'one two', status: 'complete', streaming: false })
+  })
+})
+
 describe('regenerate and edit', () => {
   function loaded() {
     return {
