@@ -142,7 +142,7 @@ def test_regenerate_and_edit(browser: Any, server: str) -> None:
         watch.assert_clean()
 
 
-def test_switch_delete_with_undo_search_and_export(browser: Any, server: str) -> None:
+def test_switch_rename_delete_with_undo_search_and_export(browser: Any, server: str) -> None:
     with open_page(browser, server) as (page, watch):
         page.goto(server + "/")
         apple = ask_in_new_chat(page, "关于苹果的问题")
@@ -154,6 +154,15 @@ def test_switch_delete_with_undo_search_and_export(browser: Any, server: str) ->
         expect(page.locator(".msg-user .user-text")).to_have_text("关于苹果的问题")
         page.locator(f".conv[data-id='{banana}'] .conv-title").click()
         expect(page.locator(".msg-user .user-text")).to_have_text("关于香蕉的问题")
+
+        # Rename (kept on the server).
+        page.locator(f".conv[data-id='{apple}'] .conv-more").click()
+        page.get_by_role("menuitem", name="重命名").click()
+        rename = page.locator(f".conv[data-id='{apple}'] input.rename-input")
+        rename.fill("水果：苹果")
+        rename.press("Enter")
+        expect(page.locator(f".conv[data-id='{apple}'] .conv-title")).to_have_text("水果：苹果")
+        assert httpx.get(f"{server}/api/conversations/{apple}").json()["title"] == "水果：苹果"
 
         # Search finds the other conversation and opens it.
         page.locator(".search input").fill("苹果的问")
