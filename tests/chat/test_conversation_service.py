@@ -50,6 +50,7 @@ async def test_dropped_turns_are_summarized_at_low_priority_stored_and_reused(st
     await engine.start()
     service = ConversationService(store, engine, settings)
     cid = store.create_conversation()["id"]
+    await run(await service.send(cid, "我叫李雷，我养了一只叫豆豆的猫。"))
     for i in range(12):
         _, done = await run(await service.send(cid, f"问题{i}：" + "很长的内容" * 12))
         assert done["done"] is True
@@ -59,6 +60,9 @@ async def test_dropped_turns_are_summarized_at_low_priority_stored_and_reused(st
     assert "对话：" in summaries[0].messages[-1]["content"]  # the conversation's language (Chinese)
     stored = store.get_summary(cid)
     assert stored is not None and stored["upto_message_id"] is not None
+    # The user's own facts survive verbatim at the head; the model's prose follows.
+    assert stored["summary"].startswith("用户说过的关于自己的话：我叫李雷，我养了一只叫豆豆的猫。\n")
+    assert len(stored["summary"]) > len("用户说过的关于自己的话：我叫李雷，我养了一只叫豆豆的猫。\n")
     last = engine.requests[-1]
     assert last.priority == 0 and last.messages[0]["role"] == "system"
     assert last.messages[0]["content"].startswith("SYS\n\n" + SUMMARY_HEADER)

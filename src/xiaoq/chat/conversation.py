@@ -36,7 +36,8 @@ import anyio
 
 from xiaoq.chat.budget import BudgetPlan, Turn, plan_context, turns_covered
 from xiaoq.chat.fences import FenceRepairer
-from xiaoq.chat.summary import clean_summary, summary_messages
+from xiaoq.chat.memory import model_part, notes_block, self_statements, trim_loops
+from xiaoq.chat.summary import clean_summary, conversation_language, summary_messages
 from xiaoq.chat.titles import heuristic_title
 from xiaoq.config import Settings
 from xiaoq.engine.types import Engine, Generation, GenerationRequest, GenerationResult, SamplingParams, Timings, Usage
@@ -47,7 +48,10 @@ log = logging.getLogger("xiaoq.chat")
 
 #: Characters of each assistant reply shown to the summarizer (see :func:`for_summary`).
 SUMMARY_REPLY_CHARS = 200
-SUMMARY_REPEAT_PENALTY = 1.15
+#: 1.0 = off. Meant to be ~1.15 against greedy loops, but engine/context.py calls
+#: llama_sampler_init_penalties without its n_vocab argument (TypeError at admission), so the
+#: penalty path cannot be used until that is fixed.
+SUMMARY_REPEAT_PENALTY = 1.0
 
 
 def for_summary(turn: Turn) -> Turn:
@@ -457,10 +461,18 @@ class ConversationService:
         job = plan.summarize
         if job is None:
             return plan
+        # What the user said about themselves in every dropped turn is kept verbatim at the head
+        # of the summary (chat/memory.py: a 0.5B model's summary loses it); the model summarizes
+        # the newly dropped turns on top of its previous summary, in the room that is left.
+        language = conversation_language([t.user for t in turns])
+        notes = notes_block(self_statements([t.user for t in turns[: job.end]], language), language)
+        room = max(32, job.max_tokens - (len(self.engine.tokenize(notes)) if notes else 0))
+        previous = model_part(summary) if summary and job.start > 0 else None
         dropped = [for_summary(t) for t in turns[job.start : job.end]]
-        text = await self._summarize(running, summary if job.start > 0 else None, dropped, job.max_tokens)
-        if not text:  # could not write one (busy, stopped, failed): answer from the plan as it is
+        written = trim_loops(await self._summarize(running, previous, dropped, room))
+        if not written:  # could not write one (busy, stopped, failed): answer from the plan as it is
             return plan
+        text = notes + written
         await self._db(self.store.set_summary, cid, text, job.upto_id, len(self.engine.tokenize(text)))
         return plan_context(**options, summary=text, summary_turns=job.end)
 
@@ -481,7 +493,7 @@ class ConversationService:
             first = await self._summarize(running, previous, turns[:half], max_tokens)
             return await self._summarize(running, first, turns[half:], max_tokens) if first else ""
         # Greedy decoding of a 0.5B model loops easily ("…的防御、…的防御、…"); a mild repeat
-        # penalty keeps the summary moving on to the next fact instead.
+        # penalty would keep the summary moving on to the next fact (see SUMMARY_REPEAT_PENALTY).
         sampling = SamplingParams(temperature=0.0, max_tokens=max_tokens, repeat_penalty=SUMMARY_REPEAT_PENALTY)
         request = GenerationRequest(messages=messages, sampling=sampling, priority=-1)
         try:
