@@ -138,13 +138,20 @@ async def prepare(side: S.Side, eog_ids: Callable[[], list[int]]) -> None:
     await S.warm_up(side)
 
 
-async def run_scenarios(sides: list[S.Side], wl: S.Workload, keys: list[str], reps: int,
-                        run_id: str, model: str,
-                        per_rep: Optional[Callable[[], dict[str, Any]]] = None) -> list[dict[str, Any]]:
-    """Every scenario, on every side, alternating which side goes first in each repetition."""
-    out: list[dict[str, Any]] = []
+async def run_scenarios(sides: list[S.Side], wl: S.Workload, keys: list[str], reps: int, run_id: str,
+                        model: str, sink: list[dict[str, Any]], *,
+                        per_rep: Optional[Callable[[], dict[str, Any]]] = None,
+                        deadline: Optional[float] = None,
+                        transport: Optional[httpx.AsyncBaseTransport] = None) -> None:
+    """Every scenario, on every side, alternating which side goes first in each repetition.
+
+    Each repetition's row is appended to ``sink`` before it is filled, so an interrupted run still
+    reports what it measured. Past ``deadline`` (time.monotonic()) no new scenario starts: a
+    scenario is always measured on both sides or on neither, so medians compare like with like.
+    ``transport`` is for tests (an in-process fake server).
+    """
     limits = httpx.Limits(max_connections=32, max_keepalive_connections=8)
-    async with httpx.AsyncClient(limits=limits) as client:
+    async with httpx.AsyncClient(limits=limits, transport=transport) as client:
         eog_ids = functools.cache(lambda: model_file.eog_token_ids(model))
         for side in sides:
             side.client = client
@@ -157,11 +164,18 @@ async def run_scenarios(sides: list[S.Side], wl: S.Workload, keys: list[str], re
             for side in sides:
                 side.length_control = {}
         for rep in range(reps):
+            if deadline is not None and time.monotonic() > deadline:
+                log(f"time budget spent: stopping after {rep} repetition(s)")
+                return
             row: dict[str, Any] = {s.name: {} for s in sides}
+            sink.append(row)
             if per_rep is not None:  # llama-bench each repetition: its tg is as noisy as the rest
                 row["llama_bench"] = await asyncio.to_thread(per_rep)
             order = sides if rep % 2 == 0 else list(reversed(sides))
             for key in keys:
+                if deadline is not None and time.monotonic() > deadline:
+                    log(f"time budget spent: skipping the rest of repetition {rep + 1}")
+                    return
                 name, fn = SCENARIOS[key]
                 for side in order:
                     log(f"rep {rep + 1}/{reps} scenario {key} ({name}) on {side.name}")
@@ -170,8 +184,6 @@ async def run_scenarios(sides: list[S.Side], wl: S.Workload, keys: list[str], re
                         row[side.name][name] = await asyncio.wait_for(fn(side, wl, tag), timeout=1800)
                     except asyncio.TimeoutError:
                         row[side.name][name] = {"errors": ["scenario timed out after 1800 s"]}
-            out.append(row)
-    return out
 
 
 def fetch_metrics(base_url: str) -> Optional[str]:
@@ -194,6 +206,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--kv-cache-mb", type=int, default=512,
                    help="RAM state cache: XiaoQ --kv-cache-mb and llama-server --cache-ram (default 512)")
     p.add_argument("--scenarios", default="1,2,3,4,5", help="comma-separated subset of 1-5 (default all)")
+    p.add_argument("--time-budget", type=float, default=None, metavar="MIN",
+                   help="start no new scenario after MIN minutes of measuring (finished ones are reported)")
     p.add_argument("--no-build", action="store_true", help="use llama-server only if already built")
     p.add_argument("--no-xiaoq", action="store_true", help="measure llama-server alone")
     p.add_argument("--llama-vs-llama", action="store_true",
@@ -268,8 +282,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             if not sides:
                 log("no server could be started; nothing to measure")
             else:
-                results["reps"] = asyncio.run(run_scenarios(sides, wl, args.scenario_keys, args.reps, run_id, model,
-                                                            per_rep=bench_tg))
+                deadline = time.monotonic() + args.time_budget * 60 if args.time_budget else None
+                asyncio.run(run_scenarios(sides, wl, args.scenario_keys, args.reps, run_id, model, results["reps"],
+                                          per_rep=bench_tg, deadline=deadline))
                 for side in sides:
                     results["sides"][side.name]["length_control"] = S.length_control_name(side.length_control)
                     results["sides"][side.name]["length_control_supported"] = side.supports

@@ -347,3 +347,30 @@ def test_gguf_header_reader_on_a_hand_built_file(tmp_path: Path):
     with pytest.raises(model_file.GGUFError):
         model_file.read_header(truncated)
     assert model_file.eog_token_ids(truncated) == []
+
+
+async def test_run_scenarios_alternates_sides_and_respects_the_deadline(tmp_path: Path):
+    import time
+
+    from bench import run
+
+    fake = FakeOpenAI()
+    hosts: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        hosts.append(request.url.host)
+        return fake.handler(request)
+
+    transport = httpx.MockTransport(handler)
+    wl = S.Workload(decode_tokens=4, ttft_probes=1)
+    sides = [S.Side("xiaoq", "http://x"), S.Side("llama-server", "http://l")]
+    sink: list = []
+    await run.run_scenarios(sides, wl, ["1"], 2, "t", str(tmp_path / "none.gguf"), sink, transport=transport,
+                            per_rep=lambda: {"tg_tps": 1.0})
+    assert len(sink) == 2 and all(set(r) == {"xiaoq", "llama-server", "llama_bench"} for r in sink)
+    assert all(not r[s]["single"]["errors"] and r[s]["single"]["decode_tokens"] == 4 for r in sink for s in ("xiaoq", "llama-server"))
+    measured = hosts[4:]  # after each side's length probe and warm-up
+    assert measured[0] == "x" and measured[2] == "l" and measured[4] == "l" and measured[6] == "x"  # alternation
+    sink2: list = []
+    await run.run_scenarios(sides, wl, ["1"], 2, "t", "m", sink2, transport=transport, deadline=time.monotonic() - 1)
+    assert sink2 == []
