@@ -83,6 +83,29 @@ def test_turns_stream_store_and_reuse_the_kv_cache(client_store: tuple[TestClien
     assert 'route="/api/conversations"' in metrics
 
 
+def test_alternating_conversations_do_not_reread_their_history(tiny_gguf: Path, tmp_path: Path) -> None:
+    """One slot, three users taking turns: each conversation's state leaves the slot for the RAM
+    cache and comes back, so a user's next turn evaluates only its new tokens."""
+    app, store = real_app(tiny_gguf, tmp_path / "alt.db", parallel=1)
+    try:
+        with TestClient(app) as client:
+            wait_ready(client, timeout=60)
+            cids = [client.post("/api/conversations", json={}).json()["id"] for _ in range(3)]
+            last_prompt = {}
+            for rnd in range(3):
+                for n, cid in enumerate(cids):
+                    done = turn(client, cid, f"用户{n}的第{rnd + 1}个问题：" + "请多讲一些细节。" * (n + 2), max_tokens=16)[-1]
+                    usage = done["usage"]
+                    if rnd:
+                        assert usage["prompt_tokens_details"]["cached_tokens"] >= last_prompt[cid], (rnd, n, usage, last_prompt[cid])
+                        assert done["timings"]["prompt_tokens_evaluated"] < usage["prompt_tokens"] - last_prompt[cid] + 8
+                    last_prompt[cid] = usage["prompt_tokens"]
+            assert "xiaoq_kv_cache_hits_total" in client.get("/metrics").text
+            assert app.state.engine.stats()["kv_cache_hits_total"] >= 6
+    finally:
+        store.close()
+
+
 def test_regenerate_and_edit_over_the_real_engine(client_store: tuple[TestClient, Store]) -> None:
     client, store = client_store
     cid = client.post("/api/conversations", json={}).json()["id"]
