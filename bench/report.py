@@ -189,6 +189,15 @@ def render(r: dict) -> str:
     for key, title, table in sections:
         if key in wanted:
             out += [f"## {title}", "", table(), ""]
+    if r.get("profiles"):
+        out += ["## Where XiaoQ's time goes (py-spy, summed over repetitions)", "",
+                "Self = samples in which the function itself was running; total = samples in which it was on "
+                "the stack. Idle threads are not sampled.", ""]
+        for scenario, frames in r["profiles"].items():
+            out += [f"**{scenario}**", "", markdown_table(["function", "self %", "total %"],
+                    [[f"`{f}`", f"{s_:.1f}", f"{t:.1f}"] for f, s_, t in frames]), ""]
+    elif r.get("profile_error"):
+        out += [f"(no profile: {r['profile_error']})", ""]
     errors = [(rep_i, side, e) for rep_i, rep in enumerate(r.get("reps", [])) for side in (X, L)
               for scen in (rep.get(side) or {}).values() if isinstance(scen, dict) for e in scen.get("errors", [])]
     if errors:

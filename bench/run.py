@@ -32,6 +32,7 @@ import httpx  # noqa: E402
 
 from bench import membw, model_file, report  # noqa: E402
 from bench import scenarios as S  # noqa: E402
+from bench.profile import ProfilePlan, find_py_spy  # noqa: E402
 from bench.stats import median  # noqa: E402
 from bench.servers import ROOT, RunningServer, ServerError, ServerPool, llama_server_spec, xiaoq_spec  # noqa: E402
 
@@ -142,7 +143,8 @@ async def run_scenarios(sides: list[S.Side], wl: S.Workload, keys: list[str], re
                         model: str, sink: list[dict[str, Any]], *,
                         per_rep: Optional[Callable[[], dict[str, Any]]] = None,
                         deadline: Optional[float] = None,
-                        transport: Optional[httpx.AsyncBaseTransport] = None) -> None:
+                        transport: Optional[httpx.AsyncBaseTransport] = None,
+                        profile: Optional[ProfilePlan] = None) -> None:
     """Every scenario, on every side, alternating which side goes first in each repetition.
 
     Each repetition's row is appended to ``sink`` before it is filled, so an interrupted run still
@@ -180,10 +182,32 @@ async def run_scenarios(sides: list[S.Side], wl: S.Workload, keys: list[str], re
                 for side in order:
                     log(f"rep {rep + 1}/{reps} scenario {key} ({name}) on {side.name}")
                     tag = S.W.nonce(run_id, rep, name)
+                    recorder = profile.recorder(side.name, name, rep) if profile else None
+                    if recorder:
+                        recorder.start()
                     try:
                         row[side.name][name] = await asyncio.wait_for(fn(side, wl, tag), timeout=1800)
                     except asyncio.TimeoutError:
                         row[side.name][name] = {"errors": ["scenario timed out after 1800 s"]}
+                    finally:
+                        if recorder and profile:
+                            profile.keep(name, await asyncio.to_thread(recorder.stop))
+
+
+def make_profile_plan(args: argparse.Namespace, running: dict[str, RunningServer],
+                      results: dict[str, Any]) -> Optional[ProfilePlan]:
+    """py-spy sampling of the real XiaoQ process, when --profile asks and py-spy is there."""
+    if not args.profile:
+        return None
+    exe = find_py_spy()
+    if exe is None or report.X not in running or args.llama_vs_llama:
+        why = "py-spy not found (see bench/profile.py)" if exe is None else "XiaoQ is not running"
+        log(f"--profile: {why}; no profile")
+        results["profile_error"] = why
+        return None
+    out_dir = RESULTS_DIR / "profiles" / time.strftime("%Y%m%d-%H%M%S")
+    log(f"--profile: sampling XiaoQ (pid {running[report.X].proc.pid}) into {out_dir}; its figures carry py-spy's overhead")
+    return ProfilePlan(exe, {report.X: running[report.X].proc.pid}, out_dir, native=args.profile_native)
 
 
 def fetch_metrics(base_url: str) -> Optional[str]:
@@ -210,6 +234,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                    help="start no new scenario after MIN minutes of measuring (finished ones are reported)")
     p.add_argument("--no-build", action="store_true", help="use llama-server only if already built")
     p.add_argument("--no-xiaoq", action="store_true", help="measure llama-server alone")
+    p.add_argument("--profile", action="store_true",
+                   help="sample XiaoQ with py-spy during each scenario and report where its time goes")
+    p.add_argument("--profile-native", action="store_true", help="with --profile: include native (C) frames")
     p.add_argument("--llama-vs-llama", action="store_true",
                    help="harness check: a second llama-server takes XiaoQ's place (ratios should be ~1)")
     p.add_argument("--xiaoq-arg", action="append", default=[], help="extra argument for xiaoq serve (repeatable)")
@@ -283,8 +310,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                 log("no server could be started; nothing to measure")
             else:
                 deadline = time.monotonic() + args.time_budget * 60 if args.time_budget else None
+                plan = make_profile_plan(args, running, results)
                 asyncio.run(run_scenarios(sides, wl, args.scenario_keys, args.reps, run_id, model, results["reps"],
-                                          per_rep=bench_tg, deadline=deadline))
+                                          per_rep=bench_tg, deadline=deadline, profile=plan))
+                if plan:
+                    results["profiles"] = plan.summary()
                 for side in sides:
                     results["sides"][side.name]["length_control"] = S.length_control_name(side.length_control)
                     results["sides"][side.name]["length_control_supported"] = side.supports

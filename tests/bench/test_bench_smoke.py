@@ -374,3 +374,43 @@ async def test_run_scenarios_alternates_sides_and_respects_the_deadline(tmp_path
     sink2: list = []
     await run.run_scenarios(sides, wl, ["1"], 2, "t", "m", sink2, transport=transport, deadline=time.monotonic() - 1)
     assert sink2 == []
+
+
+def test_folded_stacks_give_self_and_total_shares(tmp_path: Path):
+    from bench import profile
+
+    folded = tmp_path / "p.txt"
+    folded.write_text("main (a.py:1);step (e.py:10);decode (c.py:5) 60\n"
+                      "main (a.py:1);step (e.py:12);sample (s.py:3) 30\n"
+                      "main (a.py:2) 10\n")
+    top = profile.top_frames(profile.read_folded([folded]))
+    assert top[0] == ("decode (c.py)", 60.0, 60.0)
+    assert top[1] == ("sample (s.py)", 30.0, 30.0)
+    assert top[2] == ("main (a.py)", 10.0, 100.0)  # line numbers merged: one function
+    assert profile.top_frames(profile.read_folded([])) == []
+
+
+def test_py_spy_recorder_samples_a_busy_python_process(tmp_path: Path):
+    import sys
+
+    from bench import profile
+
+    exe = profile.find_py_spy()
+    if exe is None:
+        pytest.skip("py-spy not installed (optional tool, see bench/profile.py)")
+    busy = subprocess.Popen([sys.executable, "-c",
+                             "import time\ndef spin():\n    t = time.time()\n    while time.time() - t < 20: pass\nspin()"])
+    try:
+        plan = profile.ProfilePlan(exe, {"xiaoq": busy.pid}, tmp_path)
+        assert plan.recorder("llama-server", "single", 0) is None  # only the planned sides are sampled
+        rec = plan.recorder("xiaoq", "single", 0)
+        import time
+        time.sleep(0.5)  # let the interpreter start before py-spy attaches
+        rec.start()
+        time.sleep(1.5)
+        plan.keep("single", rec.stop())
+    finally:
+        busy.kill()
+        busy.wait()
+    summary = plan.summary()
+    assert summary["single"] and summary["single"][0][0].startswith("spin ")
