@@ -258,7 +258,7 @@ def test_export_md_and_json_and_search_and_suggestions(client: TestClient, engin
 
     r = client.get(f"/api/conversations/{cid}/export?format=md")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/markdown")
-    assert r.headers["content-disposition"].startswith("attachment;") and ".md" in r.headers["content-disposition"]
+    assert r.headers["content-disposition"] == f"attachment; filename=\"xiaoq-{cid[:8]}.md\"; filename*=UTF-8''%E7%8C%AB.md"  # 猫.md
     assert "# 猫" in r.text and "我叫李雷，我养了一只叫豆豆的猫" in r.text and "豆豆是一只可爱的猫。" in r.text
     r = client.get(f"/api/conversations/{cid}/export?format=json")
     assert r.headers["content-type"].startswith("application/json") and ".json" in r.headers["content-disposition"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from typing import Annotated, Any, AsyncIterator, Literal, Optional
+from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -164,12 +165,19 @@ async def conversation_chat(request: Request, body: Any, metrics: Metrics) -> Ev
 # ---- export, search, suggestions --------------------------------------------------------------
 @router.get(ROUTE + "/{conversation_id}/export")
 async def export(conversation_id: ConversationId, service: ConversationsDep, format: Literal["md", "json"] = "md") -> Response:
+    title = (await service.get(conversation_id, messages=False))["title"] or "xiaoq"
     data = await service.export(conversation_id, format)
-    filename = f"xiaoq-{conversation_id[:8]}.{format}"
-    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    headers = {"Content-Disposition": attachment(f"xiaoq-{conversation_id[:8]}.{format}", f"{title}.{format}")}
     if format == "json":
         return Response(dumps(data), media_type="application/json", headers=headers)
     return Response(data, media_type="text/markdown; charset=utf-8", headers=headers)
+
+
+def attachment(ascii_name: str, name: str) -> str:
+    """``Content-Disposition`` naming the download after the conversation's title (RFC 6266: an
+    ASCII ``filename`` for old clients, the UTF-8 ``filename*`` for the rest)."""
+    safe = "".join(ch for ch in name if ch not in '\\/:*?"<>|\r\n\t').strip()[:80] or ascii_name
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(safe, safe='')}"
 
 
 @router.get("/api/search")
