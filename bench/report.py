@@ -11,7 +11,7 @@ import json
 import sys
 from typing import Any, Callable, Optional
 
-from bench.stats import Row, fmt, fmt_ratio, markdown_table, median, percentile, ratio, side_by_side
+from bench.stats import Row, fmt, fmt_ratio, markdown_table, median, meets, percentile, ratio, side_by_side
 
 X, L = "xiaoq", "llama-server"
 
@@ -149,6 +149,45 @@ def memory_rows(r: dict) -> list[Row]:
     return [Row("peak resident memory (VmHWM)", xm, lm, "MB", 0, None, note)]
 
 
+def targets(r: dict) -> list[dict[str, Any]]:
+    """Issue 5's targets, each with its measured ratio (or difference) and whether it is met."""
+    def find(rows: list[Row], figure: str) -> Optional[Row]:
+        return next((x for x in rows if x.figure == figure), None)
+
+    out = []
+    single = single_stream_rows(r)
+    picks = [("single-stream decode tokens/s", find(single, "decode tokens/s")),
+             ("TTFT, single short prompt", find(single, "TTFT, short prompt")),
+             ("4 streams, aggregate tokens/s", find(concurrency_rows(r), "4 streams: aggregate tokens/s")),
+             ("three alternating users, mean TTFT", find(alternating_rows(r), "mean TTFT, all turns")),
+             ("longest pause during a 1,500-token prefill", find(interference_rows(r), "longest pause of the running stream"))]
+    for label, row in picks:
+        if row is not None:
+            out.append({"target": label, "measure": "XiaoQ / llama-server", "value": row.ratio, "goal": row.target,
+                        "met": None if row.ratio is None or not row.target else meets(row.ratio, row.target)})
+    xd = med(r, X, "single", lambda d: d["decode_tps"])
+    tg = (r.get("llama_bench") or {}).get("tg_tps")
+    v = ratio(xd, tg)
+    out.insert(1, {"target": "single-stream decode vs llama-bench tg", "measure": "XiaoQ / llama-bench tg", "value": v,
+                   "goal": TARGETS["decode_vs_tg"], "met": None if v is None else meets(v, TARGETS["decode_vs_tg"])})
+    xm = ((r.get("sides") or {}).get(X) or {}).get("peak_rss_mb")
+    lm = ((r.get("sides") or {}).get(L) or {}).get("peak_rss_mb")
+    diff = None if xm is None or lm is None else xm - lm
+    out.append({"target": "peak memory", "measure": "XiaoQ − llama-server (MB)", "value": diff,
+                "goal": f"<={MEMORY_MARGIN_MB:.0f}", "met": None if diff is None else diff <= MEMORY_MARGIN_MB})
+    return out
+
+
+def targets_table(r: dict) -> str:
+    rows = []
+    for t in targets(r):
+        digits = 0 if t["target"] == "peak memory" else 2
+        value = "—" if t["value"] is None else (f"{t['value']:+.0f}" if digits == 0 else f"{t['value']:.2f}")
+        mark = {True: "✓ met", False: "✗ missed", None: "— not measured"}[t["met"]]
+        rows.append([t["target"], t["measure"], value, t["goal"], mark])
+    return markdown_table(["target", "measure", "value", "goal", ""], rows)
+
+
 def render(r: dict) -> str:
     """The whole report as Markdown."""
     cfg = r.get("config", {})
@@ -176,7 +215,7 @@ def render(r: dict) -> str:
     lb = r.get("llama_bench") or {}
     if lb.get("error"):
         out.append(f"- llama-bench: {lb['error']}")
-    out.append("")
+    out += ["", "## Targets (issue 5)", "", targets_table(r), ""]
     sections = [
         ("1", "1. Single stream", lambda: side_by_side(single_stream_rows(r)) + "\n\n" + ceilings_table(r)),
         ("2", "2. A 12-turn conversation (history resent each turn)", lambda: conversation_table(r)),

@@ -330,6 +330,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if bindir and tg_reps:
             results["llama_bench"] = {"tg_tps": median(r.get("tg_tps") for r in tg_reps), "per_rep": tg_reps,
                                       "error": next((r["error"] for r in tg_reps if r.get("error")), None)}
+        results["targets"] = report.targets(results)
         out = args.out or RESULTS_DIR / f"{time.strftime('%Y%m%d-%H%M%S')}{'-quick' if args.quick else ''}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=1, default=str))

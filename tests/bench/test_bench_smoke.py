@@ -94,6 +94,15 @@ def test_report_renders_every_scenario_with_ratios():
     assert "| longest pause of the running stream | 1,000 ms | 2,000 ms | 0.50 ✓ |" in md
     assert "XiaoQ − llama-server = +100 MB (target ≤ +150 MB) ✓" in md
     assert "rep 1, xiaoq: long prompt: boom" in md  # request errors are listed, not swallowed
+    assert "| peak memory | XiaoQ − llama-server (MB) | +100 | <=150 | ✓ met |" in md
+    met = {t["target"]: t["met"] for t in report.targets(_synthetic_results())}
+    assert met == {"single-stream decode tokens/s": True, "single-stream decode vs llama-bench tg": True,
+                   "TTFT, single short prompt": True, "4 streams, aggregate tokens/s": True,
+                   "three alternating users, mean TTFT": True, "longest pause during a 1,500-token prefill": True,
+                   "peak memory": True}
+    heavy = _synthetic_results()
+    heavy["sides"]["xiaoq"]["peak_rss_mb"] = 800.0
+    assert "| peak memory | XiaoQ − llama-server (MB) | +200 | <=150 | ✗ missed |" in report.render(heavy)
     # decode vs llama-bench tg: 100 / 60
     assert "| llama-bench tg (engine ceiling) | 60.0 tok/s | 1.67 ✓ | 0.83 |" in md
 
