@@ -188,6 +188,43 @@ def targets_table(r: dict) -> str:
     return markdown_table(["target", "measure", "value", "goal", ""], rows)
 
 
+# (label, XiaoQ metric, llama-server metric): the servers' own counters over the whole run.
+COUNTERS = [
+    ("requests' prompt tokens evaluated", "xiaoq_prompt_tokens_evaluated_total", "llamacpp:prompt_tokens_total"),
+    ("prompt tokens served from cache", "xiaoq_prompt_tokens_cached_total", "llamacpp:prompt_tokens_cached_total"),
+    ("tokens generated", "xiaoq_tokens_generated_total", "llamacpp:tokens_predicted_total"),
+    ("llama_decode calls", "xiaoq_decode_steps_total", "llamacpp:n_decode_total"),
+    ("RAM state cache hits / misses", "xiaoq_kv_cache_hits_total", None),
+    ("", "xiaoq_kv_cache_misses_total", None),
+]
+
+
+def prom_value(text: Optional[str], name: str) -> Optional[float]:
+    """The value of an unlabelled sample ``name`` in a Prometheus text exposition, or None."""
+    for line in (text or "").splitlines():
+        if line.startswith(name + " "):
+            try:
+                return float(line.split()[1])
+            except (IndexError, ValueError):
+                return None
+    return None
+
+
+def counters_table(r: dict) -> Optional[str]:
+    sides = r.get("sides") or {}
+    xt, lt = (sides.get(X) or {}).get("metrics"), (sides.get(L) or {}).get("metrics")
+    if not xt and not lt:
+        return None
+    rows = []
+    for label, xm, lm in COUNTERS:
+        xv, lv = prom_value(xt, xm), prom_value(lt, lm) if lm else None
+        if not label and rows:  # a second value for the row above ("hits / misses")
+            rows[-1][1] += f" / {fmt(xv, digits=0)}"
+            continue
+        rows.append([label, fmt(xv, digits=0), fmt(lv, digits=0)])
+    return markdown_table(["counter (whole run, from /metrics)", "XiaoQ", "llama-server"], rows)
+
+
 def render(r: dict) -> str:
     """The whole report as Markdown."""
     cfg = r.get("config", {})
@@ -228,6 +265,9 @@ def render(r: dict) -> str:
     for key, title, table in sections:
         if key in wanted:
             out += [f"## {title}", "", table(), ""]
+    counters = counters_table(r)
+    if counters:
+        out += ["## Server counters", "", counters, ""]
     if r.get("profiles"):
         out += ["## Where XiaoQ's time goes (py-spy, summed over repetitions)", "",
                 "Self = samples in which the function itself was running; total = samples in which it was on "

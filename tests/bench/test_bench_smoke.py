@@ -107,6 +107,17 @@ def test_report_renders_every_scenario_with_ratios():
     assert "| llama-bench tg (engine ceiling) | 60.0 tok/s | 1.67 ✓ | 0.83 |" in md
 
 
+def test_server_counters_come_from_both_metrics_texts():
+    r = _synthetic_results()
+    r["sides"]["xiaoq"]["metrics"] = ("# HELP x\nxiaoq_prompt_tokens_evaluated_total 4074\nxiaoq_kv_cache_hits_total 3\n"
+                                      "xiaoq_kv_cache_misses_total 43\nxiaoq_batch_tokens_buckets{key=\"1\"} 9\n")
+    r["sides"]["llama-server"]["metrics"] = "llamacpp:prompt_tokens_total 4128\n"
+    md = report.render(r)
+    assert "| requests' prompt tokens evaluated | 4,074 | 4,128 |" in md
+    assert "| RAM state cache hits / misses | 3 / 43 | — |" in md
+    assert report.prom_value("a_total 5\na 7", "a") == 7.0 and report.prom_value(None, "a") is None
+
+
 def test_report_survives_a_missing_side():
     r = _synthetic_results()
     for rep in r["reps"]:
