@@ -57,6 +57,8 @@ def single_stream_rows(r: dict) -> list[Row]:
             med(r, L, "single", lambda d: d["ttft"], 1000), "ms", 0, TARGETS["ttft"]),
         Row("decode tokens/s", med(r, X, "single", lambda d: d["decode_tps"]),
             med(r, L, "single", lambda d: d["decode_tps"]), "tok/s", 1, TARGETS["decode"]),
+        Row("prefill tokens/s (long prompt alone)", med(r, X, "single", lambda d: d["prefill_tps"]),
+            med(r, L, "single", lambda d: d["prefill_tps"]), "tok/s", 0),
         Row("tokens generated", med(r, X, "single", lambda d: d["decode_tokens"]),
             med(r, L, "single", lambda d: d["decode_tokens"]), "", 0),
         Row("prompt tokens (short prompt)", med(r, X, "single", lambda d: d["prompt_tokens"]),

@@ -229,6 +229,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--parallel", type=int, default=4, help="sequence slots, both servers (default 4)")
     p.add_argument("--kv-cache-mb", type=int, default=512,
                    help="RAM state cache: XiaoQ --kv-cache-mb and llama-server --cache-ram (default 512)")
+    p.add_argument("--users", type=int, default=None,
+                   help="users alternating in scenario 3 (default 3; more users than slots tests the RAM cache)")
     p.add_argument("--scenarios", default="1,2,3,4,5", help="comma-separated subset of 1-5 (default all)")
     p.add_argument("--time-budget", type=float, default=None, metavar="MIN",
                    help="start no new scenario after MIN minutes of measuring (finished ones are reported)")
@@ -257,6 +259,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     model = resolve_model(args.model)
     threads = args.threads or default_threads()
     wl = S.Workload.quick() if args.quick else S.Workload()
+    if args.users:
+        wl.users = args.users
     run_id = time.strftime("%H%M%S")
     results: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),

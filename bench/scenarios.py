@@ -118,9 +118,15 @@ async def single_stream(side: Side, wl: Workload, tag: str) -> dict[str, Any]:
     res = await side.chat(W.short_messages(f"{tag}-d", W.LONG_QUESTION), wl.decode_tokens)
     if e := _err(res, "decode"):
         errors.append(e)
+    # Prefill speed alone: the long prompt of scenario 5 with nothing else running.
+    pre = await side.chat(W.long_prompt_messages(f"{tag}-pf", wl.long_prompt_words, seed=7), 1)
+    if e := _err(pre, "prefill"):
+        errors.append(e)
+    prefill_tps = (pre.prompt_evaluated / pre.ttft) if pre.ok and pre.prompt_evaluated and pre.ttft else None
     return {"ttft": median(ttfts), "ttft_probes": ttfts, "prompt_tokens": prompt_tokens,
             "decode_tps": res.decode_tps, "decode_tokens": res.n_tokens if res.ok else None,
-            "decode_finish": res.finish_reason, "errors": errors}
+            "decode_finish": res.finish_reason, "prefill_tps": prefill_tps, "prefill_tokens": pre.prompt_evaluated,
+            "errors": errors}
 
 
 async def conversation(side: Side, wl: Workload, tag: str, *, reuse: bool = True) -> dict[str, Any]:
