@@ -325,7 +325,8 @@ async def test_second_turn_reuses_the_first_turns_cache(tiny_gguf: Path):
 
 
 async def test_alternating_conversations_hit_the_ram_state_cache(tiny_gguf: Path):
-    async with engine(tiny_gguf, parallel=1, kv_cache_mb=64) as e:
+    replies = {}
+    async with engine(tiny_gguf, deterministic=True, parallel=1, kv_cache_mb=64) as e:
         convs = {
             "a": [{"role": "user", "content": "tell me about cats " * 10}],
             "b": [{"role": "user", "content": "tell me about dogs " * 10}],
@@ -336,6 +337,7 @@ async def test_alternating_conversations_hit_the_ram_state_cache(tiny_gguf: Path
                 g = e.submit(GenerationRequest(messages=msgs, sampling=SamplingParams(temperature=0, max_tokens=12)))
                 reply = await g.text()
                 results[(name, turn)] = g.result
+                replies[(name, turn)] = (list(msgs), reply)
                 msgs += [{"role": "assistant", "content": reply}, {"role": "user", "content": f"more {turn}"}]
         s = e.stats()
         assert s["kv_cache_hits_total"] >= 2
@@ -345,6 +347,12 @@ async def test_alternating_conversations_hit_the_ram_state_cache(tiny_gguf: Path
             # turn 2 restored turn 1's whole prompt from RAM, though the one slot served the other user meanwhile
             assert second.usage.cached_tokens >= first.usage.prompt_tokens
             assert second.timings.prompt_tokens_evaluated == second.usage.prompt_tokens - second.usage.cached_tokens
+    # a restored state continues exactly as a full prefill would
+    async with engine(tiny_gguf, deterministic=True, parallel=1, kv_cache_mb=0) as fresh:
+        for name in convs:
+            msgs, reply = replies[(name, 1)]
+            g = fresh.submit(GenerationRequest(messages=msgs, sampling=SamplingParams(temperature=0, max_tokens=12)))
+            assert await g.text() == reply
 
 
 async def test_ram_cache_disabled_means_no_hits(tiny_gguf: Path):
@@ -373,3 +381,24 @@ async def test_stats_shape(tiny_gguf: Path):
         assert buckets["1"] == 2  # two decode steps of one token; the rest were prefill chunks
         assert buckets["64"] == buckets["+Inf"]  # never more than n_batch per step
         assert s["batch_tokens_max"] == 64
+
+
+async def test_shared_prefix_is_copied_from_a_busy_slot(tiny_gguf: Path):
+    # Both prompts start with the same (default) system prompt. While "a" decodes, "b" takes the
+    # other slot and gets that prefix by seq_cp instead of prefilling it; its text must equal a solo
+    # run (deterministic kernels, so the comparison is exact).
+    async with engine(tiny_gguf, deterministic=True, parallel=2) as e:
+        solo_b = await e.submit(req("question two", max_tokens=24)).text()
+    async with engine(tiny_gguf, deterministic=True, parallel=2) as e:
+        a = e.submit(req("question one", max_tokens=300))
+        await until(lambda: e.stats()["tokens_generated_total"] >= 2)
+        b = e.submit(req("question two", max_tokens=24))
+        text_b = await b.text()
+        a.cancel()
+        await a.text()
+        rb = b.result
+        assert rb is not None
+        assert e.stats()["kv_seq_copy_total"] == 1
+        assert rb.usage.cached_tokens > 200  # the system prompt
+        assert rb.timings.prompt_tokens_evaluated == rb.usage.prompt_tokens - rb.usage.cached_tokens
+        assert text_b == solo_b
