@@ -135,6 +135,7 @@ def interference_rows(r: dict) -> list[Row]:
     return [row("longest pause of the running stream", "max_pause", target=TARGETS["pause"]),
             row("its longest gap before the long prompt", "baseline_max_gap"),
             row("its median gap between tokens", "median_gap"),
+            row("its tokens after the long prompt was sent", "tokens_after", "", 1),
             row("long prompt: TTFT", "long_ttft"),
             row("long prompt: prompt tokens", "long_prompt_tokens", "", 1)]
 
