@@ -11,6 +11,9 @@ if [ -z "${XIAOQ_TEST_MODEL:-}" ] && [ -f "$getter" ]; then
   XIAOQ_TEST_MODEL=$(bash "$getter") && export XIAOQ_TEST_MODEL || echo "[test] could not fetch the real model; real_model tests will be skipped" >&2
 fi
 if [ -f frontend/package.json ]; then
-  (cd frontend && npm run --silent test)
+  # The front end: unit tests, type check, the shipped build is what the sources build to
+  # (src/xiaoq/web is committed so pip users never need Node), and the first-load size budget.
+  (cd frontend && npm run --silent test && npx --no-install vue-tsc --noEmit -p tsconfig.json \
+     && npm run --silent check-build && npm run --silent size)
 fi
 exec .venv/bin/python -m pytest "$@"
