@@ -94,7 +94,10 @@ class WebUI:
         if f.gzipped is not None and "gzip" in request.headers.get("accept-encoding", ""):
             body = f.gzipped
             headers["Content-Encoding"] = "gzip"
-        return Response(body if request.method != "HEAD" else b"", media_type=f.media_type, headers=headers)
+        if request.method == "HEAD":  # same headers as GET, Content-Length included, no body
+            headers["Content-Length"] = str(len(body))
+            body = b""
+        return Response(body, media_type=f.media_type, headers=headers)
 
 
 def is_web_path(path: str, web: WebUI) -> bool:
