@@ -122,6 +122,7 @@ class LlamaModel:
         n_threads: int,
         use_mmap: bool = True,
         deterministic: bool = False,
+        flash_attn: Optional[bool] = None,
     ):
         _init_backend()
         self.path = Path(path)
@@ -163,6 +164,8 @@ class LlamaModel:
         cp.n_threads = n_threads
         cp.n_threads_batch = n_threads
         cp.kv_unified = True
+        if flash_attn is not None:
+            cp.flash_attn_type = C.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn else C.LLAMA_FLASH_ATTN_TYPE_DISABLED
         cp.no_perf = True
         cp.embeddings = False
         ctx = C.llama_init_from_model(model, cp)

@@ -54,9 +54,9 @@ class LlamaEngine:
     async def start(self) -> None:
         if self._ready:
             return
-        await asyncio.to_thread(self._load)
+        await asyncio.to_thread(self._load)  # no decoding here: see Scheduler._run
         assert self._scheduler is not None
-        self._scheduler.start()
+        await asyncio.to_thread(self._scheduler.start)
         self._ready = True
 
     def _load(self) -> None:
@@ -75,7 +75,6 @@ class LlamaEngine:
             raise
         except Exception as e:  # ctypes / OS errors while loading: one clear message with the path
             raise ModelError(f"llama.cpp could not load the model {self.model_path}: {e}") from e
-        model.warmup()
         self._model = model
         name = model.meta("general.name")
         self.model_name = name.strip() if name and name.strip() else self.model_path.stem

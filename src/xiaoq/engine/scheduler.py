@@ -145,8 +145,11 @@ class Scheduler:
 
     # ---- event-loop side --------------------------------------------------------------------
     def start(self) -> None:
+        """Start the loop thread and wait (blocking) until its warm-up decode is done."""
+        self._started = threading.Event()
         self._thread = threading.Thread(target=self._run, name="xiaoq-scheduler", daemon=True)
         self._thread.start()
+        self._started.wait()
 
     def enqueue(self, gen: Generation, tokens: list[int], sampling: SamplingParams, max_tokens: int, priority: int) -> None:
         """Queue a job or raise :class:`Busy` (every slot taken and the waiting room full)."""
@@ -178,6 +181,14 @@ class Scheduler:
 
     # ---- the loop ---------------------------------------------------------------------------
     def _run(self) -> None:
+        # Every llama_decode of this process runs on THIS thread, warm-up included. llama.cpp's CPU
+        # backend runs an OpenMP team per calling thread; a second team (e.g. a warm-up on the
+        # loader thread) makes libgomp see more threads than cores and stop spin-waiting at its
+        # barriers, which cost ~25% of decode speed on a 2-core machine.
+        try:
+            self.model.warmup()
+        finally:
+            self._started.set()
         try:
             while True:
                 jobs: list[Job] = []
