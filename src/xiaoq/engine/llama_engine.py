@@ -9,7 +9,13 @@ KV sizing: ONE context with ``settings.parallel`` sequences and a unified KV cac
 ``settings.ctx * settings.parallel`` cells, so every conversation may use the full ``settings.ctx``
 tokens (``n_ctx`` reported = ``settings.ctx``) even when all slots are busy. With Qwen2.5-0.5B that is
 12 KiB per cell: 4096 x 4 slots = 192 MiB. Equal-memory comparisons with llama-server therefore use
-``-c ctx*parallel -np parallel -kvu``.
+``-c ctx*parallel -np parallel -kvu``. The KV is unified because llama.cpp then decodes any mix of
+sequences (decode tokens + a prefill chunk) in one pass over the weights.
+
+Threads: every ``llama_decode`` runs on the scheduler thread. llama.cpp's CPU backend uses one
+OpenMP team per calling thread, and a second team in the process (another engine, or a
+llama-cpp-python ``Llama`` decoding on another thread) makes libgomp stop spin-waiting because it
+sees more threads than cores: decode loses about a quarter of its speed on two cores.
 """
 
 from __future__ import annotations
