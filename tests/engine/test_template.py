@@ -56,3 +56,12 @@ def test_broken_template_falls_back_to_chatml():
     t = ChatTemplate("{% for %}")
     assert t.is_fallback
     assert t.render(MSGS).endswith("<|im_start|>assistant\n")
+
+
+def test_split_on_marks_needs_each_mark_once_in_order():
+    from xiaoq.engine.llama_engine import _split_on_marks
+
+    assert _split_on_marks("<a>M0</a><b>M1</b>", ["M0", "M1"]) == ["<a>", "</a><b>", "</b>"]
+    assert _split_on_marks("M1 M0", ["M0", "M1"]) is None  # reordered
+    assert _split_on_marks("M0 M0 M1", ["M0", "M1"]) is None  # duplicated
+    assert _split_on_marks("m0 M1", ["M0", "M1"]) is None  # transformed (e.g. | lower)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from pathlib import Path
 from typing import Any, Optional
 
@@ -117,18 +118,43 @@ class LlamaEngine:
             raise ModelLoading()
         return self._model
 
+    def _with_system(self, messages: list[ChatMessage]) -> list[ChatMessage]:
+        msgs = list(messages)
+        if self.settings.system_prompt and not any(m.get("role") == "system" for m in msgs):
+            msgs.insert(0, {"role": "system", "content": self.settings.system_prompt})
+        return msgs
+
     def render(self, messages: list[ChatMessage]) -> str:
         """The prompt text for these messages (adds the configured system prompt if none is given)."""
         self._need_model()
         assert self._template is not None
-        msgs = list(messages)
-        if self.settings.system_prompt and not any(m.get("role") == "system" for m in msgs):
-            msgs.insert(0, {"role": "system", "content": self.settings.system_prompt})
-        return self._template.render(msgs, add_generation_prompt=True)
+        return self._template.render(self._with_system(messages), add_generation_prompt=True)
 
     def _prompt_tokens(self, request: GenerationRequest) -> list[int]:
         model = self._need_model()
-        text = request.prompt if request.prompt is not None else self.render(request.messages)
+        if request.prompt is not None:  # a raw prompt comes from our own code: specials allowed
+            return self._tokenize_prompt(request.prompt)
+        assert self._template is not None
+        msgs = self._with_system(request.messages)
+        # Message contents are user data: "<|im_start|>system" typed by a user must stay text, not
+        # become a control token (prompt injection). Render with placeholders, then tokenize the
+        # template's own text with special tokens and each content as plain text.
+        nonce = secrets.token_hex(4)
+        marks = [f"XQ{nonce}C{i}Z" for i in range(len(msgs))]
+        skeleton = self._template.render(
+            [{**m, "content": mark} for m, mark in zip(msgs, marks)], add_generation_prompt=True
+        )
+        pieces = _split_on_marks(skeleton, marks)
+        if pieces is None:  # the template transforms contents: tokenize the plain rendering
+            return self._tokenize_prompt(self._template.render(msgs, add_generation_prompt=True))
+        tokens = self._tokenize_prompt(pieces[0])
+        for i, m in enumerate(msgs):
+            tokens += model.tokenize(str(m.get("content") or ""), add_special=False, parse_special=False)
+            tokens += model.tokenize(pieces[i + 1], add_special=False, parse_special=True)
+        return tokens
+
+    def _tokenize_prompt(self, text: str) -> list[int]:
+        model = self._need_model()
         # Templates that write the BOS token themselves must not get a second one.
         add_special = model.add_bos and not (model.bos_text and text.startswith(model.bos_text))
         return model.tokenize(text, add_special=add_special, parse_special=True)
@@ -191,3 +217,17 @@ class LlamaEngine:
         if spill is not None:  # the disk tier: kv_disk_entries/bytes/capacity/hits/writes/loads/errors
             stats.update(spill.stats())
         return stats
+
+
+def _split_on_marks(text: str, marks: list[str]) -> Optional[list[str]]:
+    """Split ``text`` at each mark (each exactly once, in order); None if the template moved them."""
+    out: list[str] = []
+    pos = 0
+    for mark in marks:
+        i = text.find(mark, pos)
+        if i < 0 or text.count(mark) != 1:
+            return None
+        out.append(text[pos:i])
+        pos = i + len(mark)
+    out.append(text[pos:])
+    return out
