@@ -70,13 +70,18 @@ class Settings(BaseSettings):
     quant: str = Field(DEFAULT_QUANT, description="Quantization used when resolving the default model", json_schema_extra=_flag("--quant"))
 
     # --- engine --------------------------------------------------------------------------------
-    ctx: int = Field(4096, ge=256, le=131072, description="Context size in tokens (n_ctx), shared by all slots", json_schema_extra=_flag("--ctx"))
+    ctx: int = Field(4096, ge=256, le=131072, description="Context tokens per conversation (prompt + reply); the KV pool holds ctx x parallel", json_schema_extra=_flag("--ctx"))
     threads: int = Field(default_factory=physical_cores, ge=1, le=256, description="Threads for decoding (default: physical cores)", json_schema_extra=_flag("--threads"))
     batch: int = Field(128, ge=8, le=8192, description="Prompt tokens evaluated per llama_decode chunk (n_batch)", json_schema_extra=_flag("--batch"))
     parallel: int = Field(default_factory=default_parallel, ge=1, le=64, description="Sequence slots decoded together in each step", json_schema_extra=_flag("--parallel"))
     queue: int = Field(16, ge=0, le=10000, description="Requests that may wait for a slot; beyond that: HTTP 503 with Retry-After", json_schema_extra=_flag("--queue"))
     cpus: Optional[str] = Field(None, description="Pin the process to these CPUs, e.g. '0,1' or '0-3'", json_schema_extra=_flag("--cpus"))
     mmap: bool = Field(True, description="Memory-map the model file", json_schema_extra=_flag("--mmap/--no-mmap"))
+    deterministic: bool = Field(
+        False,
+        description="Greedy output independent of what else is batched (about 25% slower; for tests and evaluations)",
+        json_schema_extra=_flag("--deterministic/--no-deterministic"),
+    )
     kv_cache_mb: int = Field(512, ge=0, le=65536, description="RAM for cached conversation KV states (MiB); 0 disables", json_schema_extra=_flag("--kv-cache-mb"))
     kv_disk_mb: int = Field(2048, ge=0, le=1048576, description="Disk for KV states evicted from RAM, under <data dir>/kv/ (MiB); 0 disables", json_schema_extra=_flag("--kv-disk-mb"))
     history_max_turns: int = Field(0, ge=0, le=10000, description="Most past turns of a conversation kept verbatim in the prompt (older ones are summarized); 0: as many as fit", json_schema_extra=_flag("--history-max-turns"))

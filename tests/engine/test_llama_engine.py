@@ -419,3 +419,17 @@ async def test_special_tokens_typed_by_a_user_stay_text(tiny_gguf: Path):
         assert g.result is not None and g.result.usage.prompt_tokens == len(tokens)
         # a raw prompt (our own rendering) still parses special tokens
         assert IM_END_ID in e._prompt_tokens(GenerationRequest(prompt="x<|im_end|>"))
+
+
+async def test_repeat_frequency_presence_penalties_change_greedy_output(tiny_gguf: Path):
+    """The penalties sampler runs in llama.cpp's chain (a wrong C signature once made any request
+    with a penalty fail at admission) and really steers the tokens away from repeats."""
+    async with engine(tiny_gguf) as e:
+        plain = e.submit(req("hello hello hello", max_tokens=48))
+        base = await plain.text()
+        outs = []
+        for kw in ({"repeat_penalty": 1.8}, {"frequency_penalty": 2.0}, {"presence_penalty": 2.0}):
+            g = e.submit(req("hello hello hello", max_tokens=48, **kw))
+            outs.append(await g.text())
+            assert g.result is not None and g.result.finish_reason == "length", g.result
+        assert all(o != base for o in outs), (base, outs)

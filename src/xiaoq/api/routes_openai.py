@@ -131,6 +131,8 @@ async def chat_completions(
         max_tokens=body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens,
         seed=body.seed,
         stop=body.stop,
+        frequency_penalty=body.frequency_penalty,
+        presence_penalty=body.presence_penalty,
     )
     tracked = TrackedGeneration.submit(engine, gen_request, metrics, "/v1/chat/completions")
     if body.stream:

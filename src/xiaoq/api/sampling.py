@@ -33,6 +33,8 @@ def generation_request(
     max_tokens: Optional[int] = None,
     seed: Optional[int] = None,
     stop: Union[str, list[str], None] = None,
+    frequency_penalty: Optional[float] = None,
+    presence_penalty: Optional[float] = None,
 ) -> GenerationRequest:
     if max_tokens is None:
         default = min(settings.default_max_tokens, settings.max_tokens)
@@ -47,5 +49,7 @@ def generation_request(
         max_tokens=max_tokens,
         seed=settings.seed if seed is None else seed,
         stop=stop_list(stop),
+        frequency_penalty=frequency_penalty or 0.0,
+        presence_penalty=presence_penalty or 0.0,
     )
     return GenerationRequest(messages=messages, sampling=sampling)

@@ -48,10 +48,9 @@ log = logging.getLogger("xiaoq.chat")
 
 #: Characters of each assistant reply shown to the summarizer (see :func:`for_summary`).
 SUMMARY_REPLY_CHARS = 200
-#: 1.0 = off. Meant to be ~1.15 against greedy loops, but engine/context.py calls
-#: llama_sampler_init_penalties without its n_vocab argument (TypeError at admission), so the
-#: penalty path cannot be used until that is fixed.
-SUMMARY_REPEAT_PENALTY = 1.0
+#: Greedy decoding of a 0.5B model falls into loops ("坚固的防御武器、坚固的防御路线、…"); a mild
+#: repeat penalty keeps the summary moving on to the next fact.
+SUMMARY_REPEAT_PENALTY = 1.15
 
 
 def for_summary(turn: Turn) -> Turn:

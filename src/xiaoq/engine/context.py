@@ -109,6 +109,10 @@ class Batch:
             self.raw = None
 
 
+#: How many recent tokens the repeat/frequency/presence penalties look at (llama.cpp's default).
+PENALTY_LAST_N = 64
+
+
 class LlamaModel:
     """A loaded model, its vocabulary and ONE context with ``n_seq`` sequence slots."""
 
@@ -308,8 +312,9 @@ class LlamaModel:
         """A llama.cpp sampler chain for one request (greedy when temperature is 0)."""
         chain = C.llama_sampler_chain_init(C.llama_sampler_chain_default_params())
         add = C.llama_sampler_chain_add
-        if p.repeat_penalty and p.repeat_penalty != 1.0:
-            add(chain, C.llama_sampler_init_penalties(64, p.repeat_penalty, 0.0, 0.0))
+        if p.repeat_penalty != 1.0 or p.frequency_penalty or p.presence_penalty:
+            add(chain, C.llama_sampler_init_penalties(
+                self.n_vocab, PENALTY_LAST_N, p.repeat_penalty or 1.0, p.frequency_penalty, p.presence_penalty))
         if p.logit_bias:
             items = list(p.logit_bias.items())
             arr = (C.llama_logit_bias * len(items))(*[C.llama_logit_bias(int(t), float(b)) for t, b in items])
@@ -328,8 +333,8 @@ class LlamaModel:
             if seed is None:
                 seed = random.getrandbits(32)
             add(chain, C.llama_sampler_init_dist(seed & 0xFFFFFFFF))
-        if p.repeat_penalty and p.repeat_penalty != 1.0:
-            for t in list(recent)[-64:]:
+        if p.repeat_penalty != 1.0 or p.frequency_penalty or p.presence_penalty:
+            for t in list(recent)[-PENALTY_LAST_N:]:  # the prompt's tail counts as "recent" too
                 C.llama_sampler_accept(chain, t)
         return chain
 

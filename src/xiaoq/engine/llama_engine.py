@@ -39,12 +39,12 @@ log = logging.getLogger(__name__)
 class LlamaEngine:
     """Engine over one GGUF model. Create, ``await start()``, ``submit()`` requests, ``await close()``."""
 
-    def __init__(self, model_path: str | Path, settings: Settings, *, deterministic: bool = False):
+    def __init__(self, model_path: str | Path, settings: Settings, *, deterministic: Optional[bool] = None):
         self.model_path = Path(model_path)
         self.settings = settings
         #: Batch-invariant decoding (see context.LlamaModel.pad_for_invariance): greedy streams give
         #: the same text whatever else runs; costs prefill speed (no repacked/tiled kernels).
-        self.deterministic = deterministic
+        self.deterministic = settings.deterministic if deterministic is None else deterministic
         self.model_name = self.model_path.stem
         self.n_ctx = settings.ctx
         self.n_slots = settings.parallel

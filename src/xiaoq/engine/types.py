@@ -39,6 +39,8 @@ class SamplingParams:
     top_k: int = 40
     min_p: float = 0.0
     repeat_penalty: float = 1.0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
     max_tokens: int = 512
     seed: Optional[int] = None
     stop: list[str] = field(default_factory=list)
