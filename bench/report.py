@@ -228,6 +228,17 @@ def counters_table(r: dict) -> Optional[str]:
     return markdown_table(["counter (whole run, from /metrics)", "XiaoQ", "llama-server"], rows)
 
 
+SCENARIO_NAMES = {"1": "single", "2": "conversation", "3": "alternating", "4": "concurrent", "5": "interference"}
+
+
+def noise_line(r: dict, scenario: str) -> str:
+    """Other processes' CPU (in cores) while this scenario ran, per repetition: the noise behind it."""
+    def cells(side: str) -> str:
+        vals = per_rep(r, side, scenario, lambda d: d["foreign_cores"])
+        return ", ".join("?" if v is None else f"{v:.2f}" for v in vals) or "—"
+    return f"_Other work on the machine meanwhile (cores, per repetition): XiaoQ runs {cells(X)}; llama-server runs {cells(L)}._"
+
+
 def render(r: dict) -> str:
     """The whole report as Markdown."""
     cfg = r.get("config", {})
@@ -268,6 +279,8 @@ def render(r: dict) -> str:
     for key, title, table in sections:
         if key in wanted:
             out += [f"## {title}", "", table(), ""]
+            if key in SCENARIO_NAMES:
+                out += [noise_line(r, SCENARIO_NAMES[key]), ""]
     counters = counters_table(r)
     if counters:
         out += ["## Server counters", "", counters, ""]

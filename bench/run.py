@@ -32,6 +32,7 @@ import httpx  # noqa: E402
 
 from bench import membw, model_file, report  # noqa: E402
 from bench import scenarios as S  # noqa: E402
+from bench.contention import ForeignLoad  # noqa: E402
 from bench.profile import ProfilePlan, find_py_spy  # noqa: E402
 from bench.stats import median  # noqa: E402
 from bench.servers import ROOT, RunningServer, ServerError, ServerPool, llama_server_spec, xiaoq_spec  # noqa: E402
@@ -144,7 +145,8 @@ async def run_scenarios(sides: list[S.Side], wl: S.Workload, keys: list[str], re
                         per_rep: Optional[Callable[[], dict[str, Any]]] = None,
                         deadline: Optional[float] = None,
                         transport: Optional[httpx.AsyncBaseTransport] = None,
-                        profile: Optional[ProfilePlan] = None) -> None:
+                        profile: Optional[ProfilePlan] = None,
+                        server_pids: Optional[list[int]] = None) -> None:
     """Every scenario, on every side, alternating which side goes first in each repetition.
 
     Each repetition's row is appended to ``sink`` before it is filled, so an interrupted run still
@@ -185,11 +187,14 @@ async def run_scenarios(sides: list[S.Side], wl: S.Workload, keys: list[str], re
                     recorder = profile.recorder(side.name, name, rep) if profile else None
                     if recorder:
                         recorder.start()
+                    meter = ForeignLoad(server_pids or []).start()
                     try:
                         row[side.name][name] = await asyncio.wait_for(fn(side, wl, tag), timeout=1800)
                     except asyncio.TimeoutError:
                         row[side.name][name] = {"errors": ["scenario timed out after 1800 s"]}
                     finally:
+                        if isinstance(row[side.name].get(name), dict):
+                            row[side.name][name]["foreign_cores"] = meter.stop()
                         if recorder and profile:
                             profile.keep(name, await asyncio.to_thread(recorder.stop))
 
@@ -316,7 +321,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 deadline = time.monotonic() + args.time_budget * 60 if args.time_budget else None
                 plan = make_profile_plan(args, running, results)
                 asyncio.run(run_scenarios(sides, wl, args.scenario_keys, args.reps, run_id, model, results["reps"],
-                                          per_rep=bench_tg, deadline=deadline, profile=plan))
+                                          per_rep=bench_tg, deadline=deadline, profile=plan,
+                                          server_pids=[srv.proc.pid for srv in running.values()]))
                 if plan:
                     results["profiles"] = plan.summary()
                 for side in sides:

@@ -438,3 +438,31 @@ def test_py_spy_recorder_samples_a_busy_python_process(tmp_path: Path):
         busy.wait()
     summary = plan.summary()
     assert summary["single"] and summary["single"][0][0].startswith("spin ")
+
+
+def test_foreign_load_counts_other_processes_not_ours():
+    import sys
+    import time
+
+    from bench.contention import ForeignLoad
+
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 4: pass"])
+    try:
+        time.sleep(0.3)
+        foreign = ForeignLoad([]).start()
+        ours = ForeignLoad([busy.pid]).start()
+        time.sleep(1.5)
+        f, o = foreign.stop(), ours.stop()
+    finally:
+        busy.kill()
+        busy.wait()
+    assert f is not None and o is not None
+    assert f - o > 0.5  # the spinning process is about one core, foreign unless it is one of ours
+
+
+def test_report_prints_the_noise_per_scenario():
+    r = _synthetic_results()
+    for rep in r["reps"]:
+        rep["xiaoq"]["single"]["foreign_cores"] = 0.05
+    md = report.render(r)
+    assert "_Other work on the machine meanwhile (cores, per repetition): XiaoQ runs 0.05, 0.05; llama-server runs ?, ?._" in md
