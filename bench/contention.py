@@ -9,7 +9,6 @@ one core on a 2-core machine: treat it as noise, whatever the ratio says.
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Iterable, Optional
 
@@ -22,11 +21,12 @@ def _busy_seconds() -> float:
 
 
 def _own_seconds(pids: Iterable[int]) -> float:
+    """CPU seconds of this process alone plus ``pids`` with their children."""
     total = 0.0
-    for pid in pids:
+    for pid in [None, *pids]:
         try:
-            p = psutil.Process(pid)
-            procs = [p] + p.children(recursive=True)
+            p = psutil.Process(pid)  # None: this process, without its children
+            procs = [p] if pid is None else [p] + p.children(recursive=True)
         except psutil.Error:
             continue
         for q in procs:
@@ -42,7 +42,7 @@ class ForeignLoad:
     """CPU used by processes other than ``pids`` (and this one) between start() and stop(), in cores."""
 
     def __init__(self, pids: Iterable[int]):
-        self.pids = [os.getpid(), *pids]
+        self.pids = list(pids)
         self._t0 = self._busy0 = self._own0 = 0.0
 
     def start(self) -> "ForeignLoad":
