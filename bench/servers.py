@@ -60,16 +60,18 @@ def xiaoq_spec(model: str, *, threads: int, ctx: int, parallel: Optional[int] = 
 
 def llama_server_spec(binary: Path, model: str, *, threads: int, ctx: int, parallel: int,
                       extra: tuple[str, ...] = ()) -> ServerSpec:
-    """llama-server with one unified KV buffer of ``ctx`` cells shared by ``parallel`` slots.
+    """llama-server with one unified KV buffer of ``ctx * parallel`` cells shared by its slots.
 
-    ``--kv-unified`` makes every slot able to use the whole context, as XiaoQ's single context with
-    N sequences does, so both servers hold the same KV memory and allow the same conversation
-    length (without it llama-server would give each slot ctx / parallel cells).
+    XiaoQ gives every conversation the whole ``--ctx`` even when all slots are busy: its single
+    context holds a unified pool of ``ctx * parallel`` cells. llama-server gets the same capacity
+    (``-c ctx*np --kv-unified``; without ``--kv-unified`` it would give each slot ``-c / np`` cells,
+    with ``-c ctx`` alone four busy slots would share 4096 cells), so both servers hold the same KV
+    memory and allow the same conversation length when all slots are busy.
     """
     port = free_port()
     argv = [str(binary), "-m", model, "--host", "127.0.0.1", "--port", str(port),
-            "-t", str(threads), "-tb", str(threads), "-c", str(ctx), "-np", str(parallel),
-            "--kv-unified", "--no-webui"] + list(extra)
+            "-t", str(threads), "-tb", str(threads), "-c", str(ctx * parallel),
+            "-np", str(parallel), "--kv-unified", "--no-webui"] + list(extra)
     return ServerSpec("llama-server", argv, port)
 
 
