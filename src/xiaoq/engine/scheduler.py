@@ -132,11 +132,13 @@ class Scheduler:
         self.cache = StateCache(cache_bytes)
         self.counters = Counters()
         self.n_batch = model.n_batch
-        # While other slots are decoding, a prompt is fed in chunks this small: the pause every
-        # running stream sees is one such chunk, not the whole prompt. Prefill on two cores runs at
-        # ~150 tokens/s, so 16 tokens (n_batch 128) keep each step near 0.1-0.3 s (attention over
-        # a long prompt grows it); the long prompt itself then takes about twice as long as alone.
-        self.prefill_chunk_shared = max(8, self.n_batch // 8)
+        # While other slots are decoding, a prompt is fed in chunks of half a batch: the pause every
+        # running stream sees is one such chunk (~0.2-0.6 s on two cores, against llama-server's
+        # whole-prompt stall of ~6-8 s for 1,450 tokens), while the chunks stay big enough for
+        # efficient matmuls. n_batch/8 gave shorter pauses (~0.2 s) but cost 4-stream throughput
+        # (0.87 of llama-server vs 0.95 with n_batch/2, bench/run.py --scenarios 4,5) and doubled
+        # the long prompt's own time to first token.
+        self.prefill_chunk_shared = max(8, self.n_batch // 2)
         self._lock = threading.Lock()
         self._cv = threading.Condition(self._lock)
         self._pending: list[Job] = []
