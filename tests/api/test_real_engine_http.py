@@ -128,6 +128,23 @@ def test_openai_client_streams_and_completes(server) -> None:
     assert completion.model == "xiaoq-tiny-qwen2" and completion.id.startswith("chatcmpl-")
 
 
+def test_openai_logit_bias_and_ignore_eos_reach_the_sampler(server) -> None:
+    """OpenAI's logit_bias steers llama.cpp's sampler (+100 on <|im_end|> ends the reply at once);
+    llama-server's ignore_eos overrides even that and runs to max_tokens (what the bench relies on)."""
+    from tests.tinymodel import IM_END_ID
+
+    url, _ = server
+    client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=60)
+    msgs = [{"role": "user", "content": "hi"}]
+    ended = client.chat.completions.create(model="x", messages=msgs, max_tokens=12, logit_bias={str(IM_END_ID): 100})
+    assert ended.choices[0].finish_reason == "stop" and ended.usage.completion_tokens == 0
+    forced = client.chat.completions.create(model="x", messages=msgs, max_tokens=12, logit_bias={str(IM_END_ID): 100},
+                                            extra_body={"ignore_eos": True})
+    assert forced.choices[0].finish_reason == "length" and forced.usage.completion_tokens == 12
+    bad = httpx.post(url + "/v1/chat/completions", json={"messages": msgs, "logit_bias": {"5": 500}}, timeout=30)
+    assert bad.status_code == 422 and "logit_bias" in bad.json()["error"]["message"]
+
+
 def test_disconnect_frees_the_engine_for_the_queued_request(server) -> None:
     url, engine = server
     first = len(engine.generations)

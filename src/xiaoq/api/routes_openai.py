@@ -74,6 +74,10 @@ class ChatCompletionBody(BaseModel):
     n: Optional[int] = Field(None, ge=1)
     presence_penalty: Optional[float] = Field(None, ge=-2, le=2)
     frequency_penalty: Optional[float] = Field(None, ge=-2, le=2)
+    #: OpenAI's token id -> bias in [-100, 100].
+    logit_bias: Optional[dict[Annotated[int, Field(ge=0)], Annotated[float, Field(ge=-100, le=100)]]] = Field(None, max_length=1024)
+    #: llama-server's extension: generate until max_tokens even past the end-of-reply token.
+    ignore_eos: bool = False
 
 
 def completion_id() -> str:
@@ -133,6 +137,8 @@ async def chat_completions(
         stop=body.stop,
         frequency_penalty=body.frequency_penalty,
         presence_penalty=body.presence_penalty,
+        logit_bias=body.logit_bias,
+        ignore_eos=body.ignore_eos,
     )
     tracked = TrackedGeneration.submit(engine, gen_request, metrics, "/v1/chat/completions")
     if body.stream:

@@ -35,6 +35,8 @@ def generation_request(
     stop: Union[str, list[str], None] = None,
     frequency_penalty: Optional[float] = None,
     presence_penalty: Optional[float] = None,
+    logit_bias: Optional[dict[int, float]] = None,
+    ignore_eos: bool = False,
 ) -> GenerationRequest:
     if max_tokens is None:
         default = min(settings.default_max_tokens, settings.max_tokens)
@@ -51,5 +53,7 @@ def generation_request(
         stop=stop_list(stop),
         frequency_penalty=frequency_penalty or 0.0,
         presence_penalty=presence_penalty or 0.0,
+        logit_bias=dict(logit_bias or {}),
+        ignore_eos=ignore_eos,
     )
     return GenerationRequest(messages=messages, sampling=sampling)

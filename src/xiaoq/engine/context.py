@@ -189,6 +189,8 @@ class LlamaModel:
         self.add_bos = bool(C.llama_vocab_get_add_bos(self.vocab))
         self.bos_id = C.llama_vocab_bos(self.vocab)
         self.eos_id = C.llama_vocab_eos(self.vocab)
+        #: The end-of-generation tokens a chat model emits (Qwen: <|im_end|>, <|endoftext|>).
+        self.eog_ids = sorted({t for t in (self.eos_id, C.llama_vocab_eot(self.vocab)) if t >= 0})
         self.bos_text = self._token_text(self.bos_id)
         self.eos_text = self._token_text(self.eos_id)
         self._piece_buf = ctypes.create_string_buffer(256)
@@ -315,8 +317,11 @@ class LlamaModel:
         if p.repeat_penalty != 1.0 or p.frequency_penalty or p.presence_penalty:
             add(chain, C.llama_sampler_init_penalties(
                 self.n_vocab, PENALTY_LAST_N, p.repeat_penalty or 1.0, p.frequency_penalty, p.presence_penalty))
-        if p.logit_bias:
-            items = list(p.logit_bias.items())
+        bias = dict(p.logit_bias)
+        if p.ignore_eos:
+            bias.update({t: float("-inf") for t in self.eog_ids})
+        if bias:
+            items = [(t, b) for t, b in bias.items() if 0 <= t < self.n_vocab]
             arr = (C.llama_logit_bias * len(items))(*[C.llama_logit_bias(int(t), float(b)) for t, b in items])
             add(chain, C.llama_sampler_init_logit_bias(self.n_vocab, len(items), arr))
         if p.temperature <= 0.0:

@@ -46,6 +46,9 @@ class SamplingParams:
     stop: list[str] = field(default_factory=list)
     #: Token id -> added logit (OpenAI ``logit_bias``); e.g. tests force end-of-generation with it.
     logit_bias: dict[int, float] = field(default_factory=dict)
+    #: Never end at an end-of-generation token (llama-server's ``ignore_eos``): benchmarks use it so
+    #: every server generates exactly ``max_tokens``.
+    ignore_eos: bool = False
 
 
 @dataclass
