@@ -3,6 +3,8 @@ search (Chinese, trigram and LIKE fallback), suggestions, export, summaries."""
 
 from __future__ import annotations
 
+import time
+
 import json
 import re
 import sqlite3
@@ -69,6 +71,7 @@ def test_conversation_crud_and_shapes(store):
 
 def test_list_newest_updated_first_with_paging(store):
     ids = [store.create_conversation(title=f"c{i}")["id"] for i in range(5)]
+    time.sleep(0.005)  # timestamps have millisecond resolution: make the bump a later one
     store.add_message(ids[1], "user", "bump")  # now the most recently updated
     listed = [c["id"] for c in store.list_conversations()]
     assert listed[0] == ids[1]
