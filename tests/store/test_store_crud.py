@@ -3,12 +3,11 @@ search (Chinese, trigram and LIKE fallback), suggestions, export, summaries."""
 
 from __future__ import annotations
 
-import time
-
 import json
 import re
 import sqlite3
 import threading
+import time
 
 import pytest
 
