@@ -113,3 +113,18 @@ class EngineError(XiaoQError):
     status = 500
     type = "server_error"
     code = "engine_error"
+
+
+class InvalidAudio(InvalidRequest):
+    """An upload that is not audio any decoder here understands, is empty, or is too long (400)."""
+
+    code = "invalid_audio"
+
+
+class VoiceUnavailable(XiaoQError):
+    """Speech recognition or synthesis is off, not installed or has no model (503, no Retry-After:
+    retrying does not help; the message names what the operator has to do)."""
+
+    status = 503
+    type = "server_error"
+    code = "voice_unavailable"
