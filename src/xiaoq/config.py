@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_REPO = "Qwen/Qwen2.5-0.5B-Instruct-GGUF"
@@ -102,6 +102,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body accepted (413 beyond)", json_schema_extra=_flag("--max-body-bytes"))
     max_messages: int = Field(512, ge=1, description="Most messages (or history turns) accepted in one request", json_schema_extra=_flag("--max-messages"))
     db: Optional[Path] = Field(None, description="SQLite database of conversations (default: user data dir)", json_schema_extra=_flag("--db"))
+    tls_cert: Optional[Path] = Field(None, description="Serve HTTPS with this PEM certificate (with --tls-key); browsers give a page the microphone only over HTTPS or on localhost", json_schema_extra=_flag("--tls-cert"))
+    tls_key: Optional[Path] = Field(None, description="PEM private key of --tls-cert", json_schema_extra=_flag("--tls-key"))
+
+    # --- voice ---------------------------------------------------------------------------------
+    asr: Literal["whisper", "off"] = Field("whisper", description="Speech recognition engine for /v1/audio/transcriptions: whisper (faster-whisper) or off", json_schema_extra=_flag("--asr"))
+    asr_model: str = Field("tiny.en", description="ASR model: a directory, an alias (tiny.en ships with xiaoq[voice]; small, base, ...) or a repo id fetched by `xiaoq pull --asr`", json_schema_extra=_flag("--asr-model"))
+    tts: Literal["espeak", "piper", "off"] = Field("espeak", description="Speech synthesis engine for /v1/audio/speech: espeak (espeak-ng), piper or off", json_schema_extra=_flag("--tts"))
+    tts_voice: Optional[str] = Field(None, description="espeak: the voice used when a request names none (default: by the text's language); piper: the voice .onnx file or a directory of voices", json_schema_extra=_flag("--tts-voice"))
 
     @field_validator("cpus")
     @classmethod
@@ -109,6 +117,12 @@ class Settings(BaseSettings):
         if v is not None:
             parse_cpus(v)
         return v
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> "Settings":
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("--tls-cert and --tls-key go together: give both or neither")
+        return self
 
     def cpu_set(self) -> Optional[set[int]]:
         """The CPUs to pin to, or None."""

@@ -11,6 +11,7 @@ request so tests can check what the client did.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -67,6 +68,10 @@ class FakeHub:
             h.send_header("Content-Length", "0")
             h.end_headers()
             return
+        tree = re.fullmatch(r"/api/models/(?P<repo>[^/]+/[^/]+)/tree/main", h.path.split("?")[0])
+        if tree:  # list_repo_files (a model that is a whole directory)
+            self._answer_tree(h, tree["repo"])
+            return
         m = re.fullmatch(r"/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<file>.+)", h.path.split("?")[0])
         data = self.files.get(f"{m['repo']}/{m['file']}") if m else None
         if data is None:
@@ -108,3 +113,17 @@ class FakeHub:
             h.close_connection = True
             return
         h.wfile.write(part)
+
+    def _answer_tree(self, h: BaseHTTPRequestHandler, repo: str) -> None:
+        entries = [
+            {"type": "file", "path": key[len(repo) + 1:], "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
+            for key, data in self.files.items() if key.startswith(repo + "/")
+        ]
+        body = json.dumps(entries).encode() if entries else b'{"error": "Repository not found"}'
+        h.send_response(200 if entries else 404)
+        if not entries:
+            h.send_header("X-Error-Code", "RepoNotFound")
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)

@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from xiaoq import __version__
-from xiaoq.api import routes_chat, routes_health, routes_openai
+from xiaoq.api import routes_chat, routes_health, routes_openai, routes_voice
 from xiaoq.api.errors import install_error_handlers
 from xiaoq.api.metrics import Metrics
 from xiaoq.api.middleware import ApiKeyMiddleware, BodyLimitMiddleware
@@ -25,6 +25,7 @@ from xiaoq.api.web import WEB_DIR, SecurityHeadersMiddleware, WebUI, is_web_path
 from xiaoq.config import Settings
 from xiaoq.engine.types import Engine
 from xiaoq.errors import NotFound, XiaoQError
+from xiaoq.voice.service import VoiceService
 
 log = logging.getLogger("xiaoq.api")
 
@@ -74,6 +75,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if service is not None:  # running replies are stored `incomplete` before the engine goes
             await service.close()
         await engine.close()
+        await asyncio.to_thread(app.state.voice.close)
 
 
 def _include_conversations(app: FastAPI, store: object) -> None:
@@ -98,10 +100,13 @@ def _mount_web_ui(app: FastAPI, web: WebUI) -> None:
         return web.response(request, found)
 
 
-def create_app(settings: Settings, engine: Engine, *, store: Optional[object] = None, web_dir: Optional[Path] = WEB_DIR) -> FastAPI:
+def create_app(
+    settings: Settings, engine: Engine, *, store: Optional[object] = None, web_dir: Optional[Path] = WEB_DIR, voice: Optional[VoiceService] = None
+) -> FastAPI:
     """Build the app. ``engine.start()`` runs in the background from the lifespan (``/health`` says
     "loading" until it is done); ``engine.close()`` runs at shutdown. ``store`` enables the
-    conversations API; the web UI is served from ``web_dir`` when it holds a build (None: never)."""
+    conversations API; the web UI is served from ``web_dir`` when it holds a build (None: never).
+    ``voice`` defaults to the engines the settings name, built on first use."""
     app = FastAPI(title="XiaoQ", version=__version__, lifespan=_lifespan)
     app.state.settings = settings
     app.state.engine = engine
@@ -109,11 +114,13 @@ def create_app(settings: Settings, engine: Engine, *, store: Optional[object] = 
     app.state.metrics = Metrics()
     app.state.load_error = None
     app.state.conversations = None
+    app.state.voice = voice if voice is not None else VoiceService(settings)
 
     install_error_handlers(app)
     app.include_router(routes_health.router)
     app.include_router(routes_chat.router)
     app.include_router(routes_openai.router)
+    app.include_router(routes_voice.router)
     if store is not None:
         _include_conversations(app, store)
 

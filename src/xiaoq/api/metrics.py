@@ -44,6 +44,14 @@ STAT_HELP = {
     "kv_cache_bytes": "Bytes held by the KV state cache",
     "kv_cache_entries": "Entries in the KV state cache",
     "kv_cache_capacity_bytes": "Byte cap of the KV state cache",
+    "voice_asr_requests_total": "Audio uploads transcribed",
+    "voice_asr_audio_seconds_total": "Seconds of audio transcribed",
+    "voice_asr_busy_seconds_total": "Seconds the ASR thread spent decoding and transcribing",
+    "voice_asr_queue_depth": "Transcriptions waiting or running",
+    "voice_tts_requests_total": "Speech requests answered",
+    "voice_tts_characters_total": "Characters synthesized to speech",
+    "voice_tts_busy_seconds_total": "Seconds the TTS thread spent synthesizing",
+    "voice_tts_queue_depth": "Sentences waiting for or in synthesis",
 }
 
 #: Keys that end in ``_total`` but are gauges (a size, not a running count).

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
@@ -33,11 +35,12 @@ async def health(request: Request) -> JSONResponse:
 async def metrics(request: Request, registry: MetricsDep) -> PlainTextResponse:
     """Prometheus text format: the engine's stats plus HTTP-level latency histograms."""
     engine: Engine = request.app.state.engine  # also after a failed load (xiaoq_ready 0)
-    return PlainTextResponse(registry.render(engine.stats()), media_type=PROMETHEUS_CONTENT_TYPE)
+    stats = {**engine.stats(), **request.app.state.voice.stats()}
+    return PlainTextResponse(registry.render(stats), media_type=PROMETHEUS_CONTENT_TYPE)
 
 
 @router.get("/api/config")
-async def config(engine: EngineDep, settings: SettingsDep) -> dict:
+async def config(request: Request, engine: EngineDep, settings: SettingsDep) -> dict:
     """Needs the key when one is set: the UI takes a 401 here as "ask the user for the key"."""
     return {
         "model": engine.model_name,
@@ -46,4 +49,5 @@ async def config(engine: EngineDep, settings: SettingsDep) -> dict:
         "n_ctx": engine.n_ctx,
         "default_max_tokens": min(settings.default_max_tokens, settings.max_tokens),
         "max_tokens": settings.max_tokens,
+        "voice": await asyncio.to_thread(request.app.state.voice.info),
     }

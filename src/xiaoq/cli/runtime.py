@@ -38,6 +38,23 @@ def check_bind(settings: Settings) -> None:
         )
 
 
+def tls_options(settings: Settings) -> dict[str, str]:
+    """uvicorn's ``ssl_certfile`` / ``ssl_keyfile`` for ``--tls-cert`` / ``--tls-key`` (empty without
+    them); UsageError when a file is missing or the pair does not load, before anything else starts."""
+    if settings.tls_cert is None or settings.tls_key is None:
+        return {}
+    import ssl
+
+    for flag, path in (("--tls-cert", settings.tls_cert), ("--tls-key", settings.tls_key)):
+        if not path.is_file():
+            raise click.UsageError(f"{flag} {path}: no such file")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(str(settings.tls_cert), str(settings.tls_key))
+    except (ssl.SSLError, OSError) as e:
+        raise click.UsageError(f"--tls-cert/--tls-key: cannot load the certificate and key ({e.strerror or e})") from None
+    return {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key)}
+
+
 def pin_cpus(settings: Settings) -> None:
     """Pin this process (and the llama.cpp threads it will start) to ``--cpus``, before loading."""
     cpus = settings.cpu_set()

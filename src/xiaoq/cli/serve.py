@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from xiaoq.cli.options import build_settings, settings_options
-from xiaoq.cli.runtime import check_bind, listen_socket, model_path, pin_cpus, url_host
+from xiaoq.cli.runtime import check_bind, listen_socket, model_path, pin_cpus, tls_options, url_host
 
 
 @click.command()
@@ -22,6 +22,7 @@ def serve(**given: Any) -> None:
     """
     settings = build_settings(given)
     check_bind(settings)
+    tls_options(settings)  # a missing or unreadable certificate is one line before anything loads
     pin_cpus(settings)
     path = model_path(settings)
     # Bind before loading anything: a busy port is one line now, not a log dump after the load.
@@ -36,17 +37,24 @@ def serve(**given: Any) -> None:
     _setup_logging()
     from xiaoq.store import Store
 
+    from xiaoq.voice.service import VoiceService
+
     engine = LlamaEngine(path, settings)
     store = Store(settings.db_path())  # created and migrated on first start
-    app = create_app(settings, engine, store=store)
-    click.echo(f"XiaoQ: serving {path.name} at http://{url_host(settings.host)}:{port} (Ctrl-C stops)", err=True)
+    voice = VoiceService(settings)
+    voice.warm()  # the ASR model loads on its own thread while llama.cpp loads the chat model
+    app = create_app(settings, engine, store=store, voice=voice)
+    scheme = "https" if settings.tls_cert else "http"
+    click.echo(f"XiaoQ: serving {path.name} at {scheme}://{url_host(settings.host)}:{port} (Ctrl-C stops)", err=True)
     click.echo(f"XiaoQ: conversations in {store.db.path}", err=True)
     # uvicorn handles SIGINT/SIGTERM itself: it stops accepting, lets the app's lifespan close the
     # engine, then re-raises the signal to the handler that was there before: ours turns SIGTERM
     # (systemd, docker stop, kill) into the same clean exit as Ctrl-C.
     previous_term = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        config = uvicorn.Config(app, host=settings.host, port=port, log_level="info", access_log=False, timeout_graceful_shutdown=5)
+        config = uvicorn.Config(
+            app, host=settings.host, port=port, log_level="info", access_log=False, timeout_graceful_shutdown=5, **tls_options(settings)
+        )
         uvicorn.Server(config).run(sockets=[sock])
     except KeyboardInterrupt:
         pass

@@ -234,3 +234,56 @@ def _pull_modelscope(repo: str, filename: str) -> Path:
         return Path(model_file_download(model_id=repo, file_path=filename))
     except Exception as e:  # modelscope raises requests/HTTP/its own errors: all become one line
         raise ModelError(f"cannot download {repo}/{filename} from ModelScope: {type(e).__name__}: {_first_line(e)}") from None
+
+
+#: Files of a model repository a directory model does not need.
+_SNAPSHOT_SKIP = re.compile(r"(^|/)(\.gitattributes|[^/]*\.md|\.git/.*)$", re.I)
+_MAX_SNAPSHOT_FILES = 64
+
+
+def pull_snapshot(repo: str, source: str = "huggingface") -> Path:
+    """Every file of ``repo`` (a model that is a whole directory, such as a faster-whisper ASR
+    model) into the cache, each through the same resumable, validated transfer as the chat model;
+    returns the snapshot directory."""
+    if source not in SOURCES:
+        raise ModelError(f"unknown source {source!r}: choose {' or '.join(SOURCES)}")
+    if source == "modelscope":
+        return _snapshot_modelscope(repo)
+    files = _list_repo_files(repo)
+    paths = [_pull_huggingface(repo, name) for name in files]
+    return Path(str(paths[0])[: -len(files[0])].rstrip("/"))
+
+
+def _list_repo_files(repo: str) -> list[str]:
+    """The repository's file names (at ``main``), what a model directory does not need left out."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+    where = f"{repo} from {hf_endpoint()}"
+    try:
+        names = HfApi(endpoint=hf_endpoint()).list_repo_files(repo)
+    except RepositoryNotFoundError:
+        raise ModelError(f"cannot download {where}: repository {repo} not found.") from None
+    except HfHubHTTPError as e:
+        raise ModelError(f"cannot download {where}: {_first_line(e)}") from None
+    except Exception as e:
+        if _is_network_error(e):
+            raise ModelError(f"cannot download {where}: {_first_line(e) or 'network unreachable'}. Check the network or set HF_ENDPOINT to a reachable mirror.") from None
+        raise ModelError(f"cannot list {where}: {type(e).__name__}: {_first_line(e)}") from None
+    wanted = [n for n in names if not _SNAPSHOT_SKIP.search(n)]
+    if not wanted:
+        raise ModelError(f"cannot download {where}: the repository holds no model files.")
+    if len(wanted) > _MAX_SNAPSHOT_FILES:
+        raise ModelError(f"cannot download {where}: {len(wanted)} files is not one model directory.")
+    return sorted(wanted)
+
+
+def _snapshot_modelscope(repo: str) -> Path:
+    try:
+        from modelscope.hub.snapshot_download import snapshot_download  # type: ignore[import-not-found]
+    except ImportError:
+        raise ModelError("ModelScope downloads need the optional extra: pip install 'xiaoq[modelscope]'") from None
+    try:
+        return Path(snapshot_download(repo, ignore_file_pattern=[r".*\.md$", r"\.gitattributes$"]))
+    except Exception as e:
+        raise ModelError(f"cannot download {repo} from ModelScope: {type(e).__name__}: {_first_line(e)}") from None
