@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets XiaoQ up on a fresh machine: a virtualenv in .venv, llama-cpp-python compiled for this CPU
-# (see "Building llama.cpp" in README.md), XiaoQ itself with its test tools, and Debian's Chromium
-# for the browser tests. Safe to run again: finished steps are skipped.
+# (see "Building llama.cpp" in README.md), XiaoQ itself with its test tools, Debian's Chromium
+# for the browser tests and espeak-ng for speech. Safe to run again: finished steps are skipped.
 #
 #   ./setup.sh            # everything
 #   XIAOQ_SKIP_BROWSER=1 ./setup.sh   # no Chromium (no browser tests)
@@ -71,6 +71,15 @@ if [ -z "${XIAOQ_SKIP_BROWSER:-}" ] && [ ! -x /usr/bin/chromium ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   else
     log "no /usr/bin/chromium: install Debian's 'chromium' package to run the browser tests"
+  fi
+fi
+
+if ! command -v espeak-ng >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    log "installing Debian's espeak-ng (text to speech; the voice tests speak with it)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null
+  else
+    log "no espeak-ng: install Debian's 'espeak-ng' package for text to speech and the voice tests"
   fi
 fi
 
