@@ -51,6 +51,11 @@ export interface ServerConfig {
   max_tokens: number
   /** Optional: the server may let same-origin/data: images render in answers. */
   allow_images?: boolean
+  /** Speech in and out; a half is null when it is off or not installed on the server. */
+  voice?: {
+    asr: { engine: string; model: string; languages: string[] | null } | null
+    tts: { engine: string; languages: string[] } | null
+  }
 }
 
 export class ApiError extends Error {

@@ -55,6 +55,21 @@ const zh = {
   you: '你',
   assistant: '小Q',
   contextTrimmedHint: '为适应上下文长度，较早的消息被压缩成摘要',
+  mic: '按住说话；或点一下开始、再点一下结束',
+  handsFree: '免提：说完自动发送',
+  speakerOn: '朗读回答：开',
+  speakerOff: '朗读回答：关',
+  review: '发送前确认识别结果',
+  listening: '正在听…',
+  transcribing: '正在识别…',
+  speaking: '正在朗读…',
+  micDenied: '麦克风权限被拒绝：请在浏览器地址栏的权限设置中允许使用麦克风。',
+  micMissing: '没有找到麦克风：请连接麦克风后再试。',
+  micInsecure: '浏览器只在 HTTPS 或 localhost 上允许使用麦克风（见 README 的 --tls-cert）。',
+  micError: '无法使用麦克风：{msg}',
+  noSpeech: '没有听到说话，请再试一次。',
+  transcribeError: '语音识别失败：{msg}',
+  speechError: '朗读失败：{msg}',
 }
 
 export type MessageKey = keyof typeof zh
@@ -110,6 +125,21 @@ const en: Record<MessageKey, string> = {
   you: 'You',
   assistant: 'XiaoQ',
   contextTrimmedHint: 'Older messages were condensed into a summary to fit the context',
+  mic: 'Hold to talk, or click to start and click again to stop',
+  handsFree: 'Hands-free: sends when you stop speaking',
+  speakerOn: 'Read answers aloud: on',
+  speakerOff: 'Read answers aloud: off',
+  review: 'Review the transcript before sending',
+  listening: 'Listening…',
+  transcribing: 'Transcribing…',
+  speaking: 'Speaking…',
+  micDenied: 'Microphone access was denied: allow the microphone in the browser’s site settings.',
+  micMissing: 'No microphone was found: connect one and try again.',
+  micInsecure: 'Browsers allow the microphone only over HTTPS or on localhost (see --tls-cert in the README).',
+  micError: 'Cannot use the microphone: {msg}',
+  noSpeech: 'No speech was heard, please try again.',
+  transcribeError: 'Speech recognition failed: {msg}',
+  speechError: 'Reading aloud failed: {msg}',
 }
 
 export type Locale = 'zh' | 'en'

@@ -60,6 +60,12 @@ export const state = reactive({
   newMessageTick: 0,
 })
 
+/**
+ * Who else follows a streamed answer: the read-aloud speaker (voice.ts) hooks in here, so this
+ * module needs no knowledge of audio.
+ */
+export const replyTap: { start?: () => void; token?: (text: string) => void; end?: () => void } = {}
+
 export const isStreaming = computed(() => !!state.currentId && !!state.streams[state.currentId])
 export const anyStreaming = computed(() => Object.keys(state.streams).length > 0)
 
@@ -480,6 +486,7 @@ async function runStream(convId: string, what: StreamKind, assistant: UiMessage,
   state.liveViews[convId] = state.messages
   const buffer = new TokenBuffer(assistant)
   let busyRetries = 0
+  replyTap.start?.()
   try {
     for (;;) {
       try {
@@ -492,6 +499,7 @@ async function runStream(convId: string, what: StreamKind, assistant: UiMessage,
             if (conv && !conv.title) void refreshList() // the server has just titled it
           } else if (ev.type === 'token') {
             buffer.push(ev.text)
+            replyTap.token?.(ev.text)
           } else if (ev.type === 'done') {
             buffer.flush()
             applyDone(assistant, ev.payload)
@@ -528,6 +536,7 @@ async function runStream(convId: string, what: StreamKind, assistant: UiMessage,
     if (isAbort(err)) assistant.status = 'incomplete'
     else fail(assistant, err)
   } finally {
+    if (!controller.signal.aborted) replyTap.end?.() // after Stop, nothing more is spoken
     state.busyRetryIn = null
     assistant.streaming = false
     delete state.streams[convId]

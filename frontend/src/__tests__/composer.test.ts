@@ -3,7 +3,7 @@
  * fetched once per pause in typing (300 ms debounce).
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { mount } from '@vue/test-utils'
+import { enableAutoUnmount, mount } from '@vue/test-utils'
 import { computed, reactive } from 'vue'
 
 const sendMock = vi.fn()
@@ -13,7 +13,8 @@ vi.mock('../store', () => ({
   send: (text: string) => sendMock(text),
   stopStreaming: vi.fn(),
   isStreaming: computed(() => false),
-  state: reactive({ needKey: false }),
+  state: reactive({ needKey: false, config: null as unknown }),
+  replyTap: {},
 }))
 
 vi.mock('../api', () => ({
@@ -21,6 +22,8 @@ vi.mock('../api', () => ({
 }))
 
 import Composer from '../components/Composer.vue'
+import { state } from '../store'
+import { voice } from '../voice'
 
 beforeEach(() => {
   sendMock.mockReset()
@@ -28,6 +31,7 @@ beforeEach(() => {
   suggestionsMock.mockResolvedValue({ data: [] })
 })
 afterEach(() => vi.useRealTimers())
+enableAutoUnmount(afterEach)
 
 describe('Composer keyboard', () => {
   it('Enter sends, Shift+Enter does not', async () => {
@@ -94,5 +98,33 @@ describe('Composer suggestions', () => {
     expect(sendMock).not.toHaveBeenCalled() // Enter picked the suggestion
     expect((ta.element as HTMLTextAreaElement).value).toBe('how to sort a list')
     expect(w.findAll('.suggestions li').length).toBe(0)
+  })
+})
+
+describe('Composer voice controls', () => {
+  it('shows the microphone and speaker only when the server has them, and Stop while speaking', async () => {
+    const w = mount(Composer)
+    expect(w.find('[data-testid=mic]').exists()).toBe(false)
+    ;(state as { config: unknown }).config = { voice: { asr: { engine: 'whisper', model: 'tiny.en', languages: ['en'] }, tts: null } }
+    await w.vm.$nextTick()
+    expect(w.find('[data-testid=mic]').exists()).toBe(true)
+    expect(w.find('[data-testid=speaker]').exists()).toBe(false)
+    expect(w.find('[data-testid=stop]').exists()).toBe(false)
+    voice.speaking = true
+    await w.vm.$nextTick()
+    expect(w.find('[data-testid=stop]').exists()).toBe(true)
+    expect(w.find('[data-testid=voice-status]').text()).toContain('…')
+    voice.speaking = false
+    ;(state as { config: unknown }).config = null
+  })
+
+  it('puts a transcript to review in the box instead of sending it', async () => {
+    const w = mount(Composer)
+    voice.draft = 'turn on the light'
+    await w.vm.$nextTick()
+    await w.vm.$nextTick()
+    expect((w.find('textarea').element as HTMLTextAreaElement).value).toBe('turn on the light')
+    expect(sendMock).not.toHaveBeenCalled()
+    expect(voice.draft).toBeNull()
   })
 })

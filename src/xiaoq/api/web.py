@@ -22,9 +22,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
-#: Model output is untrusted: no inline script, nothing from other origins, no framing.
+#: Model output is untrusted: no inline script, nothing from other origins, no framing. Media may
+#: also come from ``blob:`` URLs: spoken answers are fetched with the API key (a plain <audio src>
+#: could not send it) and played from a blob the page made itself.
 CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self' blob:; "
     "font-src 'self' data:; connect-src 'self'; object-src 'none'; frame-ancestors 'none'; "
     "base-uri 'none'; form-action 'self'"
 )
