@@ -32,10 +32,11 @@ def cli() -> None:
 
 def _register() -> None:
     from xiaoq.cli.chat import chat
+    from xiaoq.cli.listen import listen
     from xiaoq.cli.pull import pull
     from xiaoq.cli.serve import serve
 
-    for command in (serve, chat, pull):
+    for command in (serve, chat, listen, pull):
         cli.add_command(command)
 
 

@@ -33,7 +33,7 @@ from xiaoq.errors import XiaoQError
 
 #: Settings that shape the in-process engine and sampling, offered as ``chat`` options.
 CHAT_SETTINGS = ("model", "quant", "ctx", "threads", "batch", "parallel", "cpus", "mmap", "kv_cache_mb",
-                 "system_prompt", "temperature", "top_p", "default_max_tokens", "seed", "api_key", "db")
+                 "system_prompt", "temperature", "top_p", "default_max_tokens", "seed", "api_key", "db", "tts", "tts_voice")
 #: ``chat`` spells some settings the way a chat user thinks of them.
 CHAT_FLAGS = {"system_prompt": "--system", "default_max_tokens": "--max-tokens"}
 CHAT_HELPS = {
@@ -264,8 +264,10 @@ def _error_message(e: urllib.error.HTTPError) -> str:
 class Repl:
     """Read a line, answer it, repeat. Slash commands live in :attr:`commands` (later: /history, /new)."""
 
-    def __init__(self, backend: Backend, system: str, sampling: SamplingParams, out: Any = None):
+    def __init__(self, backend: Backend, system: str, sampling: SamplingParams, out: Any = None, speak: Optional[Callable[[], Any]] = None):
         self.backend = backend
+        #: Makes a :class:`~xiaoq.voice.speaking.SpokenReply` per answer when answers are read aloud.
+        self.speak = speak
         self.system = system
         self.sampling = sampling
         self.out = out or sys.stdout
@@ -335,7 +337,9 @@ class Repl:
 
     def ask(self, prompt: str) -> Reply:
         self.write(BOT_PREFIX)
-        reply = self.backend.answer(self.system, self.history, prompt, self.sampling, self.write)
+        spoken = self.speak() if self.speak else None
+        write = self.write if spoken is None else lambda piece: (self.write(piece), spoken.feed(piece))[0]
+        reply = self.backend.answer(self.system, self.history, prompt, self.sampling, write)
         if reply.finish_reason == "cancelled":
             self.write("\n[stopped]\n")
         elif reply.finish_reason == "error":
@@ -344,9 +348,23 @@ class Repl:
             self.write("\n[reply cut at --max-tokens]\n")
         else:
             self.write("\n")
+        if spoken is not None:
+            self._finish_speaking(spoken, reply)
         if reply.text:  # a stopped answer stays in the history as far as it went
             self.history.append((prompt, reply.text))
         return reply
+
+
+    def _finish_speaking(self, spoken: Any, reply: Reply) -> None:
+        """Wait until the answer has been spoken; Ctrl-C (or a stopped answer) cuts the speech."""
+        if reply.finish_reason in ("cancelled", "error"):
+            spoken.stop()
+            return
+        try:
+            spoken.finish()
+        except KeyboardInterrupt:
+            spoken.stop()
+            self.write("[speech stopped]\n")
 
 
 def _setup_terminal() -> None:
@@ -366,8 +384,9 @@ def _setup_terminal() -> None:
 @click.command()
 @click.option("--url", default=None, metavar="URL", help="Chat with a running XiaoQ server (e.g. http://127.0.0.1:8000) instead of loading the model here")
 @click.option("--conversation", default=None, metavar="ID", help="Continue a stored conversation (from the web UI, or 'new'); it is saved as you chat")
+@click.option("--speak", is_flag=True, default=False, help="Read the answers aloud (espeak-ng or Piper, see --tts) on the default audio device")
 @settings_options(CHAT_SETTINGS, flags=CHAT_FLAGS, helps=CHAT_HELPS)
-def chat(url: Optional[str], conversation: Optional[str], **given: Any) -> None:
+def chat(url: Optional[str], conversation: Optional[str], speak: bool, **given: Any) -> None:
     """Chat in the terminal, streaming. /reset clears the history, /exit quits, Ctrl-C stops an answer."""
     settings = build_settings(given, flags=CHAT_FLAGS)
     sampling = SamplingParams(
@@ -398,9 +417,14 @@ def chat(url: Optional[str], conversation: Optional[str], **given: Any) -> None:
             backend = StoredLocalBackend(path, settings, conversation)
         else:
             backend = LocalBackend(path, settings)
+    speaker = None
+    if speak:
+        from xiaoq.cli.voice_out import reply_speaker
+
+        speaker = reply_speaker(settings)
     try:
         backend.start()
         click.echo(f"XiaoQ chat · {backend.name} · {HELP_TEXT}", err=True)
-        Repl(backend, settings.system_prompt, sampling).run()
+        Repl(backend, settings.system_prompt, sampling, speak=speaker).run()
     finally:
         backend.close()

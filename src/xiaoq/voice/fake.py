@@ -32,7 +32,7 @@ class FakeASR:
     def load(self) -> None:
         pass
 
-    def transcribe(self, samples: np.ndarray, language: Optional[str]) -> Transcript:
+    def transcribe(self, samples: np.ndarray, language: Optional[str], hotwords: Optional[str] = None) -> Transcript:
         self.calls.append((len(samples), language, threading.get_native_id()))
         text = self.texts.popleft() if self.texts else ""
         return Transcript(text, language or "en", round(len(samples) / ASR_SAMPLE_RATE, 3), {"asr_ms": 0.0})

@@ -39,8 +39,9 @@ class ASREngine(Protocol):
         """Load the model (called on the worker thread, so its threads inherit the low priority)."""
         ...
 
-    def transcribe(self, samples: np.ndarray, language: Optional[str]) -> Transcript:
-        """The text of ``samples``; ``language`` None lets the engine detect it."""
+    def transcribe(self, samples: np.ndarray, language: Optional[str], hotwords: Optional[str] = None) -> Transcript:
+        """The text of ``samples``; ``language`` None lets the engine detect it; ``hotwords`` are
+        words to expect (a wake phrase), which the engine may favour."""
         ...
 
 

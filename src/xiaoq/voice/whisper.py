@@ -51,7 +51,7 @@ class WhisperASR:
         except (RuntimeError, ValueError, OSError) as e:
             raise VoiceUnavailable(f"The ASR model in {self.model_dir} failed to load: {e}") from None
 
-    def transcribe(self, samples: np.ndarray, language: Optional[str]) -> Transcript:
+    def transcribe(self, samples: np.ndarray, language: Optional[str], hotwords: Optional[str] = None) -> Transcript:
         self.load()
         start = time.perf_counter()
         segments, info = self._whisper.transcribe(
@@ -61,6 +61,7 @@ class WhisperASR:
             vad_filter=True,
             without_timestamps=True,
             condition_on_previous_text=False,
+            hotwords=hotwords,
         )
         text = "".join(s.text for s in segments).strip()  # the generator does the decoding
         return Transcript(
