@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, PrivateAttr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_REPO = "Qwen/Qwen2.5-0.5B-Instruct-GGUF"
 DEFAULT_MODELSCOPE_REPO = "qwen/Qwen2.5-0.5B-Instruct-GGUF"
@@ -46,7 +46,7 @@ def default_parallel() -> int:
 
 
 def default_data_dir() -> Path:
-    """Per-user data directory (conversations database, KV spill)."""
+    """Per-user data directory (conversations database, KV spill, uploads)."""
     from platformdirs import user_data_dir
 
     return Path(user_data_dir("xiaoq", appauthor=False))
@@ -54,6 +54,36 @@ def default_data_dir() -> Path:
 
 def _flag(name: str) -> dict:
     return {"flag": name}
+
+
+def split_list(value: Any) -> Any:
+    """A list setting from a comma-separated string (the environment) or from repeated flags, whose
+    values may themselves hold commas: ``"a,b"`` and ``("a,b", "c")`` -> ``["a", "b", "c"]``."""
+    if value is None:
+        return []
+    items = [value] if isinstance(value, str) else list(value)
+    return [part.strip() for item in items for part in str(item).split(",") if part.strip()]
+
+
+#: A list setting: repeatable flag, comma-separated env var. ``NoDecode`` stops pydantic-settings
+#: from expecting JSON in the environment.
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(split_list)]
+
+
+def sqlite_path(db: str) -> Path:
+    """The database file named by ``--db``: a path, or a ``sqlite:///`` URL (SQLAlchemy's form:
+    ``sqlite:///rel.db``, ``sqlite:////abs/x.db``). Other URL schemes are refused with a reason."""
+    if "://" not in db:
+        return Path(db).expanduser()
+    scheme, _, rest = db.partition("://")
+    scheme = scheme.lower()
+    if scheme == "sqlite":
+        if not rest.startswith("/") or rest == "/":
+            raise ValueError("a SQLite URL names a file: sqlite:///relative.db or sqlite:////absolute/path.db")
+        return Path(rest[1:]).expanduser()
+    if scheme.startswith("postgres"):
+        raise ValueError("PostgreSQL is not supported yet: use a SQLite file path (or sqlite:///path)")
+    raise ValueError(f"unknown database URL scheme {scheme!r}: give a file path or sqlite:///path")
 
 
 class Settings(BaseSettings):
@@ -97,11 +127,37 @@ class Settings(BaseSettings):
     # --- server --------------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="Address to bind", json_schema_extra=_flag("--host"))
     port: int = Field(8000, ge=0, le=65535, description="Port to bind", json_schema_extra=_flag("--port"))
-    api_key: Optional[str] = Field(None, description="Require 'Authorization: Bearer <key>' on every route but /health", json_schema_extra=_flag("--api-key"))
+    api_key: Optional[str] = Field(
+        None,
+        description="Require 'Authorization: Bearer <key>' on every route but /health and the UI's files (a flag is visible in ps: prefer the env var or --api-key-file)",
+        json_schema_extra=_flag("--api-key"),
+    )
+    api_key_file: Optional[Path] = Field(None, description="Read the API key from this file (first line; not visible in ps)", json_schema_extra=_flag("--api-key-file"))
     insecure: bool = Field(False, description="Allow a non-loopback bind without an API key", json_schema_extra=_flag("--insecure"))
-    max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body accepted (413 beyond)", json_schema_extra=_flag("--max-body-bytes"))
+    allowed_hosts: CommaList = Field(
+        default_factory=list,
+        description="Host names served besides IP literals, localhost and *.localhost (e.g. xiaoq.lan, *.example.com); other Host headers get 400. Repeatable; comma-separated in the env",
+        json_schema_extra=_flag("--allowed-hosts"),
+    )
+    allowed_origins: CommaList = Field(
+        default_factory=list,
+        description="Other origins (scheme://host[:port]) that may change state and read replies (CORS); same-origin requests need none. Repeatable; comma-separated in the env",
+        json_schema_extra=_flag("--allowed-origins"),
+    )
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest JSON request body accepted (413 beyond)", json_schema_extra=_flag("--max-body-bytes"))
+    max_upload_mb: int = Field(64, ge=1, le=65536, description="Largest file or audio upload accepted on upload routes (MiB; 413 beyond)", json_schema_extra=_flag("--max-upload-mb"))
     max_messages: int = Field(512, ge=1, description="Most messages (or history turns) accepted in one request", json_schema_extra=_flag("--max-messages"))
-    db: Optional[Path] = Field(None, description="SQLite database of conversations (default: user data dir)", json_schema_extra=_flag("--db"))
+    log_prompts: bool = Field(False, description="Log each prompt (escaped, one line) at INFO; off: user text is never logged", json_schema_extra=_flag("--log-prompts/--no-log-prompts"))
+
+    # --- storage -------------------------------------------------------------------------------
+    data_dir: Optional[Path] = Field(
+        None, description="Where the database, KV states (kv/) and uploads live (default: the --db file's folder, else the user data dir)", json_schema_extra=_flag("--data-dir")
+    )
+    db: Optional[str] = Field(
+        None,
+        description="Conversations database: a file path or sqlite:///path (default: <data dir>/xiaoq.db)",
+        json_schema_extra=_flag("--db"),
+    )
     tls_cert: Optional[Path] = Field(None, description="Serve HTTPS with this PEM certificate (with --tls-key); browsers give a page the microphone only over HTTPS or on localhost", json_schema_extra=_flag("--tls-cert"))
     tls_key: Optional[Path] = Field(None, description="PEM private key of --tls-cert", json_schema_extra=_flag("--tls-key"))
 
@@ -110,6 +166,8 @@ class Settings(BaseSettings):
     asr_model: str = Field("tiny.en", description="ASR model: a directory, an alias (tiny.en ships with xiaoq[voice]; small, base, ...) or a repo id fetched by `xiaoq pull --asr`", json_schema_extra=_flag("--asr-model"))
     tts: Literal["espeak", "piper", "off"] = Field("espeak", description="Speech synthesis engine for /v1/audio/speech: espeak (espeak-ng), piper or off", json_schema_extra=_flag("--tts"))
     tts_voice: Optional[str] = Field(None, description="espeak: the voice used when a request names none (default: by the text's language); piper: the voice .onnx file or a directory of voices", json_schema_extra=_flag("--tts-voice"))
+
+    _file_key: Optional[str] = PrivateAttr(None)
 
     @field_validator("cpus")
     @classmethod
@@ -124,17 +182,84 @@ class Settings(BaseSettings):
             raise ValueError("--tls-cert and --tls-key go together: give both or neither")
         return self
 
+    @field_validator("db", mode="before")
+    @classmethod
+    def _check_db(cls, v: Any) -> Any:
+        if v is None or v == "":
+            return None
+        text = str(v)
+        sqlite_path(text)
+        return text
+
+    @field_validator("api_key_file")
+    @classmethod
+    def _check_key_file(cls, v: Optional[Path]) -> Optional[Path]:
+        if v is not None:
+            read_key_file(v)
+        return v
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _check_hosts(cls, v: list[str]) -> list[str]:
+        from xiaoq.origins import normalize_host_pattern
+
+        return [normalize_host_pattern(h) for h in v]
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _check_origins(cls, v: list[str]) -> list[str]:
+        from xiaoq.origins import normalize_origin
+
+        return [normalize_origin(o) for o in v]
+
+    @model_validator(mode="after")
+    def _load_key_file(self) -> "Settings":
+        if self.api_key_file is not None:
+            if self.api_key:
+                raise ValueError("give the API key once: --api-key (XIAOQ_API_KEY) or --api-key-file (XIAOQ_API_KEY_FILE), not both")
+            self._file_key = read_key_file(self.api_key_file)
+        return self
+
+    def key(self) -> Optional[str]:
+        """The API key the server requires (from ``--api-key`` or ``--api-key-file``), or None."""
+        return self.api_key or self._file_key
+
     def cpu_set(self) -> Optional[set[int]]:
         """The CPUs to pin to, or None."""
         return parse_cpus(self.cpus) if self.cpus else None
 
+    def data_path(self) -> Path:
+        """The data directory: everything XiaoQ writes lives under it unless a setting says otherwise.
+        Without ``--data-dir``, a database file given by ``--db`` keeps its neighbours beside it."""
+        if self.data_dir:
+            return self.data_dir.expanduser()
+        return sqlite_path(self.db).parent if self.db else default_data_dir()
+
     def db_path(self) -> Path:
         """Where the conversations database lives."""
-        return self.db if self.db else default_data_dir() / "xiaoq.db"
+        return sqlite_path(self.db) if self.db else self.data_path() / "xiaoq.db"
 
     def kv_disk_dir(self) -> Path:
-        """Where KV states spilled from RAM live: ``kv/`` beside the database."""
-        return self.db_path().parent / "kv"
+        """Where KV states spilled from RAM live."""
+        return self.data_path() / "kv"
+
+    def uploads_dir(self) -> Path:
+        """Where uploaded files (documents, audio) are kept."""
+        return self.data_path() / "uploads"
+
+
+def read_key_file(path: Path) -> str:
+    """The API key in ``path``: its first line, stripped. ValueError (one line) when unreadable or empty."""
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot read the API key file: {getattr(e, 'strerror', None) or e}") from None
+    key = text.splitlines()[0].strip() if text.strip() else ""
+    if not key:
+        raise ValueError("the API key file is empty")
+    if any(ch.isspace() for ch in key):
+        raise ValueError("the API key in the file contains spaces")
+    return key
 
 
 def parse_cpus(spec: str) -> set[int]:

@@ -61,6 +61,28 @@ class Unauthorized(XiaoQError):
     code = "invalid_api_key"
 
 
+class InvalidHost(InvalidRequest):
+    """A ``Host`` header the server does not answer (400): the mark of DNS rebinding."""
+
+    code = "invalid_host"
+
+
+class Forbidden(XiaoQError):
+    """A request the server refuses whoever sends it (403), e.g. a state change from a foreign origin."""
+
+    status = 403
+    type = "permission_error"
+    code = "forbidden"
+
+
+class UnsupportedMediaType(XiaoQError):
+    """A body in a content type the route does not take (415), e.g. a form post to a JSON route."""
+
+    status = 415
+    type = "invalid_request_error"
+    code = "unsupported_media_type"
+
+
 class NotFound(XiaoQError):
     """Unknown id or route (404)."""
 

@@ -12,8 +12,9 @@ from xiaoq.config import Settings
 
 
 def make_settings(**overrides: Any) -> Settings:
-    """Settings from defaults + overrides only (XIAOQ_* variables in the environment are ignored)."""
-    base: dict[str, Any] = {"threads": 1, "parallel": 2, "queue": 4, "system_prompt": "SYS"}
+    """Settings from defaults + overrides only (XIAOQ_* variables in the environment are ignored).
+    ``testserver`` is the Host header Starlette's TestClient sends."""
+    base: dict[str, Any] = {"threads": 1, "parallel": 2, "queue": 4, "system_prompt": "SYS", "allowed_hosts": ["testserver"]}
     base.update(overrides)
     return Settings.model_validate(_Isolated(**base).model_dump())
 

@@ -61,7 +61,7 @@ def test_malformed_json_is_400_in_the_error_shape(client: TestClient) -> None:
 def test_body_that_is_not_an_object_names_the_problem(client: TestClient) -> None:
     err = assert_error(client.post("/chat", json=["hi"]), 422, "validation_error")
     assert "JSON object" in err["message"]
-    err = assert_error(client.post("/chat", content=b'{"prompt": "hi"}', headers={"content-type": "text/plain"}), 422)
+    err = assert_error(client.post("/chat", content=b'{"prompt": "hi"}', headers={"content-type": "text/plain"}), 415, "unsupported_media_type")
     assert "application/json" in err["message"]
 
 

@@ -21,7 +21,7 @@ def test_health_loading_then_ok(app_factory) -> None:
         assert not engine.ready
         wait_ready(c)
         r = c.get("/health")
-        assert r.status_code == 200 and r.json() == {"status": "ok", "model": "fake-model"}
+        assert r.status_code == 200 and r.json() == {"status": "ok"}
 
 
 def test_health_reports_a_failed_load(app_factory) -> None:
@@ -32,7 +32,7 @@ def test_health_reports_a_failed_load(app_factory) -> None:
             time.sleep(0.01)
         r = c.get("/health")
         assert r.status_code == 500
-        assert r.json() == {"status": "error", "message": "not a GGUF file: /tmp/x.gguf"}
+        assert r.json() == {"status": "error"}  # the details (a path) only behind the key
         err = c.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}]}).json()["error"]
         assert err["code"] == "model_error" and "not a GGUF file" in err["message"]
         assert c.get("/metrics").status_code == 200

@@ -20,11 +20,14 @@ from xiaoq import __version__
 from xiaoq.api import routes_chat, routes_health, routes_openai, routes_voice
 from xiaoq.api.errors import install_error_handlers
 from xiaoq.api.metrics import Metrics
-from xiaoq.api.middleware import ApiKeyMiddleware, BodyLimitMiddleware
+from xiaoq.api.body_limits import RequestBodyMiddleware
+from xiaoq.api.browser_guard import BrowserGuardMiddleware, ListedOriginsCORS
+from xiaoq.api.middleware import ApiKeyMiddleware
 from xiaoq.api.web import WEB_DIR, SecurityHeadersMiddleware, WebUI, is_web_path
 from xiaoq.config import Settings
 from xiaoq.engine.types import Engine
 from xiaoq.errors import NotFound, XiaoQError
+from xiaoq.origins import normalize_host_pattern
 from xiaoq.voice.service import VoiceService
 
 log = logging.getLogger("xiaoq.api")
@@ -124,15 +127,40 @@ def create_app(
     if store is not None:
         _include_conversations(app, store)
 
-    web = WebUI(web_dir) if web_dir is not None else None
+    web = WebUI(web_dir, exclude=_data_folders(settings)) if web_dir is not None else None
     if web is not None and not web.available:
         web = None
     if web is not None:
         _mount_web_ui(app, web)
-
-    # Added last = outermost: security headers on every response (401/413 too), then the key is
-    # checked before any body is read, then the size limit.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key, is_public=public_path_checker(web))
-    app.add_middleware(SecurityHeadersMiddleware)
+    _add_guards(app, settings, web)
     return app
+
+
+def _add_guards(app: FastAPI, settings: Settings, web: Optional[WebUI]) -> None:
+    """The middleware, outermost first: security headers on every response (400/401/403/413 too);
+    Host and Origin before anything else runs; CORS only for the origins the operator listed
+    (never ``*``); the key before any body is read; then the body's type and size for its route."""
+    app.add_middleware(
+        RequestBodyMiddleware,
+        routes=lambda: app.routes,
+        max_json_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.max_upload_mb * 1024 * 1024,
+    )
+    app.add_middleware(ApiKeyMiddleware, api_key=settings.key(), is_public=public_path_checker(web))
+    if settings.allowed_origins:
+        app.add_middleware(ListedOriginsCORS, allowed_origins=settings.allowed_origins)
+    app.add_middleware(BrowserGuardMiddleware, allowed_hosts=settings.allowed_hosts + _bind_name(settings), allowed_origins=settings.allowed_origins)
+    app.add_middleware(SecurityHeadersMiddleware)
+
+
+def _data_folders(settings: Settings) -> list[Path]:
+    """Where XiaoQ writes: never served as part of the web UI, wherever the operator put it."""
+    return [settings.data_path(), settings.db_path().parent, settings.kv_disk_dir(), settings.uploads_dir()]
+
+
+def _bind_name(settings: Settings) -> list[str]:
+    """A server bound to a name (``--host xiaoq.lan``) answers that name without listing it again."""
+    try:
+        return [normalize_host_pattern(settings.host)] if settings.host.strip("[]") not in ("", "0.0.0.0", "::") else []
+    except ValueError:
+        return []

@@ -1,8 +1,9 @@
-"""Security middleware: API key and body size limit.
+"""Security middleware: the API key, and the helpers the other guards share.
 
-Both are pure ASGI (not ``BaseHTTPMiddleware``): that one runs the app in a separate task and
+Every guard is pure ASGI (not ``BaseHTTPMiddleware``): that one runs the app in a separate task and
 buffers through a memory stream, which delays streamed tokens and hides ``http.disconnect`` from
-the SSE response, breaking cancellation.
+the SSE response, breaking cancellation. The others: ``browser_guard.py`` (Host, Origin) and
+``body_limits.py`` (content type and size per route).
 """
 
 from __future__ import annotations
@@ -11,18 +12,29 @@ import hmac
 from typing import Callable, Optional
 
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from xiaoq.errors import PayloadTooLarge, Unauthorized, XiaoQError
+from xiaoq.errors import Unauthorized, XiaoQError
 
 
-async def _reject(exc: XiaoQError, scope: Scope, receive: Receive, send: Send, extra_headers: Optional[dict[str, str]] = None) -> None:
+async def reject(exc: XiaoQError, scope: Scope, receive: Receive, send: Send, extra_headers: Optional[dict[str, str]] = None) -> None:
+    """Answer with ``exc`` in the one JSON error shape, without calling the app."""
     headers = {**exc.headers, **(extra_headers or {})}
     await JSONResponse(exc.to_dict(), status_code=exc.status, headers=headers or None)(scope, receive, send)
 
 
+def header(scope: Scope, name: bytes) -> Optional[str]:
+    """The first value of a request header (lower-case ``name``), decoded as Latin-1 like HTTP does."""
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
 class ApiKeyMiddleware:
-    """Every HTTP route except the public ones needs ``Authorization: Bearer <key>``.
+    """Every HTTP route and WebSocket except the public ones needs ``Authorization: Bearer <key>``.
+    Public means read-only: ``is_public(path)`` is asked for GET and HEAD only. The key travels in
+    that one header; a key in another header or the query string counts as no key.
 
     The comparison is constant-time (``hmac.compare_digest`` on bytes) so response timing does not
     leak how much of a guessed key was right. With no key configured, it lets everything through.
@@ -40,69 +52,20 @@ class ApiKeyMiddleware:
                 return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.key or b"")
         return False
 
+    def _public(self, scope: Scope) -> bool:
+        return scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and self.is_public(scope["path"])
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.key is None or self.is_public(scope["path"]) or self._authorized(scope):
+        if scope["type"] not in ("http", "websocket") or self.key is None or self._public(scope) or self._authorized(scope):
             await self.app(scope, receive, send)
             return
-        await _reject(
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        await reject(
             Unauthorized("Missing or invalid API key: send 'Authorization: Bearer <key>'."),
             scope,
             receive,
             send,
             {"WWW-Authenticate": "Bearer"},
         )
-
-
-class BodyLimitMiddleware:
-    """Bodies over ``max_bytes`` get 413 before the app parses them.
-
-    A declared ``Content-Length`` over the limit is refused without reading; otherwise the body is
-    read here while counting (chunked uploads declare no length) and replayed to the app in one
-    message. After the body, ``receive`` is the server's again, so ``http.disconnect`` still
-    reaches streaming responses.
-    """
-
-    def __init__(self, app: ASGIApp, max_bytes: int):
-        self.app = app
-        self.max_bytes = max_bytes
-
-    def _too_large(self) -> PayloadTooLarge:
-        return PayloadTooLarge(f"Request body is larger than the limit of {self.max_bytes} bytes.", limit=self.max_bytes)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = 0
-                if declared > self.max_bytes:
-                    await _reject(self._too_large(), scope, receive, send, {"Connection": "close"})
-                    return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":  # client went away before sending the body
-                return
-            body = message.get("body", b"")
-            size += len(body)
-            if size > self.max_bytes:
-                await _reject(self._too_large(), scope, receive, send, {"Connection": "close"})
-                return
-            chunks.append(body)
-            if not message.get("more_body", False):
-                break
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)

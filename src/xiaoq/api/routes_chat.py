@@ -22,6 +22,7 @@ from xiaoq.api.sampling import MAX_STOP_LENGTH, MAX_STOP_SEQUENCES, generation_r
 from xiaoq.api.sse import EventStream, sse_data
 from xiaoq.api.streaming import TrackedGeneration
 from xiaoq.chat.prompt import build_messages
+from xiaoq.logsafe import log_prompt
 
 router = APIRouter(tags=["chat"])
 
@@ -65,6 +66,7 @@ def check_list_length(name: str, items: list, limit: int) -> None:
 @router.post("/chat", response_class=EventStream, responses={200: {"content": {"text/event-stream": {}}}})
 async def chat(body: ChatBody, http: Request, engine: EngineDep, settings: SettingsDep, metrics: MetricsDep) -> EventStream:
     check_list_length("history", body.history, settings.max_messages)
+    log_prompt(settings.log_prompts, "/chat", body.prompt)
     if body.conversation_id is not None:  # use and record a stored conversation
         from xiaoq.api.routes_conversations import conversation_chat
 

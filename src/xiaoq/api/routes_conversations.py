@@ -18,12 +18,13 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from xiaoq.api.deps import ConversationsDep, MetricsDep, get_conversations
+from xiaoq.api.deps import ConversationsDep, MetricsDep, SettingsDep, get_conversations
 from xiaoq.api.metrics import Metrics
 from xiaoq.api.sse import EventStream, dumps, sse_data
 from xiaoq.api.streaming import TrackedGeneration
 from xiaoq.chat.conversation import ConversationService, ReplyTurn, SamplingOverrides
 from xiaoq.errors import InvalidRequest
+from xiaoq.logsafe import log_prompt
 
 router = APIRouter(tags=["conversations"])
 
@@ -122,8 +123,9 @@ def stream_turn(turn: ReplyTurn, metrics: Metrics, started: float, *, start_even
 
 
 @router.post(ROUTE + "/{conversation_id}/messages", response_class=EventStream, responses={200: {"content": {"text/event-stream": {}}}})
-async def send_message(conversation_id: ConversationId, body: MessageBody, service: ConversationsDep, metrics: MetricsDep) -> EventStream:
+async def send_message(conversation_id: ConversationId, body: MessageBody, service: ConversationsDep, metrics: MetricsDep, settings: SettingsDep) -> EventStream:
     started = time.perf_counter()
+    log_prompt(settings.log_prompts, ROUTE + "/{id}/messages", body.content)
     turn = await service.send(conversation_id, body.content, body.overrides())
     return stream_turn(turn, metrics, started)
 
@@ -138,8 +140,11 @@ async def regenerate(conversation_id: ConversationId, service: ConversationsDep,
 @router.post(
     ROUTE + "/{conversation_id}/messages/{message_id}/edit", response_class=EventStream, responses={200: {"content": {"text/event-stream": {}}}}
 )
-async def edit_message(conversation_id: ConversationId, message_id: int, body: MessageBody, service: ConversationsDep, metrics: MetricsDep) -> EventStream:
+async def edit_message(
+    conversation_id: ConversationId, message_id: int, body: MessageBody, service: ConversationsDep, metrics: MetricsDep, settings: SettingsDep
+) -> EventStream:
     started = time.perf_counter()
+    log_prompt(settings.log_prompts, ROUTE + "/{id}/messages/{id}/edit", body.content)
     turn = await service.edit(conversation_id, message_id, body.content, body.overrides())
     return stream_turn(turn, metrics, started)
 

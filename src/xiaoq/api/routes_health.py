@@ -19,15 +19,15 @@ PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 @router.get("/health")
 async def health(request: Request) -> JSONResponse:
-    """200 ``{"status": "ok", "model"}`` when ready, 503 ``{"status": "loading"}`` before, and 500
-    ``{"status": "error", "message"}`` when loading failed (the server keeps running so the cause
-    is visible here and in the log)."""
+    """200 ``{"status": "ok"}`` when ready, 503 ``{"status": "loading"}`` before, 500
+    ``{"status": "error"}`` when loading failed. Public (probes send no key), so it says nothing
+    else: the model name and the load error (which holds file paths) are behind the key, in
+    ``/api/config`` and in the error of every generating route, and in the server log."""
     engine: Engine = request.app.state.engine  # not EngineDep: that refuses after a failed load
-    load_error = request.app.state.load_error
-    if load_error is not None:
-        return JSONResponse({"status": "error", "message": load_error}, status_code=500)
+    if request.app.state.load_error is not None:
+        return JSONResponse({"status": "error"}, status_code=500)
     if engine.ready:
-        return JSONResponse({"status": "ok", "model": engine.model_name})
+        return JSONResponse({"status": "ok"})
     return JSONResponse({"status": "loading"}, status_code=503, headers={"Retry-After": "2"})
 
 
@@ -45,7 +45,7 @@ async def config(request: Request, engine: EngineDep, settings: SettingsDep) -> 
     return {
         "model": engine.model_name,
         "version": __version__,
-        "auth_required": settings.api_key is not None,
+        "auth_required": settings.key() is not None,
         "n_ctx": engine.n_ctx,
         "default_max_tokens": min(settings.default_max_tokens, settings.max_tokens),
         "max_tokens": settings.max_tokens,

@@ -25,6 +25,7 @@ from xiaoq.api.sse import SSE_DONE, EventStream, sse_data
 from xiaoq.api.streaming import TrackedGeneration
 from xiaoq.engine.types import ChatMessage, GenerationResult
 from xiaoq.errors import EngineError, InvalidRequest, NotFound
+from xiaoq.logsafe import log_prompt
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -126,6 +127,7 @@ async def chat_completions(
         raise InvalidRequest("Only n=1 is supported.", code="unsupported_parameter", param="n")
     check_list_length("messages", body.messages, settings.max_messages)
     messages = [m.as_chat_message() for m in body.messages]
+    log_prompt(settings.log_prompts, "/v1/chat/completions", str(messages[-1]["content"]))
     gen_request = generation_request(
         settings,
         engine,

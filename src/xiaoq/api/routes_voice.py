@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from xiaoq.api.body_limits import UPLOAD_BODY
 from xiaoq.errors import InvalidRequest
 from xiaoq.voice.audio import wav_bytes, wav_header
 from xiaoq.voice.service import VoiceService
@@ -37,7 +38,7 @@ def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
-@router.post("/v1/audio/transcriptions", response_model=None)
+@router.post("/v1/audio/transcriptions", response_model=None, openapi_extra=UPLOAD_BODY)
 async def transcriptions(
     voice: VoiceDep,
     file: Annotated[UploadFile, File(description="Audio as browsers record it: WAV, WebM/Opus, Ogg, MP3, ...")],

@@ -14,7 +14,7 @@ import hashlib
 import mimetypes
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Optional
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -54,15 +54,26 @@ class WebFile:
     cache_control: str
 
 
-class WebUI:
-    """The files of the built UI, indexed by URL path."""
+#: What a Vite build holds. Anything else found under the web root (a database, its -wal file,
+#: KV states, an export) is not part of the UI and is never served.
+WEB_SUFFIXES = frozenset(
+    {".html", ".js", ".mjs", ".css", ".map", ".json", ".webmanifest", ".txt", ".svg", ".png", ".jpg", ".jpeg", ".gif", ".webp", ".ico", ".woff", ".woff2", ".ttf"}
+)
 
-    def __init__(self, root: Path = WEB_DIR):
+
+class WebUI:
+    """The files of the built UI, indexed by URL path. ``exclude``: folders never served when they
+    lie inside the root (the data directory, when someone points it there); the root itself stays
+    served, and the suffix list keeps a database beside the UI's files out."""
+
+    def __init__(self, root: Path = WEB_DIR, exclude: Iterable[Path] = ()):
         self.root = root
         self.files: dict[str, WebFile] = {}
+        base = root.resolve()
+        excluded = [p.resolve() for p in exclude if p.resolve() != base and p.resolve().is_relative_to(base)]
         if (root / "index.html").is_file():
             for path in sorted(root.rglob("*")):
-                if path.is_file() and not path.name.endswith(".gz"):
+                if is_servable(path, root, excluded):
                     rel = path.relative_to(root).as_posix()
                     self.files["/" + rel] = self._load(path, rel)
 
@@ -100,6 +111,19 @@ class WebUI:
             headers["Content-Length"] = str(len(body))
             body = b""
         return Response(body, media_type=f.media_type, headers=headers)
+
+
+def is_servable(path: Path, root: Path, excluded: list[Path]) -> bool:
+    """A regular file of a web type, not hidden, not a symlink out of the build, not under an excluded folder."""
+    if not path.is_file() or path.suffix.lower() not in WEB_SUFFIXES:
+        return False
+    rel = path.relative_to(root)
+    if any(part.startswith(".") for part in rel.parts):
+        return False
+    real = path.resolve()
+    if not real.is_relative_to(root.resolve()):
+        return False
+    return not any(real.is_relative_to(folder) for folder in excluded)
 
 
 def is_web_path(path: str, web: WebUI) -> bool:

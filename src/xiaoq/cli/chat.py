@@ -401,11 +401,11 @@ def chat(url: Optional[str], conversation: Optional[str], speak: bool, **given: 
         if conversation:
             from xiaoq.cli.chat_stored import StoredRemoteBackend
 
-            backend = StoredRemoteBackend(url, conversation, settings.api_key)
+            backend = StoredRemoteBackend(url, conversation, settings.key())
         else:
             # Only what the user chose (flag or env) travels; the server's defaults cover the rest.
             chosen = {wire for field, wire in REMOTE_FIELDS.items() if field in settings.model_fields_set}
-            backend = RemoteBackend(url, settings.api_key, send=chosen)
+            backend = RemoteBackend(url, settings.key(), send=chosen)
         click.echo(f"connecting to {url}…", err=True)
     else:
         pin_cpus(settings)

@@ -1,7 +1,7 @@
 """Click options generated from :class:`xiaoq.config.Settings`, and the one place flags meet env vars.
 
 Each Settings field with a ``flag`` in its ``json_schema_extra`` becomes an option whose default is
-``None`` ("not given"). :func:`build_settings` passes only the given flags to ``Settings(**given)``;
+``None`` ("not given"); a list field becomes a repeatable option (nothing given: ``()``). :func:`build_settings` passes only the given flags to ``Settings(**given)``;
 pydantic-settings ranks init kwargs above ``XIAOQ_*`` env vars above field defaults, so the merge
 ``defaults < env < flags`` needs no code of ours and no default is written twice.
 """
@@ -53,6 +53,8 @@ def _default_text(field: FieldInfo) -> Optional[str]:
         value = field.default
     if isinstance(value, bool):
         return "on" if value else "off"
+    if isinstance(value, list):
+        return ",".join(map(str, value)) or None
     text = str(value).replace("\n", " ")
     return text if len(text) <= 40 else text[:37] + "..."
 
@@ -71,6 +73,8 @@ def option_decls(name: str, *, flag: Optional[str] = None, help: Optional[str] =
     text += f"  [env: {env_of(name)}" + (f"; default: {default}]" if default is not None else "]")
     typ = _base_type(field.annotation)
     decls = [flag, name]
+    if typing.get_origin(typ) is list:  # repeatable; each value may also hold commas
+        return decls, {"multiple": True, "default": None, "metavar": "TEXT", "help": text + " (repeatable)"}
     if typ is bool:
         return decls, ({"default": None, "help": text} if "/" in flag else {"is_flag": True, "default": None, "help": text})
     click_type: Any = click.Path(path_type=Path) if typ is Path else {int: int, float: float}.get(typ, str)
@@ -108,7 +112,7 @@ def build_settings(given: Mapping[str, Any], flags: Mapping[str, str] = {}) -> S
     A bad value, from a flag or from the environment, becomes one :class:`click.UsageError` line
     naming the flag and the env var (exit status 2).
     """
-    kwargs = {k: v for k, v in given.items() if v is not None and k in Settings.model_fields}
+    kwargs = {k: v for k, v in given.items() if v is not None and v != () and k in Settings.model_fields}
     try:
         return Settings(**kwargs)
     except ValidationError as e:

@@ -11,6 +11,7 @@ import click
 
 from xiaoq.cli.options import build_settings, settings_options
 from xiaoq.cli.runtime import check_bind, listen_socket, model_path, pin_cpus, tls_options, url_host
+from xiaoq.logsafe import EscapeControls
 
 
 @click.command()
@@ -55,6 +56,7 @@ def serve(**given: Any) -> None:
         config = uvicorn.Config(
             app, host=settings.host, port=port, log_level="info", access_log=False, timeout_graceful_shutdown=5, **tls_options(settings)
         )
+        _escape_uvicorn_logs()
         uvicorn.Server(config).run(sockets=[sock])
     except KeyboardInterrupt:
         pass
@@ -80,6 +82,18 @@ class _OneLine(logging.Filter):
         return True
 
 
+def _escape_uvicorn_logs() -> None:
+    """uvicorn's own lines (configured by ``uvicorn.Config``) get the same treatment as ours."""
+    for handler in logging.getLogger("uvicorn").handlers:
+        if not _debug():
+            handler.addFilter(_OneLine())
+        handler.addFilter(EscapeControls())
+
+
+def _debug() -> bool:
+    return os.environ.get("XIAOQ_DEBUG", "").lower() in ("1", "true", "yes")
+
+
 def _setup_logging() -> None:
     """XiaoQ's own log lines (model loaded, load failures) in uvicorn's format on stderr."""
     from uvicorn.logging import DefaultFormatter
@@ -89,8 +103,9 @@ def _setup_logging() -> None:
         return
     handler = logging.StreamHandler()
     handler.setFormatter(DefaultFormatter("%(levelprefix)s %(message)s"))
-    if os.environ.get("XIAOQ_DEBUG", "").lower() not in ("1", "true", "yes"):
+    if not _debug():
         handler.addFilter(_OneLine())
+    handler.addFilter(EscapeControls())
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
