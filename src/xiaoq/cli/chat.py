@@ -176,11 +176,11 @@ class RemoteBackend:
         while True:
             try:
                 with urllib.request.urlopen(self._request("/health"), timeout=10) as resp:
-                    info = json.loads(resp.read() or b"{}")
-                    model = info.get("model") or info.get("model_name")
-                    if model:
-                        self.name = f"{model} at {self.url}"
-                    return
+                    resp.read()
+                model = self._model_name()
+                if model:
+                    self.name = f"{model} at {self.url}"
+                return
             except urllib.error.HTTPError as e:
                 if e.code != 503 or time.monotonic() > deadline:
                     raise XiaoQError(f"server at {self.url} answered /health with HTTP {e.code}: {_error_message(e)}") from None
@@ -188,6 +188,16 @@ class RemoteBackend:
                 reason = getattr(e, "reason", e)
                 raise XiaoQError(f"cannot reach a XiaoQ server at {self.url}: {reason}") from None
             time.sleep(0.5)
+
+    def _model_name(self) -> Optional[str]:
+        """The served model's name, from ``/v1/models`` (behind the key: the public ``/health`` says
+        only the status). None when it cannot be read; a wrong key shows on the first message."""
+        try:
+            with urllib.request.urlopen(self._request("/v1/models"), timeout=10) as resp:
+                data = json.loads(resp.read() or b"{}").get("data") or [{}]
+                return data[0].get("id")
+        except (urllib.error.URLError, OSError, ValueError, AttributeError):
+            return None
 
     def answer(self, system: str, history: list[Turn], prompt: str, sampling: SamplingParams, write: Write) -> Reply:
         options: dict[str, Any] = {
