@@ -10,6 +10,10 @@ even with an empty body. No ``Content-Type`` at all is accepted (curl without ``
 The size is counted while the body streams in: a declared ``Content-Length`` over the limit is
 refused before reading, and a chunked body is cut off at the first chunk past it (413), so a large
 upload never sits in memory to be measured.
+
+Why not FastAPI's own ``max_body_size``: a route's limit is fixed when the route is declared (at
+import), while ours are settings known when the app is built; and the app-wide one answers in
+FastAPI's ``{"detail"}`` shape, not ours.
 """
 
 from __future__ import annotations

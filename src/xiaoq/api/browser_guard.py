@@ -24,7 +24,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from xiaoq.api.middleware import header, reject
-from xiaoq.errors import Forbidden, InvalidHost
+from xiaoq.errors import Forbidden, InvalidHost, XiaoQError
 from xiaoq.origins import HostPolicy, normalize_origin, same_origin
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -49,7 +49,7 @@ class BrowserGuardMiddleware:
         except ValueError:  # "null" and anything else that is not an origin
             return False
 
-    def refusal(self, scope: Scope) -> Optional[Exception]:
+    def refusal(self, scope: Scope) -> Optional[XiaoQError]:
         host = header(scope, b"host")
         if not self.hosts.allows(host):
             return InvalidHost(
@@ -76,7 +76,7 @@ class BrowserGuardMiddleware:
         elif scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
         else:
-            await reject(problem, scope, receive, send)  # type: ignore[arg-type]
+            await reject(problem, scope, receive, send)
 
 
 class ListedOriginsCORS:
