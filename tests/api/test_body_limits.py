@@ -87,3 +87,16 @@ def test_each_route_takes_only_its_own_content_type(url: str) -> None:
     assert r.status_code == 415 and error_code(r) == "unsupported_media_type"
     r = httpx.post(url + "/api/test-upload", json={"doc": "hi"})
     assert r.status_code == 415 and "multipart/form-data" in r.json()["error"]["message"]
+
+
+def test_the_audio_upload_route_is_marked_and_json_routes_are_not() -> None:
+    from xiaoq.api.body_limits import is_upload_route
+
+    app = upload_app()
+
+    def scope(path: str) -> dict[str, Any]:
+        return {"type": "http", "method": "POST", "path": path, "root_path": "", "headers": [], "query_string": b""}
+
+    assert is_upload_route(app.routes, scope("/v1/audio/transcriptions"))
+    assert is_upload_route(app.routes, scope("/api/test-upload"))
+    assert not any(is_upload_route(app.routes, scope(p)) for p in ["/chat", "/v1/chat/completions", "/v1/audio/speech", "/api/conversations"])

@@ -103,7 +103,9 @@ def test_bad_voice_requests_get_4xx_json_naming_the_problem(url: str) -> None:
     assert error(httpx.post(speech, json={"input": "  "}), 400)["code"] == "empty_input"
     assert error(httpx.post(speech, json={"input": "hi", "speed": 9}), 422)["param"] == "speed"
     assert error(_transcribe(url, b"definitely not audio" * 40), 400)["code"] == "invalid_audio"
-    assert error(httpx.post(url + "/v1/audio/transcriptions", data={"language": "en"}), 422)["param"] == "file"
+    assert "multipart/form-data" in error(httpx.post(url + "/v1/audio/transcriptions", data={"language": "en"}), 415)["message"]
+    no_file = httpx.post(url + "/v1/audio/transcriptions", data={"language": "en"}, files={"note": ("n.txt", b"x")})
+    assert error(no_file, 422)["param"] == "file"
     zh = error(_transcribe(url, espeak_wav("你好", "cmn"), language="zh"), 400)
     assert zh["code"] == "unsupported_language" and "`xiaoq pull --asr small`" in zh["message"]
     assert "wav" not in error(_transcribe(url, espeak_wav("hi"), response_format="srt"), 400)["message"].split("use one of")[1]
