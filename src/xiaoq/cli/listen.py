@@ -136,7 +136,7 @@ class Listener:
 
 def _backend(url: Optional[str], settings: Settings) -> Any:
     if url:
-        return RemoteBackend(url, settings.api_key, send={wire for field, wire in REMOTE_FIELDS.items() if field in settings.model_fields_set})
+        return RemoteBackend(url, settings.key(), send={wire for field, wire in REMOTE_FIELDS.items() if field in settings.model_fields_set})
     pin_cpus(settings)
     return LocalBackend(model_path(settings), settings)
 
