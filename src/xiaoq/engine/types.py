@@ -197,7 +197,7 @@ class Generation:
 class Engine(Protocol):
     """What the API and chat layers need from an engine."""
 
-    #: Name reported by /health and /v1/models.
+    #: Name reported by /v1/models and /api/config.
     model_name: str
     #: Tokens one conversation may use (prompt + reply).
     n_ctx: int
