@@ -227,9 +227,10 @@ def _tensors(seed: int) -> dict[str, np.ndarray]:
     return out
 
 
-def build_tiny_gguf(path: Path, *, seed: int = 0) -> Path:
+def build_tiny_gguf(path: Path, *, seed: int = 0, chat_template: str = QWEN25_CHAT_TEMPLATE) -> Path:
     """Write the tiny Qwen2 GGUF to ``path`` (atomically: a temp file renamed into place, so a
-    reader never sees a half-written model) and return ``path``. Same seed -> same bytes."""
+    reader never sees a half-written model) and return ``path``. Same seed -> same bytes.
+    ``chat_template`` replaces the Qwen2.5 template (tests of hostile templates)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -256,7 +257,7 @@ def build_tiny_gguf(path: Path, *, seed: int = 0) -> Path:
         writer.add_pad_token_id(PAD_ID)
         writer.add_bos_token_id(BOS_ID)
         writer.add_add_bos_token(False)
-        writer.add_chat_template(QWEN25_CHAT_TEMPLATE)
+        writer.add_chat_template(chat_template)
 
         for name, data in _tensors(seed).items():
             writer.add_tensor(name, data)

@@ -166,7 +166,7 @@ def test_busy_is_503_with_retry_after(app_factory) -> None:
 async def _submit(engine: FakeEngine):
     from xiaoq.engine.types import GenerationRequest, SamplingParams
 
-    return engine.submit(GenerationRequest(messages=[{"role": "user", "content": "long " * 20}], sampling=SamplingParams(max_tokens=100)))
+    return await engine.submit(GenerationRequest(messages=[{"role": "user", "content": "long " * 20}], sampling=SamplingParams(max_tokens=100)))
 
 
 def test_model_loading_is_503_json(app_factory) -> None:
@@ -181,7 +181,7 @@ def test_model_loading_is_503_json(app_factory) -> None:
 def test_unexpected_exception_is_500_in_the_error_shape(app_factory) -> None:
     app, engine = app_factory()
 
-    def broken(request):
+    async def broken(request):
         raise RuntimeError("boom")
 
     engine.submit = broken  # type: ignore[method-assign]

@@ -42,8 +42,8 @@ class RecordingEngine:
     def ready(self) -> bool:
         return self.inner.ready
 
-    def submit(self, request: GenerationRequest) -> Generation:
-        gen = self.inner.submit(request)
+    async def submit(self, request: GenerationRequest) -> Generation:
+        gen = await self.inner.submit(request)
         cancel = gen.cancel
 
         def recording_cancel() -> None:

@@ -37,7 +37,7 @@ async def test_budget_with_real_template_counter(tiny_gguf: Path) -> None:
             assert plan.prompt_tokens + plan.max_tokens <= n_ctx
             kept_history.append(plan.keep_from)
             if i in (0, 13):  # the engine takes the plan as it is and agrees on its size
-                gen = engine.submit(GenerationRequest(messages=plan.messages, sampling=SamplingParams(temperature=0.0, max_tokens=plan.max_tokens)))
+                gen = await engine.submit(GenerationRequest(messages=plan.messages, sampling=SamplingParams(temperature=0.0, max_tokens=plan.max_tokens)))
                 await gen.text()
                 assert gen.result is not None and gen.result.finish_reason in ("stop", "length")
                 assert gen.result.usage.prompt_tokens == plan.prompt_tokens

@@ -29,7 +29,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 class ManualEngine(FakeEngine):
     """Hands out generations the test feeds by hand (to make a stall)."""
 
-    def submit(self, request: GenerationRequest) -> Generation:
+    async def submit(self, request: GenerationRequest) -> Generation:
         gen = Generation(prompt_tokens=self.count_prompt_tokens(request.messages))
         self.requests.append(request)
         self.generations.append(gen)

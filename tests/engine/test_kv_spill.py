@@ -87,7 +87,7 @@ async def test_real_engine_spills_evicted_conversations_and_restores_them(tiny_g
 
         firsts = {}
         for name in "ABCDEF":
-            firsts[name] = engine.submit(request(name))
+            firsts[name] = await engine.submit(request(name))
             await firsts[name].text()
         stats = engine.stats()
         assert stats["kv_disk_entries"] >= 1 and stats["kv_disk_bytes"] > 0, str(stats)
@@ -98,7 +98,7 @@ async def test_real_engine_spills_evicted_conversations_and_restores_them(tiny_g
         on_disk = [n for n in firsts if spill.lookup(array("i", engine._prompt_tokens(request(n))).tobytes())[1] > 1000]
         assert on_disk
         name = on_disk[0]
-        again = engine.submit(request(name, " and one more question"))
+        again = await engine.submit(request(name, " and one more question"))
         await again.text()
         first = firsts[name].result
         assert again.result is not None and first is not None

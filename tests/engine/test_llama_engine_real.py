@@ -21,7 +21,7 @@ async def test_chinese_question_streams_clean_chinese_and_stops_at_im_end(real_m
     e = LlamaEngine(real_model_path, Settings(threads=2, parallel=2, ctx=2048))
     await e.start()
     try:
-        g = e.submit(
+        g = await e.submit(
             GenerationRequest(
                 messages=[{"role": "user", "content": "用一句话介绍一下北京。"}],
                 sampling=SamplingParams(temperature=0, max_tokens=200),
@@ -46,10 +46,10 @@ async def test_follow_up_turn_reuses_cache_with_real_tokenizer(real_model_path: 
     await e.start()
     try:
         msgs = [{"role": "user", "content": "我叫李雷。请记住。"}]
-        g1 = e.submit(GenerationRequest(messages=msgs, sampling=SamplingParams(temperature=0, max_tokens=40)))
+        g1 = await e.submit(GenerationRequest(messages=msgs, sampling=SamplingParams(temperature=0, max_tokens=40)))
         reply = await g1.text()
         msgs += [{"role": "assistant", "content": reply}, {"role": "user", "content": "我叫什么名字？"}]
-        g2 = e.submit(GenerationRequest(messages=msgs, sampling=SamplingParams(temperature=0, max_tokens=30)))
+        g2 = await e.submit(GenerationRequest(messages=msgs, sampling=SamplingParams(temperature=0, max_tokens=30)))
         answer = await g2.text()
         r1, r2 = g1.result, g2.result
         assert r1 is not None and r2 is not None

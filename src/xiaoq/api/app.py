@@ -47,6 +47,8 @@ def public_path_checker(web: Optional[WebUI]) -> Callable[[str], bool]:
 
 
 async def _load_engine(app: FastAPI, engine: Engine) -> None:
+    """Start the engine, then watch it: a load failure or a worker that dies later is reported on
+    ``/health`` and handed to ``on_fatal`` (``xiaoq serve`` exits non-zero for its supervisor)."""
     try:
         await engine.start()
         log.info("model %s ready", engine.model_name)
@@ -55,9 +57,20 @@ async def _load_engine(app: FastAPI, engine: Engine) -> None:
     except XiaoQError as exc:
         app.state.load_error = exc.message
         log.error("model failed to load: %s", exc.message)
+        _fatal(app, exc.message)
+        return
     except Exception as exc:  # anything else from llama.cpp: still report it on /health
         app.state.load_error = f"{type(exc).__name__}: {exc}"
         log.exception("model failed to load")
+        _fatal(app, app.state.load_error)
+        return
+    _fatal(app, f"the engine stopped: {await engine.wait_failure()}")
+
+
+def _fatal(app: FastAPI, message: str) -> None:
+    on_fatal = app.state.on_fatal
+    if on_fatal is not None:
+        on_fatal(message)
 
 
 @asynccontextmanager
@@ -104,15 +117,24 @@ def _mount_web_ui(app: FastAPI, web: WebUI) -> None:
 
 
 def create_app(
-    settings: Settings, engine: Engine, *, store: Optional[object] = None, web_dir: Optional[Path] = WEB_DIR, voice: Optional[VoiceService] = None
+    settings: Settings,
+    engine: Engine,
+    *,
+    store: Optional[object] = None,
+    web_dir: Optional[Path] = WEB_DIR,
+    voice: Optional[VoiceService] = None,
+    on_fatal: Optional[Callable[[str], None]] = None,
 ) -> FastAPI:
     """Build the app. ``engine.start()`` runs in the background from the lifespan (``/health`` says
     "loading" until it is done); ``engine.close()`` runs at shutdown. ``store`` enables the
     conversations API; the web UI is served from ``web_dir`` when it holds a build (None: never).
-    ``voice`` defaults to the engines the settings name, built on first use."""
+    ``voice`` defaults to the engines the settings name, built on first use.
+    ``on_fatal(message)`` is called (on the event loop) when the engine fails to load or dies: the
+    server cannot answer any more and should exit."""
     app = FastAPI(title="XiaoQ", version=__version__, lifespan=_lifespan)
     app.state.settings = settings
     app.state.engine = engine
+    app.state.on_fatal = on_fatal
     app.state.store = store
     app.state.metrics = Metrics()
     app.state.load_error = None

@@ -72,7 +72,7 @@ async def chat(body: ChatBody, http: Request, engine: EngineDep, settings: Setti
 
         return await conversation_chat(http, body, metrics)
     messages = build_messages(body.prompt, [t.model_dump() for t in body.history], body.system, settings.system_prompt)
-    request = generation_request(
+    request = await generation_request(
         settings,
         engine,
         messages,
@@ -82,7 +82,7 @@ async def chat(body: ChatBody, http: Request, engine: EngineDep, settings: Setti
         seed=body.seed,
         stop=body.stop,
     )
-    tracked = TrackedGeneration.submit(engine, request, metrics, "/chat")
+    tracked = await TrackedGeneration.submit(engine, request, metrics, "/chat")
     return EventStream(chat_events(tracked), on_close=tracked.cancel)
 
 

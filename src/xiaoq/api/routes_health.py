@@ -20,11 +20,12 @@ PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 @router.get("/health")
 async def health(request: Request) -> JSONResponse:
     """200 ``{"status": "ok"}`` when ready, 503 ``{"status": "loading"}`` before, 500
-    ``{"status": "error"}`` when loading failed. Public (probes send no key), so it says nothing
-    else: the model name and the load error (which holds file paths) are behind the key, in
-    ``/api/config`` and in the error of every generating route, and in the server log."""
+    ``{"status": "error"}`` when loading failed or the engine stopped later (until the server exits,
+    or for good when it is embedded without an ``on_fatal`` handler). Public (probes send no key),
+    so it says nothing else: the model name and the error (which holds file paths) are behind the
+    key, in ``/api/config`` and in the error of every generating route, and in the server log."""
     engine: Engine = request.app.state.engine  # not EngineDep: that refuses after a failed load
-    if request.app.state.load_error is not None:
+    if request.app.state.load_error is not None or engine.failure is not None:
         return JSONResponse({"status": "error"}, status_code=500)
     if engine.ready:
         return JSONResponse({"status": "ok"})

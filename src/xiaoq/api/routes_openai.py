@@ -29,8 +29,17 @@ from xiaoq.logsafe import log_prompt
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
-#: Our finish reasons -> OpenAI's ("cancelled" only happens when nobody is reading any more).
-FINISH = {"stop": "stop", "length": "length", "cancelled": "stop"}
+#: The finish reasons OpenAI clients know.
+OPENAI_FINISH_REASONS = frozenset({"stop", "length", "content_filter", "tool_calls"})
+
+
+def finish_fields(reason: str) -> dict[str, Any]:
+    """A choice's ``finish_reason`` for OpenAI clients: ours when OpenAI has it, else ``"stop"``
+    (the text ended normally as far as a client can tell) with ours kept in
+    ``native_finish_reason`` (OpenRouter's name for it), e.g. ``cancelled`` or a new ``repetition``."""
+    if reason in OPENAI_FINISH_REASONS:
+        return {"finish_reason": reason}
+    return {"finish_reason": "stop", "native_finish_reason": reason}
 
 
 class TextPart(BaseModel):
@@ -95,13 +104,14 @@ class ChunkFactory:
         self.include_usage = include_usage
 
     def chunk(self, delta: dict[str, Any], finish_reason: Optional[str] = None) -> dict[str, Any]:
+        finish = finish_fields(finish_reason) if finish_reason is not None else {"finish_reason": None}
         out: dict[str, Any] = {
             "id": self.id,
             "object": "chat.completion.chunk",
             "created": self.created,
             "model": self.model,
             "system_fingerprint": None,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, **finish}],
         }
         if self.include_usage:
             out["usage"] = None
@@ -128,7 +138,7 @@ async def chat_completions(
     check_list_length("messages", body.messages, settings.max_messages)
     messages = [m.as_chat_message() for m in body.messages]
     log_prompt(settings.log_prompts, "/v1/chat/completions", str(messages[-1]["content"]))
-    gen_request = generation_request(
+    gen_request = await generation_request(
         settings,
         engine,
         messages,
@@ -142,7 +152,7 @@ async def chat_completions(
         logit_bias=body.logit_bias,
         ignore_eos=body.ignore_eos,
     )
-    tracked = TrackedGeneration.submit(engine, gen_request, metrics, "/v1/chat/completions")
+    tracked = await TrackedGeneration.submit(engine, gen_request, metrics, "/v1/chat/completions")
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         chunks = ChunkFactory(engine.model_name, include_usage)
@@ -164,7 +174,7 @@ async def chat_completions(
                     "index": 0,
                     "message": {"role": "assistant", "content": text, "refusal": None},
                     "logprobs": None,
-                    "finish_reason": FINISH.get(result.finish_reason, "stop"),
+                    **finish_fields(result.finish_reason),
                 }
             ],
             "usage": result.usage.to_openai(),
@@ -180,7 +190,7 @@ async def completion_chunks(tracked: TrackedGeneration, chunks: ChunkFactory) ->
     if tracked.failed:
         return
     result = tracked.result
-    yield sse_data(chunks.chunk({}, FINISH.get(result.finish_reason, "stop")))
+    yield sse_data(chunks.chunk({}, result.finish_reason))
     if chunks.include_usage:
         yield sse_data(chunks.usage_chunk(result))
     yield SSE_DONE

@@ -23,7 +23,7 @@ def stop_list(stop: Union[str, list[str], None]) -> list[str]:
     return [stop] if isinstance(stop, str) else [s for s in stop if s]
 
 
-def generation_request(
+async def generation_request(
     settings: Settings,
     engine: Engine,
     messages: list[ChatMessage],
@@ -40,7 +40,7 @@ def generation_request(
 ) -> GenerationRequest:
     if max_tokens is None:
         default = min(settings.default_max_tokens, settings.max_tokens)
-        room = engine.n_ctx - engine.count_prompt_tokens(messages)
+        room = engine.n_ctx - await engine.acount_prompt_tokens(messages)
         # Too little room: keep the default and let the engine report context_length_exceeded.
         max_tokens = min(default, room) if room >= 1 else default
     else:

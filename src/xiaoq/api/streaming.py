@@ -35,10 +35,10 @@ class TrackedGeneration:
         self._recorded = False
 
     @classmethod
-    def submit(cls, engine: Engine, request: GenerationRequest, metrics: Metrics, route: str) -> "TrackedGeneration":
+    async def submit(cls, engine: Engine, request: GenerationRequest, metrics: Metrics, route: str) -> "TrackedGeneration":
         """Submit now (so Busy / ContextLengthExceeded become JSON errors before any streaming)."""
         started = time.perf_counter()
-        return cls(engine.submit(request), metrics, route, started)
+        return cls(await engine.submit(request), metrics, route, started)
 
     @property
     def result(self) -> GenerationResult:

@@ -31,7 +31,7 @@ The conversation service runs it like this::
         text = clean_summary(<generate msgs with max_tokens=job.max_tokens, low temperature>)
         store.set_summary(cid, text, job.upto_id, <its token count>)
         plan = plan_context(..., summary=text, summary_turns=job.end)   # now plan.summarize is None
-    engine.submit(GenerationRequest(messages=plan.messages, sampling=...(max_tokens=plan.max_tokens)))
+    await engine.submit(GenerationRequest(messages=plan.messages, sampling=...(max_tokens=plan.max_tokens)))
     # plan.report goes into the `done` event and the stored reply's `budget`
 """
 
@@ -57,12 +57,23 @@ class Turn:
     user: str
     assistant: str = ""
     id: Optional[int] = None
+    #: Token counts of the two contents when known (stored with the messages), so counting the
+    #: turn does not tokenize them again.
+    user_tokens: Optional[int] = None
+    assistant_tokens: Optional[int] = None
 
     def messages(self) -> list[ChatMessage]:
-        out = [ChatMessage(role="user", content=self.user)]
+        out = [_message("user", self.user, self.user_tokens)]
         if self.assistant:
-            out.append(ChatMessage(role="assistant", content=self.assistant))
+            out.append(_message("assistant", self.assistant, self.assistant_tokens))
         return out
+
+
+def _message(role: str, content: str, tokens: Optional[int]) -> ChatMessage:
+    message = ChatMessage(role=role, content=content)
+    if tokens is not None:
+        message["tokens"] = tokens
+    return message
 
 
 @dataclass(frozen=True)
@@ -245,7 +256,9 @@ def _plan(
         "prompt_tokens": prompt_tokens,
         "trimmed": bool(trimmed),
     }
-    return BudgetPlan(messages=msgs, max_tokens=max_tokens, prompt_tokens=prompt_tokens, keep_from=c, summarize=job, report=report)
+    # The plan's messages go to the engine (maybe a remote one) as plain chat messages.
+    plain = [ChatMessage(role=m["role"], content=m["content"]) for m in msgs]
+    return BudgetPlan(messages=plain, max_tokens=max_tokens, prompt_tokens=prompt_tokens, keep_from=c, summarize=job, report=report)
 
 
 def _truncate_to_fit(text: str, fits: Callable[[str], bool]) -> str:

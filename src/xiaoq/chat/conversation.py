@@ -42,7 +42,8 @@ from xiaoq.chat.titles import heuristic_title
 from xiaoq.config import Settings
 from xiaoq.engine.types import Engine, Generation, GenerationRequest, GenerationResult, SamplingParams, Timings, Usage
 from xiaoq.errors import EngineError, InvalidRequest, NotFound, XiaoQError
-from xiaoq.store import ReplyWriter, Store, iter_turns
+from xiaoq.chat.token_counts import counted_turns
+from xiaoq.store import ReplyWriter, Store
 
 log = logging.getLogger("xiaoq.chat")
 
@@ -430,7 +431,7 @@ class ConversationService:
         assert user["role"] == "user", "a turn answers the conversation's last (user) message"
         plan = await self._plan(conv, running, stored[:-1], user["content"], sampling.max_tokens)
         sampling.max_tokens = plan.max_tokens
-        generation = self.engine.submit(GenerationRequest(messages=plan.messages, sampling=sampling))  # Busy etc. before streaming
+        generation = await self.engine.submit(GenerationRequest(messages=plan.messages, sampling=sampling))  # Busy etc. before streaming
         running.generation = generation
         if running.stopped:
             generation.cancel()
@@ -447,16 +448,14 @@ class ConversationService:
         """The prompt that fits (``chat/budget.py``); when more turns dropped out than the stored
         summary covers, the model writes a new summary first, which is stored and used."""
         cid = conv["id"]
-        turns = [
-            Turn(user=u["content"], assistant=a["content"] if a is not None else "", id=(a or u)["id"])
-            for u, a in iter_turns(past)
-        ]
+        turns = await counted_turns(self.store, self.engine, cid, past)
         stored = await self._db(self.store.get_summary, cid)
         summary = stored["summary"] if stored else None
         covered = turns_covered(turns, stored["upto_message_id"]) if stored else 0
         options = dict(system=self.system_prompt(conv), turns=turns, new_message=new_message, n_ctx=self.engine.n_ctx,
                        max_tokens=max_tokens, count=self.engine.count_prompt_tokens, max_turns=self.settings_max_turns())
-        plan = plan_context(**options, summary=summary, summary_turns=covered)
+        # Counting renders and tokenizes: a worker thread, so other streams keep flowing.
+        plan = await asyncio.to_thread(functools.partial(plan_context, **options, summary=summary, summary_turns=covered))
         job = plan.summarize
         if job is None:
             return plan
@@ -465,15 +464,15 @@ class ConversationService:
         # the newly dropped turns on top of its previous summary, in the room that is left.
         language = conversation_language([t.user for t in turns])
         notes = notes_block(self_statements([t.user for t in turns[: job.end]], language), language)
-        room = max(32, job.max_tokens - (len(self.engine.tokenize(notes)) if notes else 0))
+        room = max(32, job.max_tokens - (len(await asyncio.to_thread(self.engine.tokenize, notes)) if notes else 0))
         previous = model_part(summary) if summary and job.start > 0 else None
         dropped = [for_summary(t) for t in turns[job.start : job.end]]
         written = trim_loops(await self._summarize(running, previous, dropped, room))
         if not written:  # could not write one (busy, stopped, failed): answer from the plan as it is
             return plan
         text = notes + written
-        await self._db(self.store.set_summary, cid, text, job.upto_id, len(self.engine.tokenize(text)))
-        return plan_context(**options, summary=text, summary_turns=job.end)
+        await self._db(self.store.set_summary, cid, text, job.upto_id, len(await asyncio.to_thread(self.engine.tokenize, text)))
+        return await asyncio.to_thread(functools.partial(plan_context, **options, summary=text, summary_turns=job.end))
 
     async def _summarize(self, running: _Running, previous: Optional[str], turns: list[Turn], max_tokens: int) -> str:
         """The model's summary of ``previous`` + ``turns``: greedy, short, low priority (a summary
@@ -483,8 +482,8 @@ class ConversationService:
         two halves, the first half's summary becoming the ``previous`` of the second (a rolling
         summary), so a long stretch of dropped turns never makes the summary impossible."""
         count, budget = self.engine.count_prompt_tokens, self.engine.n_ctx - max_tokens
-        messages = summary_messages(previous, turns, max_tokens=max_tokens, count=count, budget=budget)
-        if count(messages) > budget:
+        messages = await asyncio.to_thread(functools.partial(summary_messages, previous, turns, max_tokens=max_tokens, count=count, budget=budget))
+        if await self.engine.acount_prompt_tokens(messages) > budget:
             if len(turns) < 2:
                 log.warning("summary not written: one turn does not fit a summary request")
                 return ""
@@ -496,7 +495,7 @@ class ConversationService:
         sampling = SamplingParams(temperature=0.0, max_tokens=max_tokens, repeat_penalty=SUMMARY_REPEAT_PENALTY)
         request = GenerationRequest(messages=messages, sampling=sampling, priority=-1)
         try:
-            generation = self.engine.submit(request)
+            generation = await self.engine.submit(request)
         except XiaoQError as e:
             log.warning("summary not written: %s", e.message)
             return ""

@@ -122,7 +122,7 @@ class LocalBackend:
 
         async def run() -> Reply:
             messages, max_tokens = self._fit(system, history, prompt, sampling.max_tokens)
-            gen = self.engine.submit(GenerationRequest(messages=messages, sampling=replace(sampling, max_tokens=max_tokens)))
+            gen = await self.engine.submit(GenerationRequest(messages=messages, sampling=replace(sampling, max_tokens=max_tokens)))
             # Ctrl-C now cancels this generation instead of raising KeyboardInterrupt; the engine
             # stops between tokens and finishes the stream with finish_reason 'cancelled'.
             self.loop.add_signal_handler(signal.SIGINT, gen.cancel)

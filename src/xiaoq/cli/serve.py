@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from typing import Any
+from typing import Any, Optional
 
 import click
 
 from xiaoq.cli.options import build_settings, settings_options
 from xiaoq.cli.runtime import check_bind, listen_socket, model_path, pin_cpus, tls_options, url_host
+from xiaoq.errors import EngineError
 from xiaoq.logsafe import EscapeControls
 
 
@@ -44,7 +45,8 @@ def serve(**given: Any) -> None:
     store = Store(settings.db_path())  # created and migrated on first start
     voice = VoiceService(settings)
     voice.warm()  # the ASR model loads on its own thread while llama.cpp loads the chat model
-    app = create_app(settings, engine, store=store, voice=voice)
+    fatal = _FatalExit()
+    app = create_app(settings, engine, store=store, voice=voice, on_fatal=fatal)
     scheme = "https" if settings.tls_cert else "http"
     click.echo(f"XiaoQ: serving {path.name} at {scheme}://{url_host(settings.host)}:{port} (Ctrl-C stops)", err=True)
     click.echo(f"XiaoQ: conversations in {store.db.path}", err=True)
@@ -57,14 +59,31 @@ def serve(**given: Any) -> None:
             app, host=settings.host, port=port, log_level="info", access_log=False, timeout_graceful_shutdown=5, **tls_options(settings)
         )
         _escape_uvicorn_logs()
-        uvicorn.Server(config).run(sockets=[sock])
+        fatal.server = uvicorn.Server(config)
+        fatal.server.run(sockets=[sock])
     except KeyboardInterrupt:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous_term)
         sock.close()
         store.close()
+    if fatal.message is not None:  # exit non-zero: systemd / Docker restart policies act on it
+        raise EngineError(fatal.message)
     click.echo("XiaoQ: stopped", err=True)
+
+
+class _FatalExit:
+    """``on_fatal`` for the app: remember why, and stop uvicorn (its graceful shutdown lets the
+    failed streams end and the lifespan close the engine); ``serve`` then exits with status 1."""
+
+    def __init__(self) -> None:
+        self.server: Any = None
+        self.message: Optional[str] = None
+
+    def __call__(self, message: str) -> None:
+        self.message = self.message or message
+        if self.server is not None:
+            self.server.should_exit = True
 
 
 def _interrupt(signum: int, frame: object) -> None:

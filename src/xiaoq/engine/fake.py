@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
@@ -27,7 +27,7 @@ from xiaoq.engine.types import (
     Timings,
     Usage,
 )
-from xiaoq.errors import Busy, ContextLengthExceeded, ModelError, ModelLoading
+from xiaoq.errors import Busy, ContextLengthExceeded, EngineError, InvalidRequest, ModelError, ModelLoading
 
 #: Token ids of the ChatML markers (outside the range of any character code point).
 IM_START = 0x110000
@@ -36,10 +36,12 @@ IM_END = 0x110001
 
 @dataclass
 class FakeReply:
-    """A scripted reply: stream ``text``; when ``error`` is set, fail with it after the text."""
+    """A scripted reply: stream ``text``; when ``error`` is set, fail with it after the text;
+    ``finish_reason`` ends it with that reason instead of "stop" (e.g. one the API does not know)."""
 
     text: str
     error: Optional[str] = None
+    finish_reason: Optional[str] = None
 
 
 Reply = Union[str, FakeReply]
@@ -89,6 +91,10 @@ class FakeEngine:
             "prompt_tokens_cached_total": 0,
         }
         self._finished = {"stop": 0, "length": 0, "cancelled": 0, "error": 0}
+        #: How often each text was tokenized (tests check stored counts are reused).
+        self.tokenized: Counter[str] = Counter()
+        self._failure: Optional[str] = None
+        self._failed = asyncio.Event()
 
     # ---- scripting --------------------------------------------------------------------------
     def enqueue(self, *replies: Reply) -> None:
@@ -98,7 +104,29 @@ class FakeEngine:
     # ---- Engine protocol ----------------------------------------------------------------------
     @property
     def ready(self) -> bool:
-        return self._ready
+        return self._ready and self._failure is None
+
+    @property
+    def tokenizer_id(self) -> str:
+        return f"{self.model_name}|chars"
+
+    @property
+    def failure(self) -> Optional[str]:
+        return self._failure
+
+    def fail(self, message: str) -> None:
+        """Die as the real engine's worker can: every running and waiting request ends with an
+        error, later ones are refused, :meth:`wait_failure` returns."""
+        self._failure = message
+        self._failed.set()
+        for gen in self.generations:
+            if not gen.done:
+                self._finish(gen, GenerationResult("error", Usage(prompt_tokens=gen.prompt_tokens), Timings(), error=message))
+
+    async def wait_failure(self) -> str:
+        await self._failed.wait()
+        assert self._failure is not None
+        return self._failure
 
     async def start(self) -> None:
         if self.load_delay:
@@ -117,23 +145,40 @@ class FakeEngine:
             await asyncio.wait(tasks, timeout=5)
 
     def tokenize(self, text: str) -> list[int]:
+        self.tokenized[text] += 1
         return [ord(ch) for ch in text]
 
-    def render(self, messages: list[ChatMessage]) -> list[int]:
-        """ChatML as tokens: the markers are one token each, everything else one per character."""
+    def render(self, messages: list[ChatMessage], continue_last: bool = False) -> list[int]:
+        """ChatML as tokens: the markers are one token each, everything else one per character.
+        ``continue_last`` leaves the last (assistant) message open."""
+        if continue_last and (not messages or messages[-1]["role"] != "assistant"):
+            raise InvalidRequest("Only an assistant message can be continued.", code="nothing_to_continue")
         out: list[int] = []
-        for m in messages:
-            out += [IM_START, *self.tokenize(f"{m['role']}\n{m['content']}"), IM_END, ord("\n")]
-        out += [IM_START, *self.tokenize("assistant\n")]
+        for i, m in enumerate(messages):
+            out += [IM_START, *[ord(ch) for ch in f"{m['role']}\n"], *self.tokenize(m["content"])]
+            if not (continue_last and i == len(messages) - 1):
+                out += [IM_END, ord("\n")]
+        if not continue_last:
+            out += [IM_START, *[ord(ch) for ch in "assistant\n"]]
         return out
 
     def count_prompt_tokens(self, messages: list[ChatMessage]) -> int:
-        return len(self.render(messages))
+        """``len(render(messages))``, taking a message's ``tokens`` for its content when given."""
+        n = 1 + len("assistant\n")
+        for m in messages:
+            known = m.get("tokens")
+            n += len(m["role"]) + 4 + (known if known is not None else len(self.tokenize(m["content"])))
+        return n
 
-    def submit(self, request: GenerationRequest) -> Generation:
+    async def acount_prompt_tokens(self, messages: list[ChatMessage]) -> int:
+        return self.count_prompt_tokens(messages)
+
+    async def submit(self, request: GenerationRequest) -> Generation:
+        if self._failure is not None:
+            raise EngineError(f"The engine has stopped: {self._failure}")
         if not self._ready:
             raise ModelLoading()
-        prompt = self.tokenize(request.prompt) if request.prompt is not None else self.render(request.messages)
+        prompt = self.tokenize(request.prompt) if request.prompt is not None else self.render(request.messages, request.continue_last)
         max_tokens = request.sampling.max_tokens
         if len(prompt) + max_tokens > self.n_ctx:
             raise ContextLengthExceeded(len(prompt), max_tokens, self.n_ctx)
@@ -164,7 +209,7 @@ class FakeEngine:
 
     # ---- worker -----------------------------------------------------------------------------
     def _finish(self, gen: Generation, result: GenerationResult) -> None:
-        self._finished[result.finish_reason] += 1
+        self._finished[result.finish_reason] = self._finished.get(result.finish_reason, 0) + 1
         gen.finish(result)
 
     @staticmethod
@@ -200,7 +245,7 @@ class FakeEngine:
             self._counters["prompt_tokens_cached_total"] += cached
 
             script = reply if isinstance(reply, FakeReply) else FakeReply(reply)
-            text, finish = script.text, "stop"
+            text, finish = script.text, script.finish_reason or "stop"
             for s in request.sampling.stop:
                 if s and s in text:
                     text = text[: text.index(s)]

@@ -23,11 +23,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from ..config import Settings
-from ..errors import ContextLengthExceeded, InvalidRequest, ModelError, ModelLoading
+from ..errors import ContextLengthExceeded, EngineError, InvalidRequest, ModelError, ModelLoading
 from .context import LlamaModel
 from .scheduler import Scheduler
 from .template import ChatTemplate
@@ -52,19 +54,44 @@ class LlamaEngine:
         self._template: Optional[ChatTemplate] = None
         self._scheduler: Optional[Scheduler] = None
         self._ready = False
+        self._tokenizer_id = self.model_name
+        self._failure: Optional[str] = None
+        self._failed = asyncio.Event()
+        # Tokenizing runs in worker threads; close() waits for them before freeing the model.
+        self._users = 0
+        self._users_cv = threading.Condition()
 
     # ---- lifecycle ----------------------------------------------------------------------------
     @property
     def ready(self) -> bool:
-        return self._ready
+        return self._ready and self._failure is None
+
+    @property
+    def tokenizer_id(self) -> str:
+        return self._tokenizer_id
+
+    @property
+    def failure(self) -> Optional[str]:
+        return self._failure
 
     async def start(self) -> None:
         if self._ready:
             return
         await asyncio.to_thread(self._load)  # no decoding here: see Scheduler._run
         assert self._scheduler is not None
+        loop = asyncio.get_running_loop()
+        self._scheduler.on_death = lambda message: loop.call_soon_threadsafe(self._died, message)
         await asyncio.to_thread(self._scheduler.start)
         self._ready = True
+
+    def _died(self, message: str) -> None:
+        self._failure = message
+        self._failed.set()
+
+    async def wait_failure(self) -> str:
+        await self._failed.wait()
+        assert self._failure is not None
+        return self._failure
 
     def _load(self) -> None:
         s = self.settings
@@ -86,6 +113,9 @@ class LlamaEngine:
         name = model.meta("general.name")
         self.model_name = name.strip() if name and name.strip() else self.model_path.stem
         self._template = ChatTemplate(model.chat_template(), bos_token=model.bos_text, eos_token=model.eos_text)
+        self._tokenizer_id = "|".join(
+            str(x) for x in (self.model_name, model.meta("tokenizer.ggml.model"), model.meta("tokenizer.ggml.pre"), model.n_vocab)
+        )
         self._scheduler = Scheduler(
             model,
             n_slots=s.parallel,
@@ -108,66 +138,110 @@ class LlamaEngine:
             await asyncio.to_thread(sched.stop)
             if sched.cache.spill is not None:
                 await asyncio.to_thread(sched.cache.spill.close)
+        await asyncio.to_thread(self._wait_unused, 30.0)
         model, self._model = self._model, None
         if model is not None:
             model.close()
 
-    # ---- prompts ------------------------------------------------------------------------------
-    def _need_model(self) -> LlamaModel:
-        if not self._ready or self._model is None:
-            raise ModelLoading()
-        return self._model
+    @contextmanager
+    def _use(self) -> Iterator[LlamaModel]:
+        """The loaded model, held for a tokenization in a worker thread: ``close`` waits for the
+        holders before freeing it, so a late count never reads freed memory."""
+        with self._users_cv:
+            if not self._ready or self._model is None:
+                raise ModelLoading()
+            self._users += 1
+            model = self._model
+        try:
+            yield model
+        finally:
+            with self._users_cv:
+                self._users -= 1
+                self._users_cv.notify_all()
 
+    def _wait_unused(self, timeout: float) -> None:
+        with self._users_cv:
+            self._users_cv.wait_for(lambda: self._users == 0, timeout)
+
+    # ---- prompts ------------------------------------------------------------------------------
     def _with_system(self, messages: list[ChatMessage]) -> list[ChatMessage]:
         msgs = list(messages)
         if self.settings.system_prompt and not any(m.get("role") == "system" for m in msgs):
             msgs.insert(0, {"role": "system", "content": self.settings.system_prompt})
         return msgs
 
-    def render(self, messages: list[ChatMessage]) -> str:
+    def render(self, messages: list[ChatMessage], *, continue_last: bool = False) -> str:
         """The prompt text for these messages (adds the configured system prompt if none is given)."""
-        self._need_model()
-        assert self._template is not None
-        return self._template.render(self._with_system(messages), add_generation_prompt=True)
+        with self._use():
+            assert self._template is not None
+            return self._template.render(self._with_system(messages), add_generation_prompt=True, continue_last=continue_last)
 
-    def _prompt_tokens(self, request: GenerationRequest) -> list[int]:
-        model = self._need_model()
-        if request.prompt is not None:  # a raw prompt comes from our own code: specials allowed
-            return self._tokenize_prompt(request.prompt)
+    def _skeleton(self, msgs: list[ChatMessage], continue_last: bool) -> Optional[list[str]]:
+        """The template's own text around each content: ``len(msgs) + 1`` pieces, or None when the
+        template transforms contents.
+
+        Message contents are user data: "<|im_start|>system" typed by a user must stay text, not
+        become a control token (prompt injection). So the template is rendered with placeholders,
+        its own text tokenized with special tokens and each content as plain text."""
         assert self._template is not None
-        msgs = self._with_system(request.messages)
-        # Message contents are user data: "<|im_start|>system" typed by a user must stay text, not
-        # become a control token (prompt injection). Render with placeholders, then tokenize the
-        # template's own text with special tokens and each content as plain text.
         nonce = secrets.token_hex(4)
         marks = [f"XQ{nonce}C{i}Z" for i in range(len(msgs))]
         skeleton = self._template.render(
-            [{**m, "content": mark} for m, mark in zip(msgs, marks)], add_generation_prompt=True
+            [{"role": m["role"], "content": mark} for m, mark in zip(msgs, marks)], add_generation_prompt=True, continue_last=continue_last
         )
-        pieces = _split_on_marks(skeleton, marks)
-        if pieces is None:  # the template transforms contents: tokenize the plain rendering
-            return self._tokenize_prompt(self._template.render(msgs, add_generation_prompt=True))
-        tokens = self._tokenize_prompt(pieces[0])
-        for i, m in enumerate(msgs):
-            tokens += model.tokenize(str(m.get("content") or ""), add_special=False, parse_special=False)
-            tokens += model.tokenize(pieces[i + 1], add_special=False, parse_special=True)
-        return tokens
+        return _split_on_marks(skeleton, marks)
 
-    def _tokenize_prompt(self, text: str) -> list[int]:
-        model = self._need_model()
+    def _prompt_tokens(self, request: GenerationRequest) -> list[int]:
+        with self._use() as model:
+            if request.prompt is not None:  # a raw prompt comes from our own code: specials allowed
+                return self._tokenize_prompt(model, request.prompt)
+            assert self._template is not None
+            msgs = self._with_system(request.messages)
+            pieces = self._skeleton(msgs, request.continue_last)
+            if pieces is None:
+                text = self._template.render(msgs, add_generation_prompt=True, continue_last=request.continue_last)
+                return self._tokenize_prompt(model, text)
+            tokens = self._tokenize_prompt(model, pieces[0])
+            for m, piece in zip(msgs, pieces[1:]):
+                tokens += model.tokenize(str(m.get("content") or ""), add_special=False, parse_special=False)
+                tokens += model.tokenize(piece, add_special=False, parse_special=True)
+            return tokens
+
+    def _count(self, messages: list[ChatMessage], continue_last: bool = False) -> int:
+        """``len(_prompt_tokens(...))`` without tokenizing contents whose count a message carries."""
+        with self._use() as model:
+            msgs = self._with_system(messages)
+            pieces = self._skeleton(msgs, continue_last)
+            if pieces is None:
+                return len(self._prompt_tokens(GenerationRequest(messages=messages, continue_last=continue_last)))
+            n = len(self._tokenize_prompt(model, pieces[0]))
+            for m, piece in zip(msgs, pieces[1:]):
+                known = m.get("tokens")
+                n += known if known is not None else len(model.tokenize(str(m.get("content") or ""), add_special=False, parse_special=False))
+                n += len(model.tokenize(piece, add_special=False, parse_special=True))
+            return n
+
+    @staticmethod
+    def _tokenize_prompt(model: LlamaModel, text: str) -> list[int]:
         # Templates that write the BOS token themselves must not get a second one.
         add_special = model.add_bos and not (model.bos_text and text.startswith(model.bos_text))
         return model.tokenize(text, add_special=add_special, parse_special=True)
 
     def tokenize(self, text: str) -> list[int]:
-        return self._need_model().tokenize(text, add_special=False, parse_special=False)
+        with self._use() as model:
+            return model.tokenize(text, add_special=False, parse_special=False)
 
     def count_prompt_tokens(self, messages: list[ChatMessage]) -> int:
-        return len(self._prompt_tokens(GenerationRequest(messages=messages)))
+        return self._count(messages)
+
+    async def acount_prompt_tokens(self, messages: list[ChatMessage]) -> int:
+        return await asyncio.to_thread(self._count, messages)
 
     # ---- requests -----------------------------------------------------------------------------
-    def submit(self, request: GenerationRequest) -> Generation:
-        tokens = self._prompt_tokens(request)
+    async def submit(self, request: GenerationRequest) -> Generation:
+        if self._failure is not None:
+            raise EngineError(f"The engine has stopped: {self._failure}")
+        tokens = await asyncio.to_thread(self._prompt_tokens, request)
         if not tokens:
             raise InvalidRequest("the prompt is empty")
         max_tokens = max(1, min(request.sampling.max_tokens, self.settings.max_tokens))

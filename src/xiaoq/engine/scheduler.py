@@ -20,6 +20,12 @@ token is always evaluated, because sampling needs its logits.
 
 Only this thread touches the llama.cpp context; ``submit`` (event loop thread) only appends to the
 queue under a lock.
+
+A failed ``llama_decode`` (a return code) fails the requests in that batch and the loop goes on.
+Anything else that escapes the loop (the warm-up failing, an exception in a step) leaves the
+context in an unknown state: the scheduler *dies*. Every queued and running request then ends with
+``finish_reason="error"``, new requests are refused, and ``on_death`` tells the engine, so the
+server reports it and exits for its supervisor to restart it, instead of queueing for ever.
 """
 
 from __future__ import annotations
@@ -32,9 +38,9 @@ import threading
 import time
 from array import array
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
-from ..errors import Busy
+from ..errors import Busy, EngineError, ModelError
 from .context import LlamaModel
 from .kv_cache import StateCache, common_prefix_len
 from .types import Generation, GenerationResult, SamplingParams, Timings, Usage
@@ -146,18 +152,28 @@ class Scheduler:
         self._n_assigned = 0  # slots holding a job (guarded by _lock)
         self._stopping = False
         self._thread: Optional[threading.Thread] = None
+        #: Why the loop died (None while it runs); see the module docstring.
+        self.failure: Optional[str] = None
+        #: Called once, from this thread, with :attr:`failure` when the loop dies.
+        self.on_death: Optional[Callable[[str], None]] = None
 
     # ---- event-loop side --------------------------------------------------------------------
     def start(self) -> None:
-        """Start the loop thread and wait (blocking) until its warm-up decode is done."""
+        """Start the loop thread and wait (blocking) until its warm-up decode is done; raise
+        :class:`ModelError` when the warm-up failed."""
         self._started = threading.Event()
         self._thread = threading.Thread(target=self._run, name="xiaoq-scheduler", daemon=True)
         self._thread.start()
         self._started.wait()
+        if self.failure is not None:
+            raise ModelError(self.failure)
 
     def enqueue(self, gen: Generation, tokens: list[int], sampling: SamplingParams, max_tokens: int, priority: int) -> None:
-        """Queue a job or raise :class:`Busy` (every slot taken and the waiting room full)."""
+        """Queue a job or raise :class:`Busy` (every slot taken and the waiting room full), or
+        :class:`EngineError` once the loop has died."""
         with self._lock:
+            if self.failure is not None:
+                raise EngineError(f"The engine has stopped: {self.failure}")
             if self._stopping:
                 raise Busy("XiaoQ is shutting down.")
             if self._n_assigned + len(self._pending) >= len(self.slots) + self.queue_size:
@@ -191,43 +207,63 @@ class Scheduler:
         # barriers, which cost ~25% of decode speed on a 2-core machine.
         try:
             self.model.warmup()
+        except BaseException as e:
+            self._die(f"warm-up failed: {type(e).__name__}: {e}")
+            return
         finally:
             self._started.set()
         try:
-            while True:
-                jobs: list[Job] = []
+            while self._once():
+                pass
+        except BaseException as e:
+            log.exception("the engine loop failed")
+            self._die(f"engine loop failed: {type(e).__name__}: {e}")
+            return
+        self._shutdown()
+
+    def _once(self) -> bool:
+        """One round: admit what fits, purge cancelled waiters, run one step. False when stopping."""
+        jobs: list[Job] = []
+        with self._lock:
+            if self._stopping:
+                return False
+            if self._n_assigned == 0 and not self._pending:
+                self._cv.wait(0.5)
+                return True
+            cancelled = self._purge_cancelled_locked()
+            free = len(self.slots) - self._n_assigned
+            while free > 0 and self._pending:
+                jobs.append(heapq.heappop(self._pending))
+                free -= 1
+            self._n_assigned += len(jobs)
+        for job in cancelled:
+            self._finish_unstarted(job, "cancelled")
+        for job in jobs:
+            try:
+                self._admit(job)
+            except Exception as e:  # this request's KV setup failed: it alone fails
+                log.exception("admitting a request failed")
                 with self._lock:
-                    if self._stopping:
-                        break
-                    if self._n_assigned == 0 and not self._pending:
-                        self._cv.wait(0.5)
-                        continue
-                    cancelled = self._purge_cancelled_locked()
-                    free = len(self.slots) - self._n_assigned
-                    while free > 0 and self._pending:
-                        jobs.append(heapq.heappop(self._pending))
-                        free -= 1
-                    self._n_assigned += len(jobs)
-                for job in cancelled:
-                    self._finish_unstarted(job, "cancelled")
-                for job in jobs:
-                    try:
-                        self._admit(job)
-                    except Exception as e:
-                        log.exception("admitting a request failed")
-                        with self._lock:
-                            self._n_assigned -= 1
-                        self._finish_unstarted(job, "error", error=f"engine error: {e}")
-                try:
-                    self._step()
-                except Exception as e:  # keep serving: fail the running jobs, reset their slots
-                    log.exception("engine step failed")
-                    for s in self.slots:
-                        if s.job is not None:
-                            self._finish(s, "error", error=f"engine error: {e}")
-                            self._reset_slot(s)
-        finally:
-            self._shutdown()
+                    self._n_assigned -= 1
+                self._finish_unstarted(job, "error", error=f"engine error: {e}")
+        self._step()
+        return True
+
+    def _die(self, message: str) -> None:
+        """The loop cannot go on: fail every request, refuse new ones, tell the engine."""
+        log.error("the engine stopped: %s", message)
+        with self._lock:
+            self.failure = message
+            pending, self._pending = self._pending, []
+        error = f"The engine has stopped: {message}"
+        for job in pending:
+            self._finish_unstarted(job, "error", error=error)
+        for s in self.slots:
+            if s.job is not None:
+                job, s.job = s.job, None
+                self._finish_unstarted(job, "error", error=error)
+        if self.on_death is not None:
+            self.on_death(message)
 
     def _purge_cancelled_locked(self) -> list[Job]:
         if not self._pending or not any(j.gen.cancelled for j in self._pending):

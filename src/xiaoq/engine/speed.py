@@ -67,7 +67,7 @@ async def xiaoq_runs(model: str, threads: int, tokens: int, streams: int, reps: 
                 messages=[{"role": "user", "content": f"{PROMPTS[0]} (#{rep})"}],
                 sampling=SamplingParams(temperature=0, max_tokens=tokens, logit_bias=bias),
             )
-            g = engine.submit(req)
+            g = await engine.submit(req)
             await g.text()
             r = g.result
             assert r is not None
@@ -75,7 +75,7 @@ async def xiaoq_runs(model: str, threads: int, tokens: int, streams: int, reps: 
             ttft.append(r.timings.ttft_ms)
             if streams > 1:
                 gens = [
-                    engine.submit(
+                    await engine.submit(
                         GenerationRequest(
                             messages=[{"role": "user", "content": f"{PROMPTS[i % len(PROMPTS)]} (#{rep})"}],
                             sampling=SamplingParams(temperature=0, max_tokens=tokens, logit_bias=bias),

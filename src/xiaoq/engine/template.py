@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 from datetime import datetime
 from typing import Any, Optional, Sequence
 
@@ -63,14 +64,34 @@ class ChatTemplate:
             self.is_fallback = True
             self._template = env.from_string(CHATML_TEMPLATE)
 
-    def render(self, messages: Sequence[ChatMessage], add_generation_prompt: bool = True) -> str:
-        """Render messages; a template that rejects them raises :class:`InvalidRequest`."""
+    def render(self, messages: Sequence[ChatMessage], add_generation_prompt: bool = True, *, continue_last: bool = False) -> str:
+        """Render messages; a template that rejects them raises :class:`InvalidRequest`.
+
+        ``continue_last`` leaves the last (assistant) message open: the text ends with its content,
+        with no end-of-turn token after it, so generation continues it."""
+        if continue_last:
+            return self._render_open(messages)
         try:
             return self._template.render(
-                messages=[dict(m) for m in messages],
+                messages=[{k: v for k, v in m.items() if k != "tokens"} for m in messages],
                 add_generation_prompt=add_generation_prompt,
                 bos_token=self.bos_token,
                 eos_token=self.eos_token,
             )
         except jinja2.TemplateError as e:
             raise InvalidRequest(f"the model's chat template rejected these messages: {e}") from None
+
+    def _render_open(self, messages: Sequence[ChatMessage]) -> str:
+        """The conversation rendered as history, cut right after the last message's content.
+
+        Templates have no switch for this, so the last content is replaced by a unique mark and
+        the text is cut at the mark (Hugging Face's ``continue_final_message`` searches for the
+        content itself, which fails for empty or repeated contents)."""
+        if not messages or messages[-1].get("role") != "assistant":
+            raise InvalidRequest("Only an assistant message can be continued: the last message must be the assistant's.", code="nothing_to_continue")
+        last = messages[-1]
+        mark = f"XQ{secrets.token_hex(6)}END"
+        text = self.render([*messages[:-1], {"role": "assistant", "content": mark}], add_generation_prompt=False)
+        if text.count(mark) != 1:
+            raise InvalidRequest("The model's chat template cannot continue an assistant message.", code="nothing_to_continue")
+        return text[: text.index(mark)] + last["content"]

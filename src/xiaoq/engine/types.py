@@ -18,16 +18,34 @@ import itertools
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Literal, Optional, Protocol, TypedDict, runtime_checkable
+from typing import Any, AsyncIterator, Optional, Protocol, TypedDict, runtime_checkable
 
-FinishReason = Literal["stop", "length", "cancelled", "error"]
+#: Why a generation ended. An open set: engines may add reasons (a repetition detector, an
+#: upstream's ``content_filter``), so every consumer handles the known ones below and treats any
+#: other as a normal end of the text (the API layers pass it on as it is, or map it, see
+#: ``api/routes_openai.py``).
+FinishReason = str
+STOP: FinishReason = "stop"
+LENGTH: FinishReason = "length"
+CANCELLED: FinishReason = "cancelled"
+ERROR: FinishReason = "error"
+KNOWN_FINISH_REASONS = (STOP, LENGTH, CANCELLED, ERROR)
 
 
-class ChatMessage(TypedDict):
-    """One chat message as the chat template sees it."""
-
+class _Message(TypedDict):
     role: str  # "system" | "user" | "assistant"
     content: str
+
+
+class ChatMessage(_Message, total=False):
+    """One chat message as the chat template sees it.
+
+    ``tokens`` optionally carries the token count of ``content`` tokenized as plain text, as the
+    engine counted it before (stored with the message): counting a long stored conversation then
+    costs only the template around the contents, not every content again.
+    """
+
+    tokens: int
 
 
 @dataclass
@@ -61,6 +79,9 @@ class GenerationRequest:
     prompt: Optional[str] = None
     #: Lower runs later when slots are contended (e.g. background title/summary jobs use -1).
     priority: int = 0
+    #: The last message is an assistant message to continue: the template leaves it open (no
+    #: end-of-turn token, no new assistant cue) and generation carries on from its last character.
+    continue_last: bool = False
 
 
 @dataclass
@@ -195,7 +216,14 @@ class Generation:
 
 @runtime_checkable
 class Engine(Protocol):
-    """What the API and chat layers need from an engine."""
+    """What the API and chat layers need from an engine (local llama.cpp, the fake, or later a
+    remote OpenAI-compatible upstream).
+
+    Everything that may take long is a coroutine, so no caller blocks the event loop: tokenizing a
+    300,000-character prompt, or counting a long conversation, would otherwise freeze every other
+    stream. The synchronous counters exist for code already off the loop (a worker thread running
+    the budget planner, the terminal chat); they are thread-safe.
+    """
 
     #: Name reported by /v1/models and /api/config.
     model_name: str
@@ -207,8 +235,23 @@ class Engine(Protocol):
         """True once the model is loaded and requests are accepted."""
         ...
 
+    @property
+    def tokenizer_id(self) -> str:
+        """Names the tokenizer: stored token counts are reused only under the same id."""
+        ...
+
+    @property
+    def failure(self) -> Optional[str]:
+        """Why the engine stopped serving after it started (its worker died), else None. Once set
+        it stays set: every request fails and the process should be restarted."""
+        ...
+
     async def start(self) -> None:
         """Load the model (off the event loop) and start the worker."""
+        ...
+
+    async def wait_failure(self) -> str:
+        """Return when the engine has failed for good (:attr:`failure`), for the server to exit."""
         ...
 
     async def close(self) -> None:
@@ -216,20 +259,25 @@ class Engine(Protocol):
         ...
 
     def tokenize(self, text: str) -> list[int]:
-        """Tokens of plain text (no special-token parsing), for budgets."""
+        """Tokens of plain text (no special-token parsing). Blocking: not on the event loop."""
         ...
 
     def count_prompt_tokens(self, messages: list[ChatMessage]) -> int:
-        """Tokens of these messages rendered with the chat template plus the generation prompt."""
+        """Tokens of these messages rendered with the chat template plus the generation prompt.
+        A message's ``tokens`` (when given) stands for its content. Blocking: not on the event loop."""
         ...
 
-    def submit(self, request: GenerationRequest) -> Generation:
-        """Queue a request and return its stream at once.
+    async def acount_prompt_tokens(self, messages: list[ChatMessage]) -> int:
+        """:meth:`count_prompt_tokens` off the event loop."""
+        ...
+
+    async def submit(self, request: GenerationRequest) -> Generation:
+        """Admit a request and return its stream (the prompt is tokenized off the event loop).
 
         Raises :class:`~xiaoq.errors.Busy` when the queue is full,
-        :class:`~xiaoq.errors.ContextLengthExceeded` when prompt + max_tokens exceed ``n_ctx``, and
-        :class:`~xiaoq.errors.ModelLoading` before :meth:`start` has finished. Must be called on the
-        event loop thread.
+        :class:`~xiaoq.errors.ContextLengthExceeded` when prompt + max_tokens exceed ``n_ctx``,
+        :class:`~xiaoq.errors.ModelLoading` before :meth:`start` has finished and
+        :class:`~xiaoq.errors.EngineError` once the engine has failed.
         """
         ...
 

@@ -292,6 +292,24 @@ class Store:
         the status is the truth about them; the server may log the count at startup."""
         return [message_dict(r) for r in self.db.query(f"SELECT {_MSG_COLUMNS} FROM messages WHERE status = 'incomplete' ORDER BY id")]
 
+    # ---- token counts of contents (the context budget's cache) -------------------------------
+    def token_counts(self, conversation_id: str, key: str) -> dict[int, int]:
+        """``{message id: token count of its content}`` for the messages counted under ``key``."""
+        rows = self.db.query(
+            "SELECT id, content_tokens FROM messages WHERE conversation_id = ? AND content_tokens_key = ? AND content_tokens IS NOT NULL",
+            (conversation_id, key),
+        )
+        return {int(r[0]): int(r[1]) for r in rows}
+
+    def set_token_counts(self, key: str, counts: Iterable[tuple[int, str, int]]) -> None:
+        """Record ``(message id, the content counted, its token count)`` made with tokenizer
+        ``key``. A message whose content changed since (or that is gone) is left alone."""
+        rows = [(n, key, mid, content) for mid, content, n in counts]
+        if not rows:
+            return
+        with self.db.write() as conn:
+            conn.executemany("UPDATE messages SET content_tokens = ?, content_tokens_key = ? WHERE id = ? AND content = ?", rows)
+
     # ---- summary of earlier turns ------------------------------------------------------------
     def set_summary(self, conversation_id: str, summary: Optional[str], upto_message_id: Optional[int], tokens: Optional[int]) -> None:
         """Store the summary of the conversation up to and including ``upto_message_id``

@@ -138,3 +138,22 @@ def m002_fts_budget_summary(conn: sqlite3.Connection) -> None:
         INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');
         """,
     )
+
+
+@migration
+def m003_message_token_counts(conn: sqlite3.Connection) -> None:
+    """The token count of each message's content, kept so the context budget counts a stored turn
+    once instead of before every reply. The count is only valid for the tokenizer that made it
+    (``content_tokens_key``, the engine's ``tokenizer_id``), and a trigger forgets it whenever
+    the content changes, whoever changes it."""
+    _script(
+        conn,
+        """
+        ALTER TABLE messages ADD COLUMN content_tokens INTEGER;
+        ALTER TABLE messages ADD COLUMN content_tokens_key TEXT;
+        CREATE TRIGGER messages_content_tokens_reset AFTER UPDATE OF content ON messages
+        WHEN new.content IS NOT old.content BEGIN
+            UPDATE messages SET content_tokens = NULL, content_tokens_key = NULL WHERE id = new.id;
+        END;
+        """,
+    )
