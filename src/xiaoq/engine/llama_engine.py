@@ -109,10 +109,16 @@ class LlamaEngine:
             raise
         except Exception as e:  # ctypes / OS errors while loading: one clear message with the path
             raise ModelError(f"llama.cpp could not load the model {self.model_path}: {e}") from e
+        template = ChatTemplate(model.chat_template(), bos_token=model.bos_text, eos_token=model.eos_text)
+        try:
+            template.check()
+        except ModelError as e:
+            model.close()
+            raise ModelError(f"{e.message}: {self.model_path}") from None
         self._model = model
+        self._template = template
         name = model.meta("general.name")
         self.model_name = name.strip() if name and name.strip() else self.model_path.stem
-        self._template = ChatTemplate(model.chat_template(), bos_token=model.bos_text, eos_token=model.eos_text)
         self._tokenizer_id = "|".join(
             str(x) for x in (self.model_name, model.meta("tokenizer.ggml.model"), model.meta("tokenizer.ggml.pre"), model.n_vocab)
         )

@@ -16,9 +16,9 @@ from datetime import datetime
 from typing import Any, Optional, Sequence
 
 import jinja2
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
-from ..errors import InvalidRequest
+from ..errors import InvalidRequest, ModelError
 from .types import ChatMessage
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,15 @@ CHATML_TEMPLATE = (
     "{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )
+
+
+#: The conversation a template is tried on when the model loads.
+_PROBE: list[ChatMessage] = [
+    {"role": "system", "content": "You are a helpful assistant."},
+    {"role": "user", "content": "Hello!"},
+    {"role": "assistant", "content": "Hi! How can I help?"},
+    {"role": "user", "content": "Tell me a joke."},
+]
 
 
 def _raise_exception(message: str) -> None:
@@ -46,11 +55,20 @@ def _tojson(value: Any, indent: Optional[int] = None, ensure_ascii: bool = False
     return json.dumps(value, indent=indent, ensure_ascii=ensure_ascii, sort_keys=sort_keys)
 
 
+class _StrictSandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, where touching an unsafe attribute fails at once. Jinja's default
+    gives back an undefined value that fails only when used, so ``messages|attr('__class__')``
+    rendered as an empty string and a probing template went unnoticed."""
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
+        raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe.")
+
+
 class ChatTemplate:
     """A compiled chat template. ``render(messages)`` returns the prompt ending in the assistant cue."""
 
     def __init__(self, source: Optional[str], bos_token: str = "", eos_token: str = ""):
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, autoescape=False)
+        env = _StrictSandbox(trim_blocks=True, lstrip_blocks=True, autoescape=False)
         env.globals["raise_exception"] = _raise_exception
         env.globals["strftime_now"] = _strftime_now
         env.filters["tojson"] = _tojson
@@ -80,6 +98,23 @@ class ChatTemplate:
             )
         except jinja2.TemplateError as e:
             raise InvalidRequest(f"the model's chat template rejected these messages: {e}") from None
+        except Exception as e:  # the sandbox's range limit (OverflowError), runaway recursion, ...
+            raise InvalidRequest(f"the model's chat template failed on these messages: {type(e).__name__}: {e}") from None
+
+    def check(self) -> None:
+        """Render a plain conversation once, at load: a template that reaches for Python internals
+        (the sandbox refuses, e.g. ``cycler.__init__.__globals__``) comes from a hostile file, and
+        the model is refused as a whole (:class:`ModelError`) rather than per request. Templates
+        that merely reject this conversation's shape (no system role, say) are left alone."""
+        try:
+            self.render(_PROBE)
+        except InvalidRequest:
+            try:
+                self._template.render(messages=_PROBE, add_generation_prompt=True, bos_token=self.bos_token, eos_token=self.eos_token)
+            except SecurityError as e:
+                raise ModelError(f"the model's chat template tries to escape its sandbox ({e}); refusing to use this model") from None
+            except Exception:
+                pass
 
     def _render_open(self, messages: Sequence[ChatMessage]) -> str:
         """The conversation rendered as history, cut right after the last message's content.
