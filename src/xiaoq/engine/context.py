@@ -27,7 +27,8 @@ from .types import SamplingParams
 
 log = logging.getLogger("xiaoq.llama")
 
-_LEVELS = {0: logging.CRITICAL, 1: logging.INFO, 2: logging.WARNING, 3: logging.ERROR, 4: logging.DEBUG}
+#: ggml's log levels (NONE, DEBUG, INFO, WARN, ERROR; 5 continues the previous line).
+_LEVELS = {0: logging.INFO, 1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR, 5: logging.DEBUG}
 _recent_errors: deque[str] = deque(maxlen=8)
 #: Deterministic mode's ubatch cap: flash attention takes a tiled path from 64 query rows up.
 DETERMINISTIC_UBATCH = 32
@@ -46,7 +47,7 @@ def _log_callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
     if not msg:
         return
     lvl = _LEVELS.get(level, logging.DEBUG)
-    if lvl >= logging.WARNING:
+    if lvl >= logging.ERROR:
         _recent_errors.append(msg)
     # llama.cpp reports model quirks as errors; they are not ours to print (failures raise)
     log.log(logging.INFO if lvl >= logging.WARNING else logging.DEBUG, "%s", msg)
@@ -199,8 +200,14 @@ class LlamaModel:
 
     @staticmethod
     def _why() -> str:
-        errs = [e for e in _recent_errors if e]
-        return f": {errs[-1]}" if errs else ""
+        """The cause llama.cpp logged (``error loading model: <cause>``), not its closing
+        "failed to load model" line."""
+        errs = [e for e in _recent_errors if e and "failed to load model" not in e]
+        if not errs:
+            return ""
+        why = errs[-1]
+        marker = "error loading model: "
+        return ": " + (why[why.rindex(marker) + len(marker):] if marker in why else why)
 
     # ---- metadata ---------------------------------------------------------------------------
     def meta(self, key: str) -> Optional[str]:
