@@ -102,6 +102,19 @@ def test_mic_click_records_transcribes_sends_and_the_answer_is_spoken(page_with_
     watch.assert_clean()
 
 
+def test_holding_the_mic_records_until_release(page_with_mic: tuple[Any, Any]) -> None:
+    page, watch = page_with_mic
+    page.get_by_test_id("speaker").click()
+    page.get_by_test_id("mic").hover()
+    page.mouse.down()  # push to talk: held while speaking
+    expect(page.get_by_test_id("voice-status")).to_have_attribute("data-phase", "listening")
+    page.wait_for_timeout(3800)
+    expect(page.get_by_test_id("voice-status")).to_have_attribute("data-phase", "listening")  # still held
+    page.mouse.up()  # where the button was: the Stop button appeared meanwhile and moved it
+    _spoken_answer(page)
+    watch.assert_clean()
+
+
 def test_hands_free_ends_the_utterance_by_itself(page_with_mic: tuple[Any, Any]) -> None:
     page, watch = page_with_mic
     page.get_by_test_id("speaker").click()
