@@ -96,3 +96,21 @@ def test_piper_without_its_package_or_voice_says_what_is_missing(tmp_path: Path)
         r = client.post("/v1/audio/speech", json={"input": "hi"})
     assert r.status_code == 503
     assert "piper-tts" in r.json()["error"]["message"] or "no Piper voice" in r.json()["error"]["message"]
+
+
+def test_audio_uploads_obey_max_upload_mb_not_the_json_limit() -> None:
+    """A recording larger than the JSON body limit is fine up to --max-upload-mb; past it, 413."""
+    import numpy as np
+
+    from xiaoq.voice.audio import wav_bytes
+
+    def wav_of(seconds: float) -> bytes:
+        return wav_bytes((np.sin(np.arange(int(16000 * seconds)) / 8) * 3000).astype("<i2").tobytes(), 16000)
+
+    overrides = dict(max_body_bytes=100_000, max_upload_mb=1)
+    with _client(VoiceService(make_settings(**overrides), asr=FakeASR(["fine"], languages=None)), **overrides) as client:
+        wait_ready(client)
+        ok = client.post("/v1/audio/transcriptions", files={"file": ("a.wav", wav_of(10))})  # 320 kB
+        big = client.post("/v1/audio/transcriptions", files={"file": ("a.wav", wav_of(40))})  # 1.28 MB
+    assert ok.status_code == 200 and ok.json()["text"] == "fine"
+    assert big.status_code == 413 and big.json()["error"]["code"] == "payload_too_large"
