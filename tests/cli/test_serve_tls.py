@@ -63,6 +63,7 @@ def test_serve_speaks_https_with_the_given_certificate(cli_env: dict[str, str], 
     status, err = stop(proc)
     assert status == 0, err
     assert f"https://127.0.0.1:{port}" in err
+    assert "XiaoQ: voice: speech recognition unavailable (Speech recognition is off on this server (--asr off)); speech synthesis espeak" in err
 
 
 def test_tls_settings_errors_are_one_line(cli_env: dict[str, str], tiny_gguf: Path, tmp_path: Path) -> None:

@@ -50,6 +50,7 @@ def serve(**given: Any) -> None:
     scheme = "https" if settings.tls_cert else "http"
     click.echo(f"XiaoQ: serving {path.name} at {scheme}://{url_host(settings.host)}:{port} (Ctrl-C stops)", err=True)
     click.echo(f"XiaoQ: conversations in {store.db.path}", err=True)
+    click.echo(f"XiaoQ: voice: {voice.summary()}", err=True)
     # uvicorn handles SIGINT/SIGTERM itself: it stops accepting, lets the app's lifespan close the
     # engine, then re-raises the signal to the handler that was there before: ours turns SIGTERM
     # (systemd, docker stop, kill) into the same clean exit as Ctrl-C.

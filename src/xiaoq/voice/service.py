@@ -210,6 +210,17 @@ class VoiceService:
             "tts": None if tts is None else {"engine": tts.name, "languages": sorted({v.language for v in tts.voices()})},
         }
 
+    def summary(self) -> str:
+        """One line for the server log: what listens and what speaks, or why not."""
+        return f"speech recognition {self._describe(self._asr, lambda e: f'{e.model} ({e.name})')}; speech synthesis {self._describe(self._tts, lambda e: e.name)}"
+
+    @staticmethod
+    def _describe(lazy: _Lazy, name: Callable[[Any], str]) -> str:
+        try:
+            return name(lazy.get())
+        except VoiceUnavailable as e:
+            return f"unavailable ({e.message.rstrip('.')})"
+
     def stats(self) -> dict[str, Any]:
         """Counters and queue depths for /metrics."""
         return {**self.counters, "voice_asr_queue_depth": self.asr_worker.pending, "voice_tts_queue_depth": self.tts_worker.pending}
