@@ -6,6 +6,11 @@ the commit (``X-Repo-Commit``), the ``ETag`` and the size, then ``GET``s the sam
 for the files it is given, can cut the first GET after ``drop_after`` bytes (to force a resume) and
 then answer every request with 503 (``then_fail``: the network went away), and records every
 request so tests can check what the client did.
+
+A hostile hub is the same server told to lie: ``etag`` and ``commit`` replace the ``ETag`` and
+``X-Repo-Commit`` headers verbatim (``'"../../../.bashrc"'``), and ``redirect`` answers every
+request with a 302 to that URL, carrying the metadata in ``X-Linked-Etag`` / ``X-Linked-Size`` as
+the real hub does for files stored on its CDN.
 """
 
 from __future__ import annotations
@@ -23,8 +28,20 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 class FakeHub:
     """Serve ``files`` ({"owner/repo/filename": bytes}) on 127.0.0.1 at a free port."""
 
-    def __init__(self, files: dict[str, bytes], drop_after: Optional[int] = None, then_fail: bool = False, stall_after: Optional[int] = None):
+    def __init__(
+        self,
+        files: dict[str, bytes],
+        drop_after: Optional[int] = None,
+        then_fail: bool = False,
+        stall_after: Optional[int] = None,
+        etag: Optional[str] = None,
+        commit: str = COMMIT,
+        redirect: Optional[str] = None,
+    ):
         self.files = files
+        self.etag = etag
+        self.commit = commit
+        self.redirect = redirect
         self.drop_after = drop_after
         self.then_fail = then_fail
         self.stall_after = stall_after  # send this much of a GET, then hold the connection open
@@ -82,13 +99,23 @@ class FakeHub:
             h.send_header("Content-Length", "0")
             h.end_headers()
             return
+        etag = self.etag if self.etag is not None else '"' + hashlib.sha256(data).hexdigest() + '"'
+        if self.redirect is not None:
+            h.send_response(302)
+            h.send_header("Location", self.redirect)
+            h.send_header("X-Repo-Commit", self.commit)
+            h.send_header("X-Linked-Etag", etag)
+            h.send_header("X-Linked-Size", str(len(data)))
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return
         start = 0
         if rng and (rm := re.fullmatch(r"bytes=(\d+)-", rng)):
             start = int(rm.group(1))
         part = data[start:]
         h.send_response(206 if start else 200)
-        h.send_header("X-Repo-Commit", COMMIT)
-        h.send_header("ETag", '"' + hashlib.sha256(data).hexdigest() + '"')
+        h.send_header("X-Repo-Commit", self.commit)
+        h.send_header("ETag", etag)
         h.send_header("Accept-Ranges", "bytes")
         h.send_header("Content-Type", "application/octet-stream")
         h.send_header("Content-Disposition", f'attachment; filename="{m["file"].rsplit("/", 1)[-1]}";')

@@ -1,15 +1,20 @@
 """``xiaoq pull``: fetch the default GGUF into the standard model cache.
 
-Hugging Face: the file lands in the standard hub cache, where every other tool (and
+Hugging Face: the file lands in the standard hub cache layout (``blobs/<etag>``,
+``snapshots/<commit>/<file>`` linking to it, ``refs/main``), where every other tool (and
 :func:`xiaoq.engine.models.resolve_model`) looks; ``HF_HUB_CACHE`` / ``HF_HOME`` are honoured and
-``HF_ENDPOINT`` selects a mirror (e.g. https://hf-mirror.com). ``huggingface_hub`` (2.x) throws a
-partial download away when the process ends, which is hard on a 400 MB file over a poor link, so
-:func:`_fetch_resumable` downloads the blob itself into ``blobs/<etag>.xiaoq-partial`` (kept across
-runs, continued with an HTTP Range request, checked against the sha256 etag), then
-``hf_hub_download`` links it into ``snapshots/`` and writes ``refs/`` as it always does. Xet-stored
-files go to ``hf_hub_download`` directly when ``hf_xet`` is installed (its chunk cache resumes).
-ModelScope, which users in mainland China reach more easily, is an optional extra imported only when
-asked for.
+``HF_ENDPOINT`` selects a mirror (e.g. https://hf-mirror.com). ModelScope, which users in mainland
+China reach more easily, is an optional extra imported only when asked for.
+
+Why the Hugging Face transfer is written here rather than left to ``hf_hub_download``:
+``huggingface_hub`` (2.x) throws a partial download away when the process ends, which is hard on a
+400 MB file over a poor link, and it turns the server's ``ETag`` and ``X-Repo-Commit`` into path
+components unchecked, so a hostile mirror sending ``ETag: "../../../.bashrc"`` would choose where
+it writes. Here the metadata is asked for once and validated (:func:`checked_metadata`: the ETag
+is a git sha1 or a sha256, the commit a sha1, the file URL http(s)); every path is confined under
+the cache (:func:`confined`); the bytes go to ``blobs/<etag>.xiaoq-partial``, kept across runs and
+continued with an HTTP Range request, checked against a sha256 ETag; then the snapshot link and the
+ref are written as the hub library writes them.
 
 Every failure becomes one :class:`~xiaoq.errors.ModelError` sentence; the CLI prints it and exits 1.
 """
@@ -19,10 +24,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
 from typing import BinaryIO, Optional
+from urllib.parse import urlparse
 
 from xiaoq.config import DEFAULT_MODELSCOPE_REPO, DEFAULT_QUANT, DEFAULT_REPO
 from xiaoq.engine.models import check_quant, default_filename, find_in_hf_cache, hf_hub_cache, validate_gguf
@@ -75,12 +82,11 @@ def _is_network_error(e: BaseException) -> bool:
 
 
 def _pull_huggingface(repo: str, filename: str) -> Path:
-    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
     from huggingface_hub.errors import (
         EntryNotFoundError,
         GatedRepoError,
         HfHubHTTPError,
-        LocalEntryNotFoundError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
@@ -88,14 +94,9 @@ def _pull_huggingface(repo: str, filename: str) -> Path:
     endpoint = hf_endpoint()
     where = f"{repo}/{filename} from {endpoint}"
     try:
-        # One metadata request first: offline, hf_hub_download would retry with backoff for ~25 s
-        # and log every attempt; a user without network deserves one line at once.
+        # One metadata request without retries: a user without network gets one line at once.
         meta = get_hf_file_metadata(hf_hub_url(repo, filename, endpoint=endpoint), timeout=15)
-        cache = hf_hub_cache()
-        if meta.etag and meta.size and not (meta.xet_file_data is not None and _has_hf_xet()):
-            storage = cache / ("models--" + repo.replace("/", "--"))
-            _fetch_resumable(meta.location, meta.size, meta.etag, storage, filename, send_token=_same_host(meta.location, endpoint))
-        return Path(hf_hub_download(repo_id=repo, filename=filename, cache_dir=str(cache), endpoint=endpoint))
+        return _store_in_cache(meta, repo, filename, endpoint, where)
     except ModelError:
         raise
     except GatedRepoError:
@@ -104,9 +105,7 @@ def _pull_huggingface(repo: str, filename: str) -> Path:
         raise ModelError(f"cannot download {where}: repository {repo} not found.") from None
     except RevisionNotFoundError:
         raise ModelError(f"cannot download {where}: revision not found.") from None
-    except EntryNotFoundError as e:
-        if isinstance(e, LocalEntryNotFoundError):  # hf_hub_download: the hub vanished mid-way, nothing cached
-            raise ModelError(f"cannot download {where}: {_first_line(e.__cause__ or e)}") from None
+    except EntryNotFoundError:
         raise ModelError(f"cannot download {where}: the repository has no file {filename} (check --quant).") from None
     except HfHubHTTPError as e:
         raise ModelError(f"cannot download {where}: {_first_line(e)}") from None
@@ -123,25 +122,81 @@ def _pull_huggingface(repo: str, filename: str) -> Path:
         raise ModelError(f"download of {where} failed: {type(e).__name__}: {_first_line(e)}") from None
 
 
+def _store_in_cache(meta: object, repo: str, filename: str, endpoint: str, where: str) -> Path:
+    """Validate the hub's answer, download the blob, link the snapshot; the snapshot path."""
+    m = meta  # huggingface_hub.HfFileMetadata
+    etag, commit, url, size = checked_metadata(m.etag, m.commit_hash, m.location, m.size, where)  # type: ignore[attr-defined]
+    cache = hf_hub_cache()
+    storage = cache / ("models--" + repo.replace("/", "--"))
+    blob = confined(storage / "blobs" / etag, cache)
+    pointer = confined(storage / "snapshots" / commit / filename, cache)
+    _fetch_resumable(url, size, blob, filename, send_token=_same_host(url, endpoint))
+    _link_snapshot(blob, pointer, confined(storage / "refs" / "main", cache), commit)
+    return pointer
+
+
 PARTIAL_SUFFIX = ".xiaoq-partial"
 _MAX_FAILURES = 5  # consecutive transfer failures without a byte of progress before giving up (15 s)
 
 
-def _has_hf_xet() -> bool:
-    import importlib.util
+_ETAG = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # git blob sha1 (small files) or sha256 (LFS / Xet)
+_COMMIT = re.compile(r"[0-9a-f]{40}")
 
-    return importlib.util.find_spec("hf_xet") is not None
+
+def checked_metadata(etag: Optional[str], commit: Optional[str], location: Optional[str], size: Optional[int], where: str) -> tuple[str, str, str, int]:
+    """The server's answer, or a :class:`ModelError` naming what is wrong with it. ``etag`` arrives
+    with quotes and ``W/`` already stripped by huggingface_hub; they are stripped again here so
+    nothing depends on that."""
+    clean = (etag or "").strip()
+    clean = clean[2:] if clean.startswith("W/") else clean
+    clean = clean.strip('"')
+    if not _ETAG.fullmatch(clean):
+        raise ModelError(f"cannot download {where}: the server sent an invalid ETag {_shown(etag)} (expected 40 or 64 hex digits); nothing was written.")
+    if not _COMMIT.fullmatch(commit or ""):
+        raise ModelError(f"cannot download {where}: the server sent an invalid commit {_shown(commit)} (expected 40 hex digits); nothing was written.")
+    if not location or urlparse(location).scheme not in ("http", "https"):
+        raise ModelError(f"cannot download {where}: the server pointed to {_shown(location)}, not an http(s) URL; nothing was written.")
+    if not size or size < 0:
+        raise ModelError(f"cannot download {where}: the server did not say how large the file is.")
+    return clean, commit, location, size  # type: ignore[return-value]
+
+
+def _shown(value: Optional[str]) -> str:
+    """A server-sent value, quoted and cut short, safe to print on one line."""
+    return repr((value or "")[:80])
+
+
+def confined(path: Path, root: Path) -> Path:
+    """``path`` itself once it is known to resolve (``..`` and symlinks followed) inside ``root``."""
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise ModelError(f"refusing to write {path}: it resolves outside the model cache {root}.")
+    return path
+
+
+def _link_snapshot(blob: Path, pointer: Path, ref: Path, commit: str) -> None:
+    """``snapshots/<commit>/<file>`` -> ``blobs/<etag>`` (relative, as huggingface_hub links it;
+    a copy where symlinks are not allowed) and ``refs/main`` = the commit."""
+    pointer.parent.mkdir(parents=True, exist_ok=True)
+    if not (pointer.is_file() and pointer.resolve() == blob.resolve()):
+        tmp = pointer.with_name(pointer.name + PARTIAL_SUFFIX)
+        tmp.unlink(missing_ok=True)
+        try:
+            tmp.symlink_to(os.path.relpath(blob, pointer.parent))
+        except OSError:
+            shutil.copyfile(blob, tmp)
+        os.replace(tmp, pointer)
+    ref.parent.mkdir(parents=True, exist_ok=True)
+    ref.write_text(commit)
 
 
 def _same_host(url: str, endpoint: str) -> bool:
     """A token goes to the hub only, never to the CDN a large file is redirected to."""
-    from urllib.parse import urlparse
-
     return urlparse(url).netloc == urlparse(endpoint).netloc
 
 
-def _fetch_resumable(url: str, size: int, etag: str, storage: Path, filename: str, send_token: bool = True) -> None:
-    """Put the file's bytes at ``<storage>/blobs/<etag>``, resuming a partial file from any earlier run.
+def _fetch_resumable(url: str, size: int, blob: Path, filename: str, send_token: bool = True) -> None:
+    """Put the file's bytes at ``blob`` (``blobs/<etag>``, already validated and confined),
+    resuming a partial file from any earlier run (huggingface_hub deletes its own at exit).
 
     Transfer failures are retried (with Range) while bytes keep arriving; when giving up, the
     partial file stays for the next ``xiaoq pull``. A sha256 etag (LFS/Xet files) is verified.
@@ -152,7 +207,7 @@ def _fetch_resumable(url: str, size: int, etag: str, storage: Path, filename: st
     from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
     from huggingface_hub.utils.tqdm import tqdm
 
-    blob = storage / "blobs" / etag
+    etag = blob.name
     if blob.exists():
         return
     blob.parent.mkdir(parents=True, exist_ok=True)
