@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
-# Sets XiaoQ up on a fresh machine: a virtualenv in .venv, llama-cpp-python compiled for this CPU
-# (see "Building llama.cpp" in README.md), XiaoQ itself with its test tools, Debian's Chromium
-# for the browser tests and espeak-ng for speech. Safe to run again: finished steps are skipped.
+# Sets XiaoQ up, installing only what is missing: once everything is there it runs no installer and
+# needs no network (a stamp in .venv records what was installed for which pyproject.toml).
 #
-#   ./setup.sh            # everything
-#   XIAOQ_SKIP_BROWSER=1 ./setup.sh   # no Chromium (no browser tests)
+#   ./setup.sh          # to serve: a virtualenv in .venv, llama-cpp-python compiled for this CPU
+#                       # (see "Building llama.cpp" in README.md) and XiaoQ with its runtime dependencies
+#   ./setup.sh --test   # also the test tools (pip extra "test", which holds the voice extra), the
+#                       # front end's npm packages, Debian's espeak-ng (the voice tests speak with it)
+#                       # and Chromium for the browser tests (XIAOQ_SKIP_BROWSER=1: no Chromium)
 set -euo pipefail
 cd "$(dirname "$0")"
+MODE=serve
+case "${1:-}" in
+  --test) MODE=test ;;
+  "") ;;
+  *) echo "usage: ./setup.sh [--test]" >&2; exit 2 ;;
+esac
+CHROMIUM=${XIAOQ_CHROMIUM:-/usr/bin/chromium}
 PY=${PYTHON:-python3}
 LLAMA_VERSION=$(sed -n 's/.*"llama-cpp-python==\([0-9.]*\)".*/\1/p' pyproject.toml)
 
@@ -62,30 +71,47 @@ if ! llama_ok; then
   .venv/bin/pip install -q "llama-cpp-python==$LLAMA_VERSION"
 fi
 
-log "installing XiaoQ (editable) with its test tools"
-.venv/bin/pip install -q -e ".[test]"
+# The stamp holds pyproject.toml's hash: a changed dependency list installs again, nothing else does.
+stamp_ok() { [ "$(cat ".venv/.xiaoq-setup-$1" 2>/dev/null)" = "$(sha256sum pyproject.toml | cut -d' ' -f1)" ]; }
+stamp() { sha256sum pyproject.toml | cut -d' ' -f1 >".venv/.xiaoq-setup-$1"; }
 
-if [ -z "${XIAOQ_SKIP_BROWSER:-}" ] && [ ! -x /usr/bin/chromium ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    log "installing Debian's chromium for the browser tests"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-  else
-    log "no /usr/bin/chromium: install Debian's 'chromium' package to run the browser tests"
+if ! stamp_ok serve || ! $VPY -c 'import xiaoq' 2>/dev/null; then
+  log "installing XiaoQ (editable) and its runtime dependencies"
+  .venv/bin/pip install -q -e .
+  stamp serve
+fi
+
+if [ "$MODE" = test ]; then
+  if ! stamp_ok test; then
+    log "installing the test tools"
+    .venv/bin/pip install -q -e ".[test]"
+    stamp test
+  fi
+
+  if [ -z "${XIAOQ_SKIP_BROWSER:-}" ] && [ ! -x "$CHROMIUM" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      log "installing Debian's chromium for the browser tests"
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+      log "no $CHROMIUM: install Debian's 'chromium' package to run the browser tests"
+    fi
+  fi
+
+  if ! command -v espeak-ng >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      log "installing Debian's espeak-ng (text to speech; the voice tests speak with it)"
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null
+    else
+      log "no espeak-ng: install Debian's 'espeak-ng' package for text to speech and the voice tests"
+    fi
+  fi
+
+  # npm ci again only when the lock file changed since the last install.
+  if [ -f frontend/package.json ] && command -v npm >/dev/null \
+     && { [ ! -f frontend/node_modules/.package-lock.json ] || [ frontend/package-lock.json -nt frontend/node_modules/.package-lock.json ]; }; then
+    log "installing the front end's build tools"
+    (cd frontend && npm ci --no-audit --no-fund --loglevel=error)
   fi
 fi
 
-if ! command -v espeak-ng >/dev/null; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    log "installing Debian's espeak-ng (text to speech; the voice tests speak with it)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null
-  else
-    log "no espeak-ng: install Debian's 'espeak-ng' package for text to speech and the voice tests"
-  fi
-fi
-
-if [ -f frontend/package.json ] && command -v npm >/dev/null; then
-  log "installing the front end's build tools"
-  (cd frontend && npm ci --no-audit --no-fund --loglevel=error)
-fi
-
-log "done: .venv/bin/xiaoq is ready"
+log "done: .venv/bin/xiaoq is ready ($MODE)"

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: sets up what is missing (./setup.sh), then the Python tests (unit,
+# Runs the whole test suite: sets up what is missing for tests (./setup.sh --test), then the Python tests (unit,
 # real llama.cpp on a generated tiny GGUF, API, CLI, browser) and the front end's unit tests.
 # When ../shared/models/get-qwen-gguf.sh exists, the real-model tests run too
 # (or set XIAOQ_TEST_MODEL=/path/to/model.gguf yourself). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")"
-./setup.sh
+./setup.sh --test
 getter="../shared/models/get-qwen-gguf.sh"
 if [ -z "${XIAOQ_TEST_MODEL:-}" ] && [ -f "$getter" ]; then
   XIAOQ_TEST_MODEL=$(bash "$getter") && export XIAOQ_TEST_MODEL || echo "[test] could not fetch the real model; real_model tests will be skipped" >&2
