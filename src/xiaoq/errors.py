@@ -150,3 +150,30 @@ class VoiceUnavailable(XiaoQError):
     status = 503
     type = "server_error"
     code = "voice_unavailable"
+
+
+class StorageFull(XiaoQError):
+    """The database cannot grow (disk full, or its size limit): nothing was written (507)."""
+
+    status = 507
+    type = "server_error"
+    code = "storage_full"
+
+
+class StorageReadOnly(XiaoQError):
+    """The database refuses writes (read-only file system or mode): nothing was written (503)."""
+
+    status = 503
+    type = "server_error"
+    code = "storage_read_only"
+
+
+class ShuttingDown(XiaoQError):
+    """The server is stopping (SIGTERM): a running stream ends with this error event (503)."""
+
+    status = 503
+    type = "server_busy"
+    code = "server_shutting_down"
+
+    def __init__(self, message: str = "XiaoQ is shutting down; the reply so far is kept. Retry when it is back."):
+        super().__init__(message, headers={"Retry-After": "5"})

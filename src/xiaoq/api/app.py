@@ -23,6 +23,7 @@ from xiaoq.api.metrics import Metrics
 from xiaoq.api.body_limits import RequestBodyMiddleware
 from xiaoq.api.browser_guard import BrowserGuardMiddleware, ListedOriginsCORS
 from xiaoq.api.middleware import ApiKeyMiddleware
+from xiaoq.api.streaming import Draining
 from xiaoq.api.web import WEB_DIR, SecurityHeadersMiddleware, WebUI, is_web_path
 from xiaoq.config import Settings
 from xiaoq.engine.types import Engine
@@ -137,6 +138,7 @@ def create_app(
     app.state.on_fatal = on_fatal
     app.state.store = store
     app.state.metrics = Metrics()
+    app.state.draining = Draining()  # started by api/shutdown.py's server on SIGTERM
     app.state.load_error = None
     app.state.conversations = None
     app.state.voice = voice if voice is not None else VoiceService(settings)

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from xiaoq.api.metrics import Metrics
+from xiaoq.api.streaming import Draining
 from xiaoq.config import Settings
 from xiaoq.engine.types import Engine
 from xiaoq.errors import ModelError, XiaoQError
@@ -33,6 +34,10 @@ def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
+def get_draining(request: Request) -> Draining:
+    return request.app.state.draining
+
+
 def get_store(request: Request) -> Any:
     store = getattr(request.app.state, "store", None)
     if store is None:
@@ -51,6 +56,7 @@ def get_conversations(request: Request) -> Any:
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+DrainingDep = Annotated[Draining, Depends(get_draining)]
 #: The conversations store (``xiaoq.store``), present when ``create_app(..., store=...)`` got one.
 StoreDep = Annotated[Any, Depends(get_store)]
 #: The conversation service over that store and the engine.

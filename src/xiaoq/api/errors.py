@@ -80,6 +80,10 @@ def validation_response(exc: RequestValidationError, request: Request) -> JSONRe
 def http_exception_response(exc: StarletteHTTPException) -> JSONResponse:
     type_, code = _HTTP_TYPES.get(exc.status_code, ("invalid_request_error" if exc.status_code < 500 else "server_error", None))
     message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    cause = exc.__cause__
+    if isinstance(cause, UnicodeDecodeError):  # FastAPI's "There was an error parsing the body"
+        bad = cause.object[cause.start : cause.start + 1].hex()
+        message, code = f"Request body is not valid UTF-8 (byte 0x{bad} at position {cause.start})", "invalid_utf8"
     if exc.status_code == 404 and message == "Not Found":
         message = "Not found: no such route"
     return JSONResponse(error_body(message, type_, code), status_code=exc.status_code, headers=exc.headers)

@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from xiaoq.api.deps import EngineDep, MetricsDep, SettingsDep
+from xiaoq.api.fields import Text
 from xiaoq.api.sampling import MAX_STOP_LENGTH, MAX_STOP_SEQUENCES, generation_request
 from xiaoq.api.sse import EventStream, sse_data
 from xiaoq.api.streaming import TrackedGeneration
@@ -26,7 +27,7 @@ from xiaoq.logsafe import log_prompt
 
 router = APIRouter(tags=["chat"])
 
-StopString = Annotated[str, StringConstraints(min_length=1, max_length=MAX_STOP_LENGTH)]
+StopString = Annotated[Text, StringConstraints(min_length=1, max_length=MAX_STOP_LENGTH)]
 #: ``"stop": "x"`` or ``["x", "y"]``; one string is normalised to a list first (rather than a Union)
 #: so a validation error names ``stop`` plainly instead of one message per union branch.
 Stop = Annotated[list[StopString], BeforeValidator(lambda v: [v] if isinstance(v, str) else v), Field(max_length=MAX_STOP_SEQUENCES)]
@@ -37,16 +38,16 @@ class HistoryTurn(BaseModel):
     """One past exchange; either side may be empty (e.g. a turn whose reply failed)."""
 
     model_config = ConfigDict(extra="forbid")
-    user: str = ""
-    bot: str = ""
+    user: Text = ""
+    bot: Text = ""
 
 
 class ChatBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    prompt: str = Field(min_length=1, description="The new user message")
+    prompt: Text = Field(min_length=1, description="The new user message")
     history: list[HistoryTurn] = Field(default_factory=list, description="Earlier turns, oldest first")
-    system: Optional[str] = Field(None, description="System prompt replacing the server's default")
+    system: Optional[Text] = Field(None, description="System prompt replacing the server's default")
     max_tokens: Optional[int] = Field(None, ge=1, description="Reply length limit (capped by the server)")
     temperature: Optional[float] = Field(None, ge=0, le=2)
     top_p: Optional[float] = Field(None, gt=0, le=1)
@@ -82,7 +83,7 @@ async def chat(body: ChatBody, http: Request, engine: EngineDep, settings: Setti
         seed=body.seed,
         stop=body.stop,
     )
-    tracked = await TrackedGeneration.submit(engine, request, metrics, "/chat")
+    tracked = await TrackedGeneration.submit(engine, request, metrics, "/chat", http.app.state.draining)
     return EventStream(chat_events(tracked), on_close=tracked.cancel)
 
 

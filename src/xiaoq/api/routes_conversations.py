@@ -18,12 +18,13 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from xiaoq.api.deps import ConversationsDep, MetricsDep, SettingsDep, get_conversations
+from xiaoq.api.deps import ConversationsDep, DrainingDep, MetricsDep, SettingsDep, get_conversations
+from xiaoq.api.fields import Text
 from xiaoq.api.metrics import Metrics
 from xiaoq.api.sse import EventStream, dumps, sse_data
-from xiaoq.api.streaming import TrackedGeneration
+from xiaoq.api.streaming import Draining, TrackedGeneration
 from xiaoq.chat.conversation import ConversationService, ReplyTurn, SamplingOverrides
-from xiaoq.errors import InvalidRequest
+from xiaoq.errors import InvalidRequest, ShuttingDown
 from xiaoq.logsafe import log_prompt
 
 router = APIRouter(tags=["conversations"])
@@ -51,13 +52,13 @@ class ConversationSettings(SamplingBody):
 
 
 class MessageBody(SamplingBody):
-    content: str = Field(min_length=1, description="The user message")
+    content: Text = Field(min_length=1, description="The user message")
 
 
 class ConversationBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    title: Optional[str] = Field(None, max_length=200)
-    system_prompt: Optional[str] = Field(None, max_length=20_000)
+    title: Optional[Text] = Field(None, max_length=200)
+    system_prompt: Optional[Text] = Field(None, max_length=20_000)
     settings: Optional[ConversationSettings] = None
 
 
@@ -104,15 +105,20 @@ async def delete_conversation(conversation_id: ConversationId, service: Conversa
 
 
 # ---- turns ----------------------------------------------------------------------------------------
-def stream_turn(turn: ReplyTurn, metrics: Metrics, started: float, *, start_event: bool = True, route: str = ROUTE) -> EventStream:
+def stream_turn(
+    turn: ReplyTurn, metrics: Metrics, started: float, draining: Optional[Draining] = None, *, start_event: bool = True, route: str = ROUTE
+) -> EventStream:
     """The SSE response of a submitted turn: its events, metrics recorded once, and whatever way
-    the stream ends (done, client gone, server stopping) the reply is finalized."""
-    tracked = TrackedGeneration(turn.generation, metrics, route, started)
+    the stream ends (done, client gone, server stopping) the reply is finalized. When the server
+    stops, the reply is stored ``incomplete`` and the stream ends with ``server_shutting_down``."""
+    tracked = TrackedGeneration(turn.generation, metrics, route, started, draining)
 
     async def body() -> AsyncIterator[bytes]:
         async for event in turn.events(tracked.pieces()):
             if not start_event and event.get("start"):
                 continue
+            if tracked.shutting_down and event.get("done"):
+                event = {**ShuttingDown().to_dict(), "message_id": event.get("message_id")}
             yield sse_data(event)
 
     def on_close() -> None:
@@ -123,30 +129,40 @@ def stream_turn(turn: ReplyTurn, metrics: Metrics, started: float, *, start_even
 
 
 @router.post(ROUTE + "/{conversation_id}/messages", response_class=EventStream, responses={200: {"content": {"text/event-stream": {}}}})
-async def send_message(conversation_id: ConversationId, body: MessageBody, service: ConversationsDep, metrics: MetricsDep, settings: SettingsDep) -> EventStream:
+async def send_message(
+    conversation_id: ConversationId, body: MessageBody, service: ConversationsDep, metrics: MetricsDep, settings: SettingsDep, draining: DrainingDep
+) -> EventStream:
     started = time.perf_counter()
     log_prompt(settings.log_prompts, ROUTE + "/{id}/messages", body.content)
     turn = await service.send(conversation_id, body.content, body.overrides())
-    return stream_turn(turn, metrics, started)
+    return stream_turn(turn, metrics, started, draining)
 
 
 @router.post(ROUTE + "/{conversation_id}/regenerate", response_class=EventStream, responses={200: {"content": {"text/event-stream": {}}}})
-async def regenerate(conversation_id: ConversationId, service: ConversationsDep, metrics: MetricsDep, body: Optional[SamplingBody] = None) -> EventStream:
+async def regenerate(
+    conversation_id: ConversationId, service: ConversationsDep, metrics: MetricsDep, draining: DrainingDep, body: Optional[SamplingBody] = None
+) -> EventStream:
     started = time.perf_counter()
     turn = await service.regenerate(conversation_id, (body or SamplingBody()).overrides())
-    return stream_turn(turn, metrics, started)
+    return stream_turn(turn, metrics, started, draining)
 
 
 @router.post(
     ROUTE + "/{conversation_id}/messages/{message_id}/edit", response_class=EventStream, responses={200: {"content": {"text/event-stream": {}}}}
 )
 async def edit_message(
-    conversation_id: ConversationId, message_id: int, body: MessageBody, service: ConversationsDep, metrics: MetricsDep, settings: SettingsDep
+    conversation_id: ConversationId,
+    message_id: int,
+    body: MessageBody,
+    service: ConversationsDep,
+    metrics: MetricsDep,
+    settings: SettingsDep,
+    draining: DrainingDep,
 ) -> EventStream:
     started = time.perf_counter()
     log_prompt(settings.log_prompts, ROUTE + "/{id}/messages/{id}/edit", body.content)
     turn = await service.edit(conversation_id, message_id, body.content, body.overrides())
-    return stream_turn(turn, metrics, started)
+    return stream_turn(turn, metrics, started, draining)
 
 
 @router.post(ROUTE + "/{conversation_id}/stop")
@@ -164,7 +180,7 @@ async def conversation_chat(request: Request, body: Any, metrics: Metrics) -> Ev
     started = time.perf_counter()
     overrides = SamplingOverrides(temperature=body.temperature, top_p=body.top_p, max_tokens=body.max_tokens, seed=body.seed, stop=body.stop)
     turn = await service.send(body.conversation_id, body.prompt, overrides)
-    return stream_turn(turn, metrics, started, start_event=False, route="/chat")
+    return stream_turn(turn, metrics, started, request.app.state.draining, start_event=False, route="/chat")
 
 
 # ---- export, search, suggestions --------------------------------------------------------------

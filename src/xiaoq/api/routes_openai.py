@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from xiaoq.api.deps import EngineDep, MetricsDep, SettingsDep
+from xiaoq.api.fields import Text
 from xiaoq.api.routes_chat import Seed, Stop, check_list_length
 from xiaoq.api.sampling import generation_request
 from xiaoq.api.sse import SSE_DONE, EventStream, sse_data
@@ -44,7 +45,7 @@ def finish_fields(reason: str) -> dict[str, Any]:
 
 class TextPart(BaseModel):
     type: Literal["text"]
-    text: str
+    text: Text
 
 
 def _text_parts(v: Any) -> Any:
@@ -152,7 +153,7 @@ async def chat_completions(
         logit_bias=body.logit_bias,
         ignore_eos=body.ignore_eos,
     )
-    tracked = await TrackedGeneration.submit(engine, gen_request, metrics, "/v1/chat/completions")
+    tracked = await TrackedGeneration.submit(engine, gen_request, metrics, "/v1/chat/completions", request.app.state.draining)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         chunks = ChunkFactory(engine.model_name, include_usage)

@@ -1,5 +1,11 @@
 """What both chat surfaces do with a running :class:`Generation`: measure it at the HTTP edge,
-record it in the metrics once, and cancel it whenever the consumer stops early.
+record it in the metrics once, cancel it whenever the consumer stops early, and end it with a
+``server_shutting_down`` error event when the server is told to stop (:class:`Draining`).
+
+Why the server says so instead of just closing: on SIGTERM uvicorn waits for open responses up to
+its grace period and then cuts them, so a client would see a truncated stream it cannot tell from a
+network fault. Ending every stream at once with an error event tells it why (and the conversation
+service still stores the partial reply), and the process exits well within the grace period.
 """
 
 from __future__ import annotations
@@ -14,16 +20,39 @@ from fastapi import Request
 from xiaoq.api.metrics import Metrics
 from xiaoq.api.sse import sse_data
 from xiaoq.engine.types import Engine, Generation, GenerationRequest, GenerationResult, Timings, Usage
-from xiaoq.errors import EngineError
+from xiaoq.errors import EngineError, ShuttingDown
 
 log = logging.getLogger("xiaoq.api")
+
+
+class Draining:
+    """The streams in flight, and whether the server is stopping. One per app
+    (``app.state.draining``); :meth:`begin` is called from the server's exit signal handler."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.live: set["TrackedGeneration"] = set()
+
+    def begin(self) -> None:
+        """Stop every running generation; each stream then ends with ``server_shutting_down``."""
+        self.active = True
+        for tracked in list(self.live):
+            tracked.interrupt()
+
+    def add(self, tracked: "TrackedGeneration") -> None:
+        self.live.add(tracked)
+        if self.active:  # started while the server is already stopping
+            tracked.interrupt()
 
 
 class TrackedGeneration:
     """A submitted generation plus its HTTP-level timing."""
 
-    def __init__(self, generation: Generation, metrics: Metrics, route: str, started: float):
+    def __init__(self, generation: Generation, metrics: Metrics, route: str, started: float, draining: Optional[Draining] = None):
         self.generation = generation
+        self.draining = draining
+        #: Set when the server's shutdown stopped this generation.
+        self.shutting_down = False
         self.metrics = metrics
         self.route = route
         self.started = started
@@ -35,10 +64,12 @@ class TrackedGeneration:
         self._recorded = False
 
     @classmethod
-    async def submit(cls, engine: Engine, request: GenerationRequest, metrics: Metrics, route: str) -> "TrackedGeneration":
+    async def submit(
+        cls, engine: Engine, request: GenerationRequest, metrics: Metrics, route: str, draining: Optional[Draining] = None
+    ) -> "TrackedGeneration":
         """Submit now (so Busy / ContextLengthExceeded become JSON errors before any streaming)."""
         started = time.perf_counter()
-        return cls(await engine.submit(request), metrics, route, started)
+        return cls(await engine.submit(request), metrics, route, started, draining)
 
     @property
     def result(self) -> GenerationResult:
@@ -52,8 +83,15 @@ class TrackedGeneration:
         self.generation.cancel()
         self._record()
 
+    def interrupt(self) -> None:
+        """The server is stopping: end the generation; :meth:`framed` reports why."""
+        self.shutting_down = True
+        self.generation.cancel()
+
     async def pieces(self) -> AsyncIterator[str]:
         """The text pieces; leaving early (disconnect, error) cancels the generation."""
+        if self.draining is not None:
+            self.draining.add(self)
         try:
             async for piece in self.generation:
                 now = time.perf_counter()
@@ -63,6 +101,8 @@ class TrackedGeneration:
                 self.pieces_seen += 1
                 yield piece
         finally:
+            if self.draining is not None:
+                self.draining.live.discard(self)
             self.cancel()
 
     async def framed(self, frame: Callable[[str], bytes]) -> AsyncIterator[bytes]:
@@ -77,7 +117,10 @@ class TrackedGeneration:
             self.failed = True
             yield sse_data(EngineError("Generation failed unexpectedly.").to_dict())
             return
-        if self.result.finish_reason == "error":
+        if self.shutting_down:
+            self.failed = True
+            yield sse_data(ShuttingDown().to_dict())
+        elif self.result.finish_reason == "error":
             self.failed = True
             yield sse_data(EngineError(self.result.error or "Generation failed.").to_dict())
 
@@ -111,4 +154,6 @@ class TrackedGeneration:
                     parts.append(piece)
             finally:
                 tg.cancel_scope.cancel()
+        if self.shutting_down:
+            raise ShuttingDown()
         return "".join(parts)

@@ -34,6 +34,7 @@ def serve(**given: Any) -> None:
     import uvicorn
 
     from xiaoq.api.app import create_app
+    from xiaoq.api.shutdown import DrainingServer
     from xiaoq.engine.llama_engine import LlamaEngine
 
     _setup_logging()
@@ -51,16 +52,17 @@ def serve(**given: Any) -> None:
     click.echo(f"XiaoQ: serving {path.name} at {scheme}://{url_host(settings.host)}:{port} (Ctrl-C stops)", err=True)
     click.echo(f"XiaoQ: conversations in {store.db.path}", err=True)
     click.echo(f"XiaoQ: voice: {voice.summary()}", err=True)
-    # uvicorn handles SIGINT/SIGTERM itself: it stops accepting, lets the app's lifespan close the
-    # engine, then re-raises the signal to the handler that was there before: ours turns SIGTERM
-    # (systemd, docker stop, kill) into the same clean exit as Ctrl-C.
+    # uvicorn handles SIGINT/SIGTERM itself: it stops accepting, DrainingServer ends every running
+    # stream with a server_shutting_down event, the app's lifespan closes the engine, then uvicorn
+    # re-raises the signal to the handler that was there before: ours turns SIGTERM (systemd,
+    # docker stop, kill) into the same clean exit as Ctrl-C.
     previous_term = signal.signal(signal.SIGTERM, _interrupt)
     try:
         config = uvicorn.Config(
             app, host=settings.host, port=port, log_level="info", access_log=False, timeout_graceful_shutdown=5, **tls_options(settings)
         )
         _escape_uvicorn_logs()
-        fatal.server = uvicorn.Server(config)
+        fatal.server = DrainingServer(config, app.state.draining)
         fatal.server.run(sockets=[sock])
     except KeyboardInterrupt:
         pass

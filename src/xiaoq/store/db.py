@@ -35,6 +35,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
+from xiaoq.errors import StorageFull, StorageReadOnly
+
 #: How long a connection waits for a lock held by another process before raising (ms).
 BUSY_TIMEOUT_MS = 5000
 
@@ -52,6 +54,28 @@ def connect(path: Union[str, Path]) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
     return conn
+
+
+@contextmanager
+def storage_errors() -> Iterator[None]:
+    """A full disk or a read-only database as the domain errors the API maps to a clear 507 / 503
+    (SQLite rolled the transaction back: nothing half-written); any other failure unchanged."""
+    try:
+        yield
+    except sqlite3.OperationalError as e:
+        name = getattr(e, "sqlite_errorname", "")
+        text = str(e).lower()
+        if name.startswith("SQLITE_FULL") or "database or disk is full" in text:
+            raise StorageFull("The conversations database is full (no space left, or its size limit reached); nothing was saved.") from e
+        if name.startswith("SQLITE_READONLY") or "readonly database" in text:
+            raise StorageReadOnly("The conversations database is read-only right now; nothing was saved.") from e
+        raise
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back, tolerating SQLite's own rollback after SQLITE_FULL ("no transaction is active")."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
 
 
 class Database:
@@ -93,20 +117,20 @@ class Database:
         if getattr(self._local, "writing", False):  # nested: join the outer transaction
             yield self._writer
             return
-        with self._write_lock:
+        with self._write_lock, storage_errors():
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
             self._local.writing = True
             try:
                 yield conn
             except BaseException:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
             else:
                 try:
                     conn.execute("COMMIT")
                 except BaseException:
-                    conn.execute("ROLLBACK")
+                    _rollback(conn)
                     raise
             finally:
                 self._local.writing = False
