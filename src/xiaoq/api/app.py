@@ -18,7 +18,7 @@ from starlette.responses import Response
 
 from xiaoq import __version__
 from xiaoq.api import routes_chat, routes_health, routes_openai, routes_voice
-from xiaoq.api.errors import install_error_handlers
+from xiaoq.api.errors import COMMON_ERRORS, install_error_handlers
 from xiaoq.api.metrics import Metrics
 from xiaoq.api.body_limits import RequestBodyMiddleware
 from xiaoq.api.browser_guard import BrowserGuardMiddleware, ListedOriginsCORS
@@ -132,7 +132,7 @@ def create_app(
     ``voice`` defaults to the engines the settings name, built on first use.
     ``on_fatal(message)`` is called (on the event loop) when the engine fails to load or dies: the
     server cannot answer any more and should exit."""
-    app = FastAPI(title="XiaoQ", version=__version__, lifespan=_lifespan)
+    app = FastAPI(title="XiaoQ", version=__version__, lifespan=_lifespan, responses=COMMON_ERRORS)
     app.state.settings = settings
     app.state.engine = engine
     app.state.on_fatal = on_fatal

@@ -13,6 +13,7 @@ from typing import Any, Optional, Sequence
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from xiaoq.errors import XiaoQError
@@ -28,6 +29,47 @@ _HTTP_TYPES = {
     413: ("invalid_request_error", "payload_too_large"),
     415: ("invalid_request_error", "unsupported_media_type"),
 }
+
+
+class ErrorDetail(BaseModel):
+    """The inside of every error response; some carry more (``param``, token counts, ``limit``)."""
+
+    model_config = ConfigDict(extra="allow")
+    message: str
+    type: str
+    code: Optional[str] = None
+
+
+class ErrorBody(BaseModel):
+    """``{"error": {...}}``: the one error shape, declared in the OpenAPI schema."""
+
+    error: ErrorDetail
+
+
+_DESCRIPTIONS = {
+    400: "Bad request: invalid JSON or UTF-8, a request that cannot be served (context_length_exceeded)",
+    401: "Missing or wrong API key",
+    403: "Forbidden",
+    404: "Unknown id or route",
+    409: "A reply is already being generated in this conversation",
+    413: "Request body too large",
+    415: "Unsupported content type",
+    422: "A field is missing, of the wrong type or out of range (validation_error, naming it)",
+    500: "Internal error, or the model failed to load",
+    503: "Busy (queue_full, model_loading, server_shutting_down, storage_read_only): retry later",
+    507: "The conversations database is full (storage_full)",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route or router: these statuses answer with :class:`ErrorBody` as JSON
+    (named explicitly: on a streaming route FastAPI would list it under the stream's media type)."""
+    json_body = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    return {status: {"model": ErrorBody, "content": json_body, "description": _DESCRIPTIONS[status]} for status in statuses}
+
+
+#: What any route may answer (security middleware, validation, body limits, server trouble).
+COMMON_ERRORS = error_responses(400, 401, 403, 413, 415, 422, 500, 503)
 
 
 def error_body(message: str, type_: str, code: Optional[str], **extra: Any) -> dict[str, Any]:

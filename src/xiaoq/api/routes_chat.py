@@ -15,23 +15,30 @@ from typing import Annotated, AsyncIterator, Optional
 
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, WithJsonSchema
 
 from xiaoq.api.deps import EngineDep, MetricsDep, SettingsDep
-from xiaoq.api.fields import Text
+from xiaoq.api.errors import error_responses
+from xiaoq.api.fields import Float, Int, Text
 from xiaoq.api.sampling import MAX_STOP_LENGTH, MAX_STOP_SEQUENCES, generation_request
-from xiaoq.api.sse import EventStream, sse_data
+from xiaoq.api.sse import SSE_RESPONSE, EventStream, sse_data
 from xiaoq.api.streaming import TrackedGeneration
 from xiaoq.chat.prompt import build_messages
 from xiaoq.logsafe import log_prompt
 
-router = APIRouter(tags=["chat"])
+router = APIRouter(tags=["chat"], responses=error_responses(404, 409, 507))  # 404/409/507: with a conversation_id
 
+_STOP_STRING = {"type": "string", "minLength": 1, "maxLength": MAX_STOP_LENGTH}
 StopString = Annotated[Text, StringConstraints(min_length=1, max_length=MAX_STOP_LENGTH)]
 #: ``"stop": "x"`` or ``["x", "y"]``; one string is normalised to a list first (rather than a Union)
 #: so a validation error names ``stop`` plainly instead of one message per union branch.
-Stop = Annotated[list[StopString], BeforeValidator(lambda v: [v] if isinstance(v, str) else v), Field(max_length=MAX_STOP_SEQUENCES)]
-Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+Stop = Annotated[
+    list[StopString],
+    BeforeValidator(lambda v: [v] if isinstance(v, str) else v),
+    Field(max_length=MAX_STOP_SEQUENCES),
+    WithJsonSchema({"anyOf": [_STOP_STRING, {"type": "array", "items": _STOP_STRING, "maxItems": MAX_STOP_SEQUENCES}]}),
+]
+Seed = Annotated[Int, Field(ge=0, le=2**32 - 1)]
 
 
 class HistoryTurn(BaseModel):
@@ -48,9 +55,9 @@ class ChatBody(BaseModel):
     prompt: Text = Field(min_length=1, description="The new user message")
     history: list[HistoryTurn] = Field(default_factory=list, description="Earlier turns, oldest first")
     system: Optional[Text] = Field(None, description="System prompt replacing the server's default")
-    max_tokens: Optional[int] = Field(None, ge=1, description="Reply length limit (capped by the server)")
-    temperature: Optional[float] = Field(None, ge=0, le=2)
-    top_p: Optional[float] = Field(None, gt=0, le=1)
+    max_tokens: Optional[Int] = Field(None, ge=1, description="Reply length limit (capped by the server)")
+    temperature: Optional[Float] = Field(None, ge=0, le=2)
+    top_p: Optional[Float] = Field(None, gt=0, le=1)
     seed: Optional[Seed] = None
     stop: Optional[Stop] = None
     conversation_id: Optional[str] = Field(None, max_length=64, description="Use and record this stored conversation (its history and system prompt)")
@@ -64,7 +71,7 @@ def check_list_length(name: str, items: list, limit: int) -> None:
         )
 
 
-@router.post("/chat", response_class=EventStream, responses={200: {"content": {"text/event-stream": {}}}})
+@router.post("/chat", response_class=EventStream, responses=SSE_RESPONSE)
 async def chat(body: ChatBody, http: Request, engine: EngineDep, settings: SettingsDep, metrics: MetricsDep) -> EventStream:
     check_list_length("history", body.history, settings.max_messages)
     log_prompt(settings.log_prompts, "/chat", body.prompt)

@@ -19,26 +19,27 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from xiaoq.api.deps import ConversationsDep, DrainingDep, MetricsDep, SettingsDep, get_conversations
-from xiaoq.api.fields import Text
+from xiaoq.api.errors import error_responses
+from xiaoq.api.fields import Float, Int, Text
 from xiaoq.api.metrics import Metrics
-from xiaoq.api.sse import EventStream, dumps, sse_data
+from xiaoq.api.sse import SSE_RESPONSE, EventStream, dumps, sse_data
 from xiaoq.api.streaming import Draining, TrackedGeneration
 from xiaoq.chat.conversation import ConversationService, ReplyTurn, SamplingOverrides
 from xiaoq.errors import InvalidRequest, ShuttingDown
 from xiaoq.logsafe import log_prompt
 
-router = APIRouter(tags=["conversations"])
+router = APIRouter(tags=["conversations"], responses=error_responses(404, 409, 507))
 
 ROUTE = "/api/conversations"
 ConversationId = Annotated[str, Path(min_length=1, max_length=64)]
-Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+Seed = Annotated[Int, Field(ge=0, le=2**32 - 1)]
 
 
 class SamplingBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    temperature: Optional[float] = Field(None, ge=0, le=2)
-    top_p: Optional[float] = Field(None, gt=0, le=1)
-    max_tokens: Optional[int] = Field(None, ge=1)
+    temperature: Optional[Float] = Field(None, ge=0, le=2)
+    top_p: Optional[Float] = Field(None, gt=0, le=1)
+    max_tokens: Optional[Int] = Field(None, ge=1)
     seed: Optional[Seed] = None
 
     def overrides(self) -> SamplingOverrides:
@@ -128,7 +129,7 @@ def stream_turn(
     return EventStream(body(), on_close=on_close)
 
 
-@router.post(ROUTE + "/{conversation_id}/messages", response_class=EventStream, responses={200: {"content": {"text/event-stream": {}}}})
+@router.post(ROUTE + "/{conversation_id}/messages", response_class=EventStream, responses=SSE_RESPONSE)
 async def send_message(
     conversation_id: ConversationId, body: MessageBody, service: ConversationsDep, metrics: MetricsDep, settings: SettingsDep, draining: DrainingDep
 ) -> EventStream:
@@ -138,7 +139,7 @@ async def send_message(
     return stream_turn(turn, metrics, started, draining)
 
 
-@router.post(ROUTE + "/{conversation_id}/regenerate", response_class=EventStream, responses={200: {"content": {"text/event-stream": {}}}})
+@router.post(ROUTE + "/{conversation_id}/regenerate", response_class=EventStream, responses=SSE_RESPONSE)
 async def regenerate(
     conversation_id: ConversationId, service: ConversationsDep, metrics: MetricsDep, draining: DrainingDep, body: Optional[SamplingBody] = None
 ) -> EventStream:
@@ -148,7 +149,7 @@ async def regenerate(
 
 
 @router.post(
-    ROUTE + "/{conversation_id}/messages/{message_id}/edit", response_class=EventStream, responses={200: {"content": {"text/event-stream": {}}}}
+    ROUTE + "/{conversation_id}/messages/{message_id}/edit", response_class=EventStream, responses=SSE_RESPONSE
 )
 async def edit_message(
     conversation_id: ConversationId,

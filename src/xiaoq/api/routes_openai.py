@@ -16,19 +16,20 @@ from typing import Annotated, Any, AsyncIterator, Literal, Optional, Union
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from xiaoq.api.deps import EngineDep, MetricsDep, SettingsDep
-from xiaoq.api.fields import Text
+from xiaoq.api.errors import error_responses
+from xiaoq.api.fields import Bool, Float, Int, Text
 from xiaoq.api.routes_chat import Seed, Stop, check_list_length
 from xiaoq.api.sampling import generation_request
-from xiaoq.api.sse import SSE_DONE, EventStream, sse_data
+from xiaoq.api.sse import SSE_DONE, SSE_RESPONSE, EventStream, sse_data
 from xiaoq.api.streaming import TrackedGeneration
 from xiaoq.engine.types import ChatMessage, GenerationResult
 from xiaoq.errors import EngineError, InvalidRequest, NotFound
 from xiaoq.logsafe import log_prompt
 
-router = APIRouter(prefix="/v1", tags=["openai"])
+router = APIRouter(prefix="/v1", tags=["openai"], responses=error_responses(404))
 
 #: The finish reasons OpenAI clients know.
 OPENAI_FINISH_REASONS = frozenset({"stop", "length", "content_filter", "tool_calls"})
@@ -54,11 +55,16 @@ def _text_parts(v: Any) -> Any:
     return [{"type": "text", "text": v}] if isinstance(v, str) else v
 
 
+_TEXT_PART_SCHEMA = {"type": "object", "required": ["type", "text"], "properties": {"type": {"const": "text"}, "text": {"type": "string"}}}
+#: What a client may send: a string, a list of text parts, or null.
+CONTENT_SCHEMA = {"anyOf": [{"type": "string"}, {"type": "array", "items": _TEXT_PART_SCHEMA}, {"type": "null"}]}
+
+
 class Message(BaseModel):
     model_config = ConfigDict(extra="ignore")
     # "developer" is what newer OpenAI clients send in place of "system".
     role: Literal["system", "developer", "user", "assistant"]
-    content: Annotated[Optional[list[TextPart]], BeforeValidator(_text_parts)] = None
+    content: Annotated[Optional[list[TextPart]], BeforeValidator(_text_parts), WithJsonSchema(CONTENT_SCHEMA)] = None
 
     def as_chat_message(self) -> ChatMessage:
         text = "".join(p.text for p in self.content or [])
@@ -66,7 +72,7 @@ class Message(BaseModel):
 
 
 class StreamOptions(BaseModel):
-    include_usage: bool = False
+    include_usage: Bool = False
 
 
 class ChatCompletionBody(BaseModel):
@@ -74,21 +80,21 @@ class ChatCompletionBody(BaseModel):
 
     model: Optional[str] = None
     messages: Annotated[list[Message], Field(min_length=1)]
-    stream: bool = False
+    stream: Bool = False
     stream_options: Optional[StreamOptions] = None
-    max_tokens: Optional[int] = Field(None, ge=1)
-    max_completion_tokens: Optional[int] = Field(None, ge=1)
-    temperature: Optional[float] = Field(None, ge=0, le=2)
-    top_p: Optional[float] = Field(None, gt=0, le=1)
+    max_tokens: Optional[Int] = Field(None, ge=1)
+    max_completion_tokens: Optional[Int] = Field(None, ge=1)
+    temperature: Optional[Float] = Field(None, ge=0, le=2)
+    top_p: Optional[Float] = Field(None, gt=0, le=1)
     seed: Optional[Seed] = None
     stop: Optional[Stop] = None
-    n: Optional[int] = Field(None, ge=1)
-    presence_penalty: Optional[float] = Field(None, ge=-2, le=2)
-    frequency_penalty: Optional[float] = Field(None, ge=-2, le=2)
-    #: OpenAI's token id -> bias in [-100, 100].
-    logit_bias: Optional[dict[Annotated[int, Field(ge=0)], Annotated[float, Field(ge=-100, le=100)]]] = Field(None, max_length=1024)
+    n: Optional[Int] = Field(None, ge=1)
+    presence_penalty: Optional[Float] = Field(None, ge=-2, le=2)
+    frequency_penalty: Optional[Float] = Field(None, ge=-2, le=2)
+    #: OpenAI's token id (a JSON object key, so a string of digits) -> bias in [-100, 100].
+    logit_bias: Optional[dict[Annotated[int, Field(ge=0)], Annotated[Float, Field(ge=-100, le=100)]]] = Field(None, max_length=1024)
     #: llama-server's extension: generate until max_tokens even past the end-of-reply token.
-    ignore_eos: bool = False
+    ignore_eos: Bool = False
 
 
 def completion_id() -> str:
@@ -130,7 +136,7 @@ class ChunkFactory:
         }
 
 
-@router.post("/chat/completions", response_model=None)
+@router.post("/chat/completions", response_model=None, responses={200: {"content": {"application/json": {}, **SSE_RESPONSE[200]["content"]}}})
 async def chat_completions(
     body: ChatCompletionBody, request: Request, engine: EngineDep, settings: SettingsDep, metrics: MetricsDep
 ) -> Union[JSONResponse, EventStream]:

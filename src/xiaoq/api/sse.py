@@ -35,6 +35,16 @@ def sse_data(obj: Union[Mapping[str, Any], str]) -> bytes:
 
 SSE_DONE = sse_data("[DONE]")
 
+#: The OpenAPI entry of a streaming answer: each event is one ``data:`` line holding a JSON object
+#: (or ``[DONE]`` on the OpenAI stream). Before OpenAPI 3.2 an event stream's ``schema`` describes
+#: one event.
+SSE_EVENT_SCHEMA = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {"data": {"type": "string", "description": "one JSON object, or [DONE]"}, "event": {"type": "string"}},
+}
+SSE_RESPONSE = {200: {"description": "Server-Sent Events", "content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}}}}
+
 
 class EventStream(StreamingResponse):
     """``text/event-stream`` response: every chunk is sent as soon as it is yielded."""
