@@ -118,6 +118,8 @@ def test_sigkill_mid_reply_keeps_committed_messages_and_partial_reply(tiny_gguf:
     finally:
         stop(proc)
     msgs = conv["messages"]
+    lost = [c for c in committed if c not in [(m["role"], m["content"]) for m in msgs]]
+    print(f"SIGKILL mid-reply: {len(committed) + 1} committed messages, {len(lost)} lost; reply kept {len(msgs[-1]['content'])} of {len(received)} chars sent")
     assert [(m["role"], m["content"]) for m in msgs[:4]] == committed
     assert all(m["status"] == "complete" for m in msgs[:4])
     user, reply = msgs[4], msgs[5]
