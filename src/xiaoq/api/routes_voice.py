@@ -38,7 +38,12 @@ def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
-@router.post("/v1/audio/transcriptions", response_model=None, openapi_extra=UPLOAD_BODY)
+@router.post(
+    "/v1/audio/transcriptions",
+    response_model=None,
+    openapi_extra=UPLOAD_BODY,
+    responses={200: {"content": {"application/json": {}, "text/plain": {}}}},
+)
 async def transcriptions(
     voice: VoiceDep,
     file: Annotated[UploadFile, File(description="Audio as browsers record it: WAV, WebM/Opus, Ogg, MP3, ...")],
@@ -69,7 +74,10 @@ class SpeechRequest(BaseModel):
     model: Optional[str] = Field(None, max_length=200)
 
 
-@router.post("/v1/audio/speech", response_model=None)
+_AUDIO = {"schema": {"type": "string", "format": "binary"}}
+
+
+@router.post("/v1/audio/speech", response_model=None, responses={200: {"description": "WAV, or bare s16le samples for pcm", "content": {"audio/wav": _AUDIO, "audio/L16": _AUDIO}}})
 async def speech(body: SpeechRequest, voice: VoiceDep) -> Response:
     """Audio of ``input``. One sentence: a complete WAV. Several: a WAV whose header leaves the
     length open, then each sentence's samples as soon as they are synthesized. ``pcm`` is the bare
