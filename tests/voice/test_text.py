@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import pytest
+
 from xiaoq.voice.text import ClauseSplitter, detect_language, speakable
+
+#: Shared with the web UI's splitter test, so both cut an answer the same way.
+CASES = json.loads((Path(__file__).resolve().parents[2] / "frontend" / "src" / "__tests__" / "split_cases.json").read_text(encoding="utf-8"))["cases"]
 
 
 def _split(pieces: list[str]) -> list[str]:
@@ -38,3 +46,8 @@ def test_markdown_is_made_speakable_and_language_detected() -> None:
     assert speakable("**Bold** and `code` with a [link](http://x.example) # title") == "Bold and code with a link title"
     assert detect_language("你好，请问 Python 是什么？") == "zh"
     assert detect_language("What does 你好 mean?") == "en"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[str(i) for i in range(len(CASES))])
+def test_the_same_pieces_as_the_web_ui(case: dict) -> None:
+    assert _split(case["stream"]) == case["pieces"]

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { ClauseSplitter, detectLanguage, speakable } from '../voice/split'
+import shared from './split_cases.json'
 
 function split(pieces: string[]): string[] {
   const s = new ClauseSplitter()
@@ -36,4 +37,10 @@ describe('speakable and detectLanguage', () => {
     expect(detectLanguage('你好，请问 Python 是什么？')).toBe('zh')
     expect(detectLanguage('What does 你好 mean?')).toBe('en')
   })
+})
+
+describe('the same pieces as the server (split_cases.json)', () => {
+  for (const [i, c] of shared.cases.entries()) {
+    it(`case ${i}`, () => expect(split(c.stream)).toEqual(c.pieces))
+  }
 })
