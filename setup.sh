@@ -76,16 +76,26 @@ stamp_ok() { [ "$(cat ".venv/.xiaoq-setup-$1" 2>/dev/null)" = "$(sha256sum pypro
 stamp() { sha256sum pyproject.toml | cut -d' ' -f1 >".venv/.xiaoq-setup-$1"; }
 
 if ! stamp_ok serve || ! $VPY -c 'import xiaoq' 2>/dev/null; then
-  log "installing XiaoQ (editable) and its runtime dependencies"
-  .venv/bin/pip install -q -e .
+  log "installing XiaoQ (editable) and its runtime dependencies, with dense retrieval for knowledge bases"
+  .venv/bin/pip install -q -e ".[dense]"
   stamp serve
 fi
 
 if [ "$MODE" = test ]; then
   if ! stamp_ok test; then
-    log "installing the test tools"
-    .venv/bin/pip install -q -e ".[test]"
+    log "installing the test tools (and OCR, which the knowledge-base tests read images with)"
+    .venv/bin/pip install -q -e ".[test,dense,ocr]"
     stamp test
+  fi
+
+  # The OCR tests render Chinese text: they need a CJK font.
+  if [ ! -f /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      log "installing Debian's fonts-wqy-zenhei for the OCR tests"
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-zenhei >/dev/null
+    else
+      log "no CJK font: install Debian's 'fonts-wqy-zenhei' package for the OCR tests"
+    fi
   fi
 
   if [ -z "${XIAOQ_SKIP_BROWSER:-}" ] && [ ! -x "$CHROMIUM" ]; then

@@ -157,3 +157,63 @@ def m003_message_token_counts(conn: sqlite3.Connection) -> None:
         END;
         """,
     )
+
+
+@migration
+def m004_knowledge_bases(conn: sqlite3.Connection) -> None:
+    """Knowledge bases, their documents and passages (chunks), and the chunks' lexical index.
+
+    A knowledge base with a ``conversation_id`` is that conversation's own scope (its attached
+    files) and goes when the conversation goes. A document is ``ingesting`` until all its chunks
+    are committed (in small batches) and only ``ready`` documents are searched. Vectors are
+    float16 BLOBs scored with numpy; ``embedder`` names the model that made them, so a change of
+    model is noticed. The FTS table holds words (jieba) and CJK bigrams computed in Python, since
+    no SQLite tokenizer segments Chinese; its rows share the chunk ids.
+    """
+    _script(
+        conn,
+        """
+        CREATE TABLE knowledge_bases (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL UNIQUE,
+            conversation_id TEXT REFERENCES conversations (id) ON DELETE CASCADE,
+            description TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE kb_documents (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            kb_id INTEGER NOT NULL REFERENCES knowledge_bases (id) ON DELETE CASCADE,
+            source TEXT NOT NULL,
+            title TEXT NOT NULL DEFAULT '',
+            content_hash TEXT NOT NULL,
+            bytes INTEGER NOT NULL DEFAULT 0,
+            pages INTEGER,
+            status TEXT NOT NULL DEFAULT 'ingesting' CHECK (status IN ('ingesting', 'ready', 'error')),
+            error TEXT,
+            chunk_count INTEGER NOT NULL DEFAULT 0,
+            embedder TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            UNIQUE (kb_id, source)
+        );
+        CREATE TABLE kb_chunks (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            document_id INTEGER NOT NULL REFERENCES kb_documents (id) ON DELETE CASCADE,
+            kb_id INTEGER NOT NULL,
+            position INTEGER NOT NULL,
+            heading TEXT NOT NULL DEFAULT '',
+            anchor TEXT,
+            page INTEGER,
+            text TEXT NOT NULL,
+            tokens INTEGER NOT NULL DEFAULT 0,
+            vector BLOB
+        );
+        CREATE INDEX kb_chunks_document ON kb_chunks (document_id, position);
+        CREATE INDEX kb_chunks_kb ON kb_chunks (kb_id);
+        CREATE VIRTUAL TABLE kb_chunks_fts USING fts5 (words, grams, tokenize='unicode61 remove_diacritics 2');
+        CREATE TRIGGER kb_chunks_fts_delete AFTER DELETE ON kb_chunks BEGIN
+            DELETE FROM kb_chunks_fts WHERE rowid = old.id;
+        END;
+        """,
+    )

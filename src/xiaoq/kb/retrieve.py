@@ -1,0 +1,158 @@
+"""Retrieval: lexical (FTS5 bm25 over jieba words and CJK bigrams) and dense (e5 vectors, numpy)
+rankings fused with reciprocal rank fusion.
+
+Either stage may fail or find nothing (no vectors yet, no embedder installed, a query of stop
+words): the other one's ranking is used alone, so a question is never left without passages
+because of one stage. Vectors of a scope are read once and kept in memory until its chunks change
+(:meth:`~xiaoq.store.kb.KnowledgeStore.scope_version`), so a search costs one query embedding,
+one matrix product and one FTS query.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional, Sequence
+
+import numpy as np
+
+from xiaoq.kb import lexical
+from xiaoq.kb.embed import Embedder, from_blobs
+from xiaoq.store.kb import KnowledgeStore
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["lexical", "dense", "hybrid"]
+#: The constant of reciprocal rank fusion (Cormack et al.): 60 damps the head of each ranking.
+RRF_K = 60
+#: How deep each stage ranks before fusion.
+CANDIDATES = 50
+SNIPPET_CHARS = 160
+
+
+@dataclass
+class Hit:
+    """One retrieved passage with the evidence for its rank (shown in "what was retrieved")."""
+
+    chunk_id: int
+    score: float
+    lexical_rank: Optional[int] = None
+    lexical_score: Optional[float] = None
+    dense_rank: Optional[int] = None
+    dense_score: Optional[float] = None
+    chunk: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self, query: str = "") -> dict[str, Any]:
+        c = self.chunk
+        return {
+            "chunk_id": self.chunk_id,
+            "source": c.get("source"),
+            "heading": c.get("heading"),
+            "anchor": c.get("anchor"),
+            "page": c.get("page"),
+            "snippet": snippet(c.get("text", ""), query),
+            "score": round(self.score, 6),
+            "lexical_rank": self.lexical_rank,
+            "lexical_score": None if self.lexical_score is None else round(self.lexical_score, 4),
+            "dense_rank": self.dense_rank,
+            "dense_score": None if self.dense_score is None else round(self.dense_score, 4),
+        }
+
+
+def snippet(text: str, query: str = "", size: int = SNIPPET_CHARS) -> str:
+    """About ``size`` characters of ``text`` around the first query word it contains."""
+    flat = " ".join(text.split())
+    if len(flat) <= size:
+        return flat
+    pos = 0
+    for word in sorted(lexical.words(query), key=len, reverse=True) if query else ():
+        found = flat.lower().find(word)
+        if found >= 0 and len(word) > 1:
+            pos = found
+            break
+    start = max(0, min(pos - size // 4, len(flat) - size))
+    cut = flat[start : start + size]
+    return ("…" if start else "") + cut + ("…" if start + size < len(flat) else "")
+
+
+class _VectorCache:
+    """The vectors of one scope, reloaded when its chunks change."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[tuple[int, ...], str], tuple[tuple[int, int, str], np.ndarray, np.ndarray]] = {}
+
+    def get(self, store: KnowledgeStore, kb_ids: tuple[int, ...], embedder: str) -> tuple[np.ndarray, np.ndarray]:
+        version = store.scope_version(kb_ids)
+        key = (kb_ids, embedder)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry[0] == version:
+                return entry[1], entry[2]
+        rows = store.chunk_vectors(kb_ids, embedder)
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        matrix = from_blobs([r[1] for r in rows])
+        with self._lock:
+            if len(self._entries) > 32:
+                self._entries.clear()
+            self._entries[key] = (version, ids, matrix)
+        return ids, matrix
+
+
+class Retriever:
+    """Searches the chunks of some knowledge bases; thread-safe, blocking (use ``to_thread``)."""
+
+    def __init__(self, store: KnowledgeStore, embedder: Optional[Embedder] = None):
+        self.store = store
+        self.embedder = embedder
+        self._vectors = _VectorCache()
+
+    def lexical(self, kb_ids: Sequence[int], query: str, limit: int = CANDIDATES) -> list[tuple[int, float]]:
+        """bm25 over words and bigrams together: a Chinese word jieba cuts differently in the
+        question than in the document still meets its bigrams."""
+        parts = [f"words : ({q})" for q in [lexical.word_query(query)] if q]
+        parts += [f"grams : ({q})" for q in [lexical.bigram_query(query)] if q]
+        return self.store.lexical_search(kb_ids, " OR ".join(parts), limit) if parts else []
+
+    def dense(self, kb_ids: Sequence[int], query: str, limit: int = CANDIDATES) -> list[tuple[int, float]]:
+        if self.embedder is None or not query.strip():
+            return []
+        ids, matrix = self._vectors.get(self.store, tuple(sorted(kb_ids)), self.embedder.name)
+        if not len(ids):
+            return []
+        scores = matrix @ self.embedder.embed_query(query)
+        top = np.argpartition(-scores, min(limit, len(ids) - 1))[:limit] if len(ids) > limit else np.arange(len(ids))
+        top = top[np.argsort(-scores[top])]
+        return [(int(ids[i]), float(scores[i])) for i in top]
+
+    def _safe(self, stage: str, kb_ids: Sequence[int], query: str) -> list[tuple[int, float]]:
+        try:
+            return self.dense(kb_ids, query) if stage == "dense" else self.lexical(kb_ids, query)
+        except Exception:  # one stage failing must not cost the answer its passages
+            log.exception("%s retrieval failed; using the other stage alone", stage)
+            return []
+
+    def search(self, kb_ids: Sequence[int], query: str, k: int = 5, mode: Mode = "hybrid") -> list[Hit]:
+        """The ``k`` best passages, fused, with their chunk rows attached."""
+        lex = self._safe("lexical", kb_ids, query) if mode in ("lexical", "hybrid") else []
+        den = self._safe("dense", kb_ids, query) if mode in ("dense", "hybrid") else []
+        hits = fuse(lex, den)[:k]
+        chunks = self.store.get_chunks([h.chunk_id for h in hits])
+        for h in hits:
+            h.chunk = chunks.get(h.chunk_id, {})
+        return [h for h in hits if h.chunk]
+
+
+def fuse(lexical_ranking: list[tuple[int, float]], dense_ranking: list[tuple[int, float]]) -> list[Hit]:
+    """Reciprocal rank fusion of two rankings (either may be empty), best first."""
+    hits: dict[int, Hit] = {}
+    for rank, (cid, score) in enumerate(lexical_ranking, 1):
+        hits[cid] = Hit(cid, 1.0 / (RRF_K + rank), lexical_rank=rank, lexical_score=score)
+    for rank, (cid, score) in enumerate(dense_ranking, 1):
+        hit = hits.setdefault(cid, Hit(cid, 0.0))
+        hit.score += 1.0 / (RRF_K + rank)
+        hit.dense_rank, hit.dense_score = rank, score
+    return sorted(hits.values(), key=lambda h: -h.score)
+
+
