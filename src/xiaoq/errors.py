@@ -91,6 +91,14 @@ class NotFound(XiaoQError):
     code = "not_found"
 
 
+class Conflict(XiaoQError):
+    """The thing to create exists already (409)."""
+
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
+
+
 class PayloadTooLarge(XiaoQError):
     """Body over the configured size limit (413)."""
 

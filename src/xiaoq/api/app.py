@@ -91,6 +91,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         service = getattr(app.state, "conversations", None)
         if service is not None:  # running replies are stored `incomplete` before the engine goes
             await service.close()
+        jobs = getattr(app.state, "kb_jobs", None)
+        if jobs is not None:
+            await asyncio.to_thread(jobs.close)
         await engine.close()
         await asyncio.to_thread(app.state.voice.close)
 
@@ -103,6 +106,19 @@ def _include_conversations(app: FastAPI, store: object) -> None:
 
     app.state.conversations = ConversationService(store, app.state.engine, app.state.settings)  # type: ignore[arg-type]
     app.include_router(routes_conversations.router)
+
+
+def _include_knowledge_bases(app: FastAPI, store: object) -> None:
+    """Knowledge bases live in the conversations' database; ingest jobs yield to decoding slots."""
+    from xiaoq.api import routes_kb
+    from xiaoq.kb.jobs import JobRunner, engine_pause
+    from xiaoq.kb.service import KnowledgeBases
+    from xiaoq.store.kb import KnowledgeStore
+
+    engine: Engine = app.state.engine
+    app.state.kb = KnowledgeBases(KnowledgeStore(store.db), app.state.settings, pause=engine_pause(engine.stats))  # type: ignore[attr-defined]
+    app.state.kb_jobs = JobRunner()
+    app.include_router(routes_kb.router)
 
 
 def _mount_web_ui(app: FastAPI, web: WebUI) -> None:
@@ -142,6 +158,8 @@ def create_app(
     app.state.load_error = None
     app.state.conversations = None
     app.state.voice = voice if voice is not None else VoiceService(settings)
+    app.state.kb = None
+    app.state.kb_jobs = None
 
     install_error_handlers(app)
     app.include_router(routes_health.router)
@@ -150,6 +168,7 @@ def create_app(
     app.include_router(routes_voice.router)
     if store is not None:
         _include_conversations(app, store)
+        _include_knowledge_bases(app, store)
 
     web = WebUI(web_dir, exclude=_data_folders(settings)) if web_dir is not None else None
     if web is not None and not web.available:

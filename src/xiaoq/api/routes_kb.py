@@ -1,0 +1,156 @@
+"""Knowledge bases over HTTP: ``/api/kb`` (create, list, delete), documents (multipart upload →
+202 with a job id, list, delete), ingest jobs' progress, search, and the passage a citation opens.
+
+Uploads are ingested by the one background job thread (:mod:`xiaoq.kb.jobs`); everything else is a
+short blocking store call run in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any, Literal, Optional
+
+from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+
+from xiaoq.errors import Conflict, InvalidRequest, NotFound, XiaoQError
+from xiaoq.kb.jobs import JobRunner
+from xiaoq.kb.service import KnowledgeBases
+from xiaoq.kb.types import check_kb_name
+
+router = APIRouter(prefix="/api/kb", tags=["knowledge bases"])
+
+
+def get_kbs(request: Request) -> KnowledgeBases:
+    kbs = getattr(request.app.state, "kb", None)
+    if kbs is None:
+        raise XiaoQError("Knowledge bases need conversation storage, which is not enabled on this server.")
+    return kbs
+
+
+def get_jobs(request: Request) -> JobRunner:
+    return request.app.state.kb_jobs
+
+
+KbsDep = Annotated[KnowledgeBases, Depends(get_kbs)]
+JobsDep = Annotated[JobRunner, Depends(get_jobs)]
+
+
+class NewKnowledgeBase(BaseModel):
+    name: str = Field(..., max_length=64)
+    description: str = Field("", max_length=2000)
+
+
+def _public_kb(kb: dict[str, Any]) -> dict[str, Any]:
+    return {k: kb[k] for k in ("name", "description", "document_count", "chunk_count", "created_at", "updated_at")}
+
+
+@router.get("")
+async def list_kbs(kbs: KbsDep) -> dict[str, Any]:
+    rows = await asyncio.to_thread(kbs.store.list_kbs)
+    return {"data": [_public_kb(r) for r in rows]}
+
+
+@router.post("", status_code=201)
+async def create_kb(body: NewKnowledgeBase, kbs: KbsDep) -> dict[str, Any]:
+    name = check_kb_name(body.name)
+
+    def create() -> dict[str, Any]:
+        try:
+            kbs.store.get_kb(name)
+        except NotFound:
+            return kbs.store.ensure_kb(name, description=body.description)
+        raise Conflict(f"A knowledge base named {name!r} exists already.", code="kb_exists")
+
+    return _public_kb(await asyncio.to_thread(create))
+
+
+@router.delete("/{name}", status_code=204)
+async def delete_kb(name: str, kbs: KbsDep) -> Response:
+    await asyncio.to_thread(kbs.store.delete_kb, check_kb_name(name))
+    return Response(status_code=204)
+
+
+@router.get("/jobs/{job_id}")
+async def get_job(job_id: str, jobs: JobsDep) -> dict[str, Any]:
+    job = jobs.get(job_id)
+    if job is None:
+        raise NotFound(f"No ingest job with id {job_id!r}", code="job_not_found")
+    return job.to_dict()
+
+
+@router.get("/chunks/{chunk_id}")
+async def get_chunk(chunk_id: int, kbs: KbsDep) -> dict[str, Any]:
+    chunk = await asyncio.to_thread(kbs.store.get_chunk, chunk_id)
+    return {k: chunk[k] for k in ("id", "kb", "document_id", "source", "title", "heading", "anchor", "page", "position", "text")}
+
+
+@router.get("/{name}/documents")
+async def list_documents(name: str, kbs: KbsDep) -> dict[str, Any]:
+    kb = await asyncio.to_thread(kbs.store.get_kb, check_kb_name(name))
+    return {"data": await asyncio.to_thread(kbs.store.list_documents, kb["id"])}
+
+
+@router.post("/{name}/documents", status_code=202)
+async def upload_documents(name: str, request: Request, kbs: KbsDep, jobs: JobsDep, files: list[UploadFile] = File(...)) -> JSONResponse:
+    """Queue the uploaded files for ingest; 202 with the job to poll (the knowledge base is created when missing)."""
+    check_kb_name(name)
+    kb = await asyncio.to_thread(kbs.store.ensure_kb, name)
+    job = await submit_uploads(kbs, jobs, kb, files)
+    return JSONResponse(job.to_dict(), status_code=202, headers={"Location": f"/api/kb/jobs/{job.id}"})
+
+
+async def submit_uploads(kbs: KnowledgeBases, jobs: JobRunner, kb: dict[str, Any], files: list[UploadFile]):  # type: ignore[no-untyped-def]
+    """Read the uploads (already size-capped by the body limit) and queue one job for them."""
+    if not files:
+        raise InvalidRequest("No file in the upload: send multipart/form-data with one or more 'files' parts.")
+    uploads = [(_upload_name(f.filename), await f.read()) for f in files]
+
+    def work(report):  # type: ignore[no-untyped-def]
+        ingestor = kbs.ingestor()
+        total = None
+        for source, data in uploads:
+            p = ingestor.add_bytes(kb["id"], source, data)
+            total = p if total is None else _merge(total, p)
+            total.files_total = len(uploads)
+            report(total)
+        return total
+
+    return jobs.submit(kb["name"], "upload", work)
+
+
+def _merge(a: Any, b: Any) -> Any:
+    for key in ("files_done", "added", "unchanged", "failed", "removed", "chunks"):
+        setattr(a, key, getattr(a, key) + getattr(b, key))
+    a.errors += b.errors
+    a.documents += b.documents
+    return a
+
+
+def _upload_name(filename: Optional[str]) -> str:
+    """The upload's base name (a client may send a path); the suffix picks the parser."""
+    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1].strip().replace("\x00", "")
+    if not name:
+        raise InvalidRequest("An uploaded file has no name; the name's suffix (.pdf, .md, ...) says how to read it.")
+    return name[:255]
+
+
+@router.delete("/{name}/documents/{document_id}", status_code=204)
+async def delete_document(name: str, document_id: int, kbs: KbsDep) -> Response:
+    kb = await asyncio.to_thread(kbs.store.get_kb, check_kb_name(name))
+    await asyncio.to_thread(kbs.store.delete_document, document_id, kb["id"])
+    return Response(status_code=204)
+
+
+@router.get("/{name}/search")
+async def search(
+    name: str,
+    kbs: KbsDep,
+    q: str = Query(..., min_length=1, max_length=2000),
+    k: int = Query(5, ge=1, le=50),
+    mode: Literal["hybrid", "lexical", "dense"] = "hybrid",
+) -> dict[str, Any]:
+    kb = await asyncio.to_thread(kbs.store.get_kb, check_kb_name(name))
+    hits = await asyncio.to_thread(kbs.retriever.search, [kb["id"]], q, k, mode)
+    return {"data": [h.to_dict(q) for h in hits]}
