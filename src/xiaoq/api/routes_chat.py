@@ -23,7 +23,9 @@ from xiaoq.api.fields import Float, Int, Text
 from xiaoq.api.sampling import MAX_STOP_LENGTH, MAX_STOP_SEQUENCES, generation_request
 from xiaoq.api.sse import SSE_RESPONSE, EventStream, sse_data
 from xiaoq.api.streaming import TrackedGeneration
+from xiaoq.chat.grounding import ground_messages
 from xiaoq.chat.prompt import build_messages
+from xiaoq.kb.answer import Grounding
 from xiaoq.logsafe import log_prompt
 
 router = APIRouter(tags=["chat"], responses=error_responses(404, 409, 507))  # 404/409/507: with a conversation_id
@@ -61,6 +63,7 @@ class ChatBody(BaseModel):
     seed: Optional[Seed] = None
     stop: Optional[Stop] = None
     conversation_id: Optional[str] = Field(None, max_length=64, description="Use and record this stored conversation (its history and system prompt)")
+    kb: Optional[str] = Field(None, max_length=64, description="Answer from this knowledge base, with citations")
 
 
 def check_list_length(name: str, items: list, limit: int) -> None:
@@ -80,6 +83,9 @@ async def chat(body: ChatBody, http: Request, engine: EngineDep, settings: Setti
 
         return await conversation_chat(http, body, metrics)
     messages = build_messages(body.prompt, [t.model_dump() for t in body.history], body.system, settings.system_prompt)
+    grounding = None
+    if body.kb is not None:
+        messages, grounding = await ground_messages(http.app.state.kb, engine, body.kb, messages)
     request = await generation_request(
         settings,
         engine,
@@ -91,10 +97,10 @@ async def chat(body: ChatBody, http: Request, engine: EngineDep, settings: Setti
         stop=body.stop,
     )
     tracked = await TrackedGeneration.submit(engine, request, metrics, "/chat", http.app.state.draining)
-    return EventStream(chat_events(tracked), on_close=tracked.cancel)
+    return EventStream(chat_events(tracked, grounding), on_close=tracked.cancel)
 
 
-async def chat_events(tracked: TrackedGeneration) -> AsyncIterator[bytes]:
+async def chat_events(tracked: TrackedGeneration, grounding: Optional[Grounding] = None) -> AsyncIterator[bytes]:
     """Token events, then the done event (or an error event)."""
     async for event in tracked.framed(lambda piece: sse_data({"token": piece})):
         yield event
@@ -107,5 +113,13 @@ async def chat_events(tracked: TrackedGeneration) -> AsyncIterator[bytes]:
             "finish_reason": result.finish_reason,
             "usage": result.usage.to_openai(),
             "timings": result.timings.to_dict(result.usage.completion_tokens),
+            **grounding_fields(grounding),
         }
     )
+
+
+def grounding_fields(grounding: Optional[Grounding]) -> dict:
+    """``citations`` and ``retrieved`` of a knowledge-base answer (nothing without one)."""
+    if grounding is None:
+        return {}
+    return {"citations": grounding.citations(), "retrieved": grounding.retrieval_report()}

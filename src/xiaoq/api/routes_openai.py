@@ -25,8 +25,10 @@ from xiaoq.api.routes_chat import Seed, Stop, check_list_length
 from xiaoq.api.sampling import generation_request
 from xiaoq.api.sse import SSE_DONE, SSE_RESPONSE, EventStream, sse_data
 from xiaoq.api.streaming import TrackedGeneration
+from xiaoq.chat.grounding import ground_messages
 from xiaoq.engine.types import ChatMessage, GenerationResult
 from xiaoq.errors import EngineError, InvalidRequest, NotFound
+from xiaoq.kb.answer import Grounding
 from xiaoq.logsafe import log_prompt
 
 router = APIRouter(prefix="/v1", tags=["openai"], responses=error_responses(404))
@@ -95,6 +97,8 @@ class ChatCompletionBody(BaseModel):
     logit_bias: Optional[dict[Annotated[int, Field(ge=0)], Annotated[Float, Field(ge=-100, le=100)]]] = Field(None, max_length=1024)
     #: llama-server's extension: generate until max_tokens even past the end-of-reply token.
     ignore_eos: Bool = False
+    #: XiaoQ's extension: answer from this knowledge base; the response gains ``citations``.
+    kb: Optional[str] = Field(None, max_length=64)
 
 
 def completion_id() -> str:
@@ -145,6 +149,9 @@ async def chat_completions(
     check_list_length("messages", body.messages, settings.max_messages)
     messages = [m.as_chat_message() for m in body.messages]
     log_prompt(settings.log_prompts, "/v1/chat/completions", str(messages[-1]["content"]))
+    grounding = None
+    if body.kb is not None:
+        messages, grounding = await ground_messages(request.app.state.kb, engine, body.kb, messages)
     gen_request = await generation_request(
         settings,
         engine,
@@ -163,7 +170,7 @@ async def chat_completions(
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         chunks = ChunkFactory(engine.model_name, include_usage)
-        return EventStream(completion_chunks(tracked, chunks), on_close=tracked.cancel)
+        return EventStream(completion_chunks(tracked, chunks, grounding), on_close=tracked.cancel)
 
     text = await tracked.collect(request)
     result = tracked.result
@@ -185,11 +192,16 @@ async def chat_completions(
                 }
             ],
             "usage": result.usage.to_openai(),
+            **_citations(grounding),
         }
     )
 
 
-async def completion_chunks(tracked: TrackedGeneration, chunks: ChunkFactory) -> AsyncIterator[bytes]:
+def _citations(grounding: Optional[Grounding]) -> dict[str, Any]:
+    return {"citations": grounding.citations()} if grounding is not None else {}
+
+
+async def completion_chunks(tracked: TrackedGeneration, chunks: ChunkFactory, grounding: Optional[Grounding] = None) -> AsyncIterator[bytes]:
     yield sse_data(chunks.chunk({"role": "assistant", "content": ""}))
     # An error event makes the openai client raise APIError.
     async for event in tracked.framed(lambda piece: sse_data(chunks.chunk({"content": piece}))):
@@ -197,7 +209,7 @@ async def completion_chunks(tracked: TrackedGeneration, chunks: ChunkFactory) ->
     if tracked.failed:
         return
     result = tracked.result
-    yield sse_data(chunks.chunk({}, result.finish_reason))
+    yield sse_data({**chunks.chunk({}, result.finish_reason), **_citations(grounding)})
     if chunks.include_usage:
         yield sse_data(chunks.usage_chunk(result))
     yield SSE_DONE
