@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -227,10 +228,12 @@ def _tensors(seed: int) -> dict[str, np.ndarray]:
     return out
 
 
-def build_tiny_gguf(path: Path, *, seed: int = 0, chat_template: str = QWEN25_CHAT_TEMPLATE) -> Path:
+def build_tiny_gguf(path: Path, *, seed: int = 0, chat_template: str = QWEN25_CHAT_TEMPLATE, pooling: Optional[int] = None) -> Path:
     """Write the tiny Qwen2 GGUF to ``path`` (atomically: a temp file renamed into place, so a
     reader never sees a half-written model) and return ``path``. Same seed -> same bytes.
-    ``chat_template`` replaces the Qwen2.5 template (tests of hostile templates)."""
+    ``chat_template`` replaces the Qwen2.5 template (tests of hostile templates); ``pooling`` (a
+    ``gguf.PoolingType``) marks it as an embedding model the way converted embedding GGUFs are
+    marked (``qwen2.pooling_type``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -247,6 +250,8 @@ def build_tiny_gguf(path: Path, *, seed: int = 0, chat_template: str = QWEN25_CH
         writer.add_rope_freq_base(ROPE_FREQ_BASE)
         writer.add_layer_norm_rms_eps(RMS_EPS)
         writer.add_file_type(int(gguf.LlamaFileType.ALL_F32))
+        if pooling is not None:
+            writer.add_pooling_type(gguf.PoolingType(pooling))
 
         writer.add_tokenizer_model("gpt2")
         writer.add_tokenizer_pre("qwen2")

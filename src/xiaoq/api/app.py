@@ -110,15 +110,17 @@ def _include_conversations(app: FastAPI, store: object) -> None:
 
 def _include_knowledge_bases(app: FastAPI, store: object) -> None:
     """Knowledge bases live in the conversations' database; ingest jobs yield to decoding slots."""
-    from xiaoq.api import routes_kb
+    from xiaoq.api import routes_embeddings, routes_kb
     from xiaoq.kb.jobs import JobRunner, engine_pause
     from xiaoq.kb.service import KnowledgeBases
     from xiaoq.store.kb import KnowledgeStore
 
     engine: Engine = app.state.engine
-    app.state.kb = KnowledgeBases(KnowledgeStore(store.db), app.state.settings, pause=engine_pause(engine.stats))  # type: ignore[attr-defined]
+    run = getattr(engine, "call_on_scheduler", None)  # a GGUF embedder shares the decoding thread
+    app.state.kb = KnowledgeBases(KnowledgeStore(store.db), app.state.settings, pause=engine_pause(engine.stats), run=run)  # type: ignore[attr-defined]
     app.state.kb_jobs = JobRunner()
     app.include_router(routes_kb.router)
+    app.include_router(routes_embeddings.router)
 
 
 def _mount_web_ui(app: FastAPI, web: WebUI) -> None:

@@ -12,7 +12,7 @@ import click
 from xiaoq.cli.options import build_settings, settings_options
 from xiaoq.kb.types import DEFAULT_KB, check_kb_name
 
-_DB_OPTIONS = ("db", "kb_dense", "kb_max_file_mb", "kb_max_pages")
+_DB_OPTIONS = ("db", "kb_dense", "embed_model", "kb_max_file_mb", "kb_max_pages")
 
 
 def _kb_name(ctx: click.Context, param: click.Parameter, value: Optional[str]) -> Optional[str]:
@@ -121,7 +121,7 @@ def remove(kb_name: str, paths: tuple[Path, ...], **given: Any) -> None:
 @click.option("--mode", type=click.Choice(["hybrid", "lexical", "dense"]), default="hybrid", show_default=True, help="Ranking")
 @click.option("--json", "as_json", is_flag=True, help="JSON for scripts")
 @click.argument("query")
-@settings_options(("db", "kb_dense"))
+@settings_options(("db", "kb_dense", "embed_model"))
 def search(kb_name: str, k: int, mode: str, as_json: bool, query: str, **given: Any) -> None:
     """Print the passages that best match QUERY, best first."""
     kbs = _open(given)

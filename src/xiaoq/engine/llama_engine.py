@@ -26,7 +26,7 @@ import secrets
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, TypeVar
 
 from ..config import Settings
 from ..errors import ContextLengthExceeded, EngineError, InvalidRequest, ModelError, ModelLoading
@@ -36,6 +36,7 @@ from .template import ChatTemplate
 from .types import ChatMessage, Generation, GenerationRequest
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class LlamaEngine:
@@ -148,6 +149,14 @@ class LlamaEngine:
         model, self._model = self._model, None
         if model is not None:
             model.close()
+
+    def call_on_scheduler(self, fn: Callable[[], T], timeout: float = 600.0) -> T:
+        """Run ``fn`` on the scheduler thread and wait for it (from any thread but that one):
+        how other llama.cpp models (the ``--embed-model`` embedder) share the one decoding thread."""
+        sched = self._scheduler
+        if sched is None or not self._ready:
+            raise ModelLoading()
+        return sched.call(fn).result(timeout)
 
     @contextmanager
     def _use(self) -> Iterator[LlamaModel]:

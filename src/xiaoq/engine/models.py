@@ -118,6 +118,19 @@ def missing_model_message(what: str, pull: str = "xiaoq pull") -> str:
     )
 
 
+def resolve_embed_model(spec: str) -> Path:
+    """The validated GGUF of ``--embed-model``: a local path or ``owner/repo:file.gguf`` in the caches."""
+    path = Path(spec).expanduser()
+    if not path.exists():
+        repo, sep, filename = spec.partition(":")
+        hit = (find_in_hf_cache(repo, filename) or find_in_modelscope_cache(repo, filename)) if sep and "/" in repo and filename else None
+        if hit is None:
+            pull = f" (run `xiaoq pull --repo {repo} --file {filename}`)" if sep and "/" in repo else ""
+            raise ModelError(f"embedding model not found: {spec}{pull}")
+        path = hit
+    return validate_gguf(path)
+
+
 def resolve_model(settings: Settings) -> Path:
     """The GGUF file to load for these settings (not yet validated: see :func:`validate_gguf`).
 

@@ -37,8 +37,9 @@ import logging
 import threading
 import time
 from array import array
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from ..errors import Busy, EngineError, ModelError
 from .context import LlamaModel
@@ -156,6 +157,7 @@ class Scheduler:
         self.failure: Optional[str] = None
         #: Called once, from this thread, with :attr:`failure` when the loop dies.
         self.on_death: Optional[Callable[[str], None]] = None
+        self._calls: list[tuple[Callable[[], Any], Future[Any]]] = []
 
     # ---- event-loop side --------------------------------------------------------------------
     def start(self) -> None:
@@ -182,6 +184,27 @@ class Scheduler:
             heapq.heappush(self._pending, Job(gen, tokens, sampling, max_tokens, priority, next(self._order)))
             self.counters.requests_total += 1
             self._cv.notify()
+
+    def call(self, fn: Callable[[], Any]) -> "Future[Any]":
+        """Run ``fn`` on this thread between two steps (other llama.cpp work, e.g. an embedding
+        model, shares the one OpenMP team); its result or exception arrives in the future."""
+        future: Future[Any] = Future()
+        with self._lock:
+            if self._stopping or self.failure is not None:
+                raise Busy("XiaoQ is shutting down.")
+            self._calls.append((fn, future))
+            self._cv.notify()
+        return future
+
+    def _run_calls(self) -> None:
+        with self._lock:
+            calls, self._calls = self._calls, []
+        for fn, future in calls:
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn())
+                except BaseException as exc:
+                    future.set_exception(exc)
 
     def stop(self, timeout: float = 30.0) -> None:
         with self._lock:
@@ -227,7 +250,7 @@ class Scheduler:
         with self._lock:
             if self._stopping:
                 return False
-            if self._n_assigned == 0 and not self._pending:
+            if self._n_assigned == 0 and not self._pending and not self._calls:
                 self._cv.wait(0.5)
                 return True
             cancelled = self._purge_cancelled_locked()
@@ -236,6 +259,7 @@ class Scheduler:
                 jobs.append(heapq.heappop(self._pending))
                 free -= 1
             self._n_assigned += len(jobs)
+        self._run_calls()
         for job in cancelled:
             self._finish_unstarted(job, "cancelled")
         for job in jobs:
@@ -276,6 +300,9 @@ class Scheduler:
     def _shutdown(self) -> None:
         with self._lock:
             pending, self._pending = self._pending, []
+            calls, self._calls = self._calls, []
+        for _, future in calls:
+            future.cancel()
         for job in pending:
             self._finish_unstarted(job, "cancelled")
         for s in self.slots:

