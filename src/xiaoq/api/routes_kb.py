@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from xiaoq.api.body_limits import UPLOAD_BODY
 from xiaoq.errors import Conflict, InvalidRequest, NotFound, XiaoQError
 from xiaoq.kb.jobs import JobRunner
 from xiaoq.kb.service import KnowledgeBases
@@ -92,7 +93,7 @@ async def list_documents(name: str, kbs: KbsDep) -> dict[str, Any]:
     return {"data": await asyncio.to_thread(kbs.store.list_documents, kb["id"])}
 
 
-@router.post("/{name}/documents", status_code=202)
+@router.post("/{name}/documents", status_code=202, openapi_extra=UPLOAD_BODY)
 async def upload_documents(name: str, request: Request, kbs: KbsDep, jobs: JobsDep, files: list[UploadFile] = File(...)) -> JSONResponse:
     """Queue the uploaded files for ingest; 202 with the job to poll (the knowledge base is created when missing)."""
     check_kb_name(name)

@@ -12,7 +12,7 @@ import click
 from xiaoq.cli.options import build_settings, settings_options
 from xiaoq.kb.types import DEFAULT_KB, check_kb_name
 
-_DB_OPTIONS = ("db", "kb_dense", "embed_model", "kb_max_file_mb", "kb_max_pages")
+_DB_OPTIONS = ("data_dir", "db", "kb_dense", "embed_model", "kb_max_file_mb", "kb_max_pages")
 
 
 def _kb_name(ctx: click.Context, param: click.Parameter, value: Optional[str]) -> Optional[str]:
@@ -75,7 +75,7 @@ def add(kb_name: str, paths: tuple[Path, ...], **given: Any) -> None:
 @kb.command("list")
 @click.option("--kb", "kb_name", default=None, callback=_kb_name, help="List this knowledge base's documents")
 @click.option("--json", "as_json", is_flag=True, help="JSON for scripts")
-@settings_options(("db",))
+@settings_options(("data_dir", "db"))
 def list_(kb_name: Optional[str], as_json: bool, **given: Any) -> None:
     """List knowledge bases, or with --kb the documents of one."""
     kbs = _open(given)
@@ -98,7 +98,7 @@ def list_(kb_name: Optional[str], as_json: bool, **given: Any) -> None:
 @kb.command("remove")
 @click.option("--kb", "kb_name", required=True, callback=_kb_name, help="Knowledge base")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
-@settings_options(("db",))
+@settings_options(("data_dir", "db"))
 def remove(kb_name: str, paths: tuple[Path, ...], **given: Any) -> None:
     """Remove documents (by path; a folder removes everything under it), or the whole knowledge base."""
     kbs = _open(given)
@@ -121,7 +121,7 @@ def remove(kb_name: str, paths: tuple[Path, ...], **given: Any) -> None:
 @click.option("--mode", type=click.Choice(["hybrid", "lexical", "dense"]), default="hybrid", show_default=True, help="Ranking")
 @click.option("--json", "as_json", is_flag=True, help="JSON for scripts")
 @click.argument("query")
-@settings_options(("db", "kb_dense", "embed_model"))
+@settings_options(("data_dir", "db", "kb_dense", "embed_model"))
 def search(kb_name: str, k: int, mode: str, as_json: bool, query: str, **given: Any) -> None:
     """Print the passages that best match QUERY, best first."""
     kbs = _open(given)
