@@ -148,7 +148,7 @@ async def ttft(engine: Any, messages: list[dict[str, str]], max_tokens: int) -> 
     from xiaoq.engine.types import GenerationRequest, SamplingParams
 
     t = time.perf_counter()
-    gen = engine.submit(GenerationRequest(messages=messages, sampling=SamplingParams(temperature=0.0, max_tokens=max_tokens, seed=1)))
+    gen = await engine.submit(GenerationRequest(messages=messages, sampling=SamplingParams(temperature=0.0, max_tokens=max_tokens, seed=1)))
     first, pieces = None, []
     async for piece in gen:
         if first is None:

@@ -65,7 +65,7 @@ async def map_parts(engine: Engine, parts: Sequence[str], max_tokens: int = 160)
     """Summarise each part in turn at low priority; yields ``(parts done, summary)`` as each ends."""
     for n, part in enumerate(parts, 1):
         request = GenerationRequest(messages=map_messages(part, n, len(parts)), sampling=SamplingParams(temperature=0.2, max_tokens=max_tokens), priority=-1)
-        gen = engine.submit(request)
+        gen = await engine.submit(request)
         try:
             text = await gen.text()
         finally:
