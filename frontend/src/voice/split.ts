@@ -12,6 +12,10 @@ const CLAUSE_END = /[，、：—]|[,:](?=\s)/g
 const FENCE = '```'
 const FIRST_MIN_CHARS = 3
 const MAX_PIECE_CHARS = 160
+/** Without a clause mark by then, the first piece ends after this many words (or Chinese characters). */
+const FIRST_MAX_WORDS = 8
+const FIRST_MAX_CJK = 16
+const WORD_END = /[A-Za-z0-9'’]+(?=\s)|[\u3400-\u9fff]/g
 
 /** `zh` when the text is mostly Chinese characters, else `en`. */
 export function detectLanguage(text: string): 'zh' | 'en' {
@@ -95,6 +99,17 @@ export class ClauseSplitter {
     for (const end of ends.sort((a, b) => a - b)) {
       if (speakable(text.slice(0, end)).length >= minChars) return end
     }
-    return null
+    return this.spoken === 0 ? firstWords(text) : null
   }
+}
+
+function firstWords(text: string): number | null {
+  let words = 0
+  let cjk = 0
+  for (const m of text.matchAll(WORD_END)) {
+    if (/^[\x00-\x7f]+$/.test(m[0])) words++
+    else cjk++
+    if (words >= FIRST_MAX_WORDS || cjk >= FIRST_MAX_CJK) return m.index + m[0].length
+  }
+  return null
 }

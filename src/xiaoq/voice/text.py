@@ -21,6 +21,11 @@ _FENCE = "```"
 FIRST_MIN_CHARS = 3
 #: A sentence longer than this is cut at a clause so a long one does not stall the speech.
 MAX_PIECE_CHARS = 160
+#: Without a clause mark by then, the first piece ends after this many words (or Chinese
+#: characters): waiting for a comma that comes late would delay the first sound.
+FIRST_MAX_WORDS = 8
+FIRST_MAX_CJK = 16
+_WORD_END = re.compile(r"[A-Za-z0-9'’]+(?=\s)|[\u3400-\u9fff]")
 
 
 def detect_language(text: str) -> str:
@@ -99,4 +104,17 @@ class ClauseSplitter:
         for end in sorted(m.end() for m in ends):
             if len(speakable(text[:end])) >= min_chars:
                 return end
+        return self._first_words(text) if self.spoken == 0 else None
+
+    @staticmethod
+    def _first_words(text: str) -> "int | None":
+        """After FIRST_MAX_WORDS complete words or FIRST_MAX_CJK characters, whichever is first."""
+        words = cjk = 0
+        for m in _WORD_END.finditer(text):
+            if m.group().isascii():
+                words += 1
+            else:
+                cjk += 1
+            if words >= FIRST_MAX_WORDS or cjk >= FIRST_MAX_CJK:
+                return m.end()
         return None
