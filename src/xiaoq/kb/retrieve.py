@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional, Sequence
 
@@ -100,6 +101,10 @@ class _VectorCache:
         return ids, matrix
 
 
+#: Query vectors kept (many employees ask the same few things; one embedding costs ~30-50 ms).
+QUERY_CACHE = 512
+
+
 class Retriever:
     """Searches the chunks of some knowledge bases; thread-safe, blocking (use ``to_thread``)."""
 
@@ -107,6 +112,24 @@ class Retriever:
         self.store = store
         self.embedder = embedder
         self._vectors = _VectorCache()
+        self._queries: "OrderedDict[str, np.ndarray]" = OrderedDict()
+        self._queries_lock = threading.Lock()
+
+    def query_vector(self, query: str) -> np.ndarray:
+        """The embedder's vector for ``query``, from a small LRU when it was asked recently."""
+        assert self.embedder is not None
+        key = " ".join(query.split())
+        with self._queries_lock:
+            hit = self._queries.get(key)
+            if hit is not None:
+                self._queries.move_to_end(key)
+                return hit
+        vector = self.embedder.embed_query(key)
+        with self._queries_lock:
+            self._queries[key] = vector
+            while len(self._queries) > QUERY_CACHE:
+                self._queries.popitem(last=False)
+        return vector
 
     def lexical(self, kb_ids: Sequence[int], query: str, limit: int = CANDIDATES) -> list[tuple[int, float]]:
         """bm25 over words and bigrams together: a Chinese word jieba cuts differently in the
@@ -121,7 +144,7 @@ class Retriever:
         ids, matrix = self._vectors.get(self.store, tuple(sorted(kb_ids)), self.embedder.name)
         if not len(ids):
             return []
-        scores = matrix @ self.embedder.embed_query(query)
+        scores = matrix @ self.query_vector(query)
         top = np.argpartition(-scores, min(limit, len(ids) - 1))[:limit] if len(ids) > limit else np.arange(len(ids))
         top = top[np.argsort(-scores[top])]
         return [(int(ids[i]), float(scores[i])) for i in top]
