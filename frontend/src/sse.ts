@@ -81,6 +81,8 @@ export class SseParser {
 export type StreamEvent =
   | { type: 'start'; userMessageId?: number; messageId?: number }
   | { type: 'token'; text: string }
+  /** What the server is doing before the first token (e.g. `summarizing` earlier turns). */
+  | { type: 'status'; status: string }
   | { type: 'done'; payload: DonePayload }
   | { type: 'error'; message: string; code?: string; messageId?: number }
 
@@ -131,6 +133,7 @@ export function interpretData(data: string): StreamEvent | 'end' | null {
   }
   if (o.start) return { type: 'start', userMessageId: num(o.user_message_id), messageId: num(o.message_id) }
   if (typeof o.token === 'string') return { type: 'token', text: o.token }
+  if (typeof o.status === 'string') return { type: 'status', status: o.status }
   if (o.done) return { type: 'done', payload: o as DonePayload }
   return null
 }

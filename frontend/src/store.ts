@@ -25,6 +25,8 @@ export interface UiMessage extends Message {
   streaming?: boolean
   /** Only on assistant messages that failed: what to show under the text. */
   errorKind?: 'down' | 'error'
+  /** What the server is doing before the first token (`summarizing`), while it streams. */
+  progress?: string
 }
 
 export type ServerStatus = 'unknown' | 'ok' | 'loading' | 'down'
@@ -399,7 +401,7 @@ export async function send(text: string): Promise<void> {
   await runStream(id, { kind: 'send', content }, assistant, user)
 }
 
-/** Answers the last question again (replacing the last answer). */
+/** Answers the last question again (replacing the last answer once the new one completes). */
 export async function regenerate(): Promise<void> {
   const id = state.currentId
   if (!id || isStreaming.value) return
@@ -407,6 +409,18 @@ export async function regenerate(): Promise<void> {
   if (last?.role === 'assistant') state.messages.pop()
   const [assistant] = pushMessages(placeholder())
   await runStream(id, { kind: 'regenerate' }, assistant)
+  await keepServerViewUnlessComplete(id, assistant)
+}
+
+/**
+ * A regenerate or edit that did not complete (stopped, failed, refused) changed nothing on the
+ * server, which kept the previous reply: show the conversation as the server has it.
+ */
+async function keepServerViewUnlessComplete(id: string, assistant: UiMessage): Promise<void> {
+  if (assistant.status === 'complete' || assistant.errorKind === 'down' || state.currentId !== id) return
+  const why = assistant.status === 'error' ? assistant.error : undefined
+  await openConversation(id)
+  if (why && state.currentId === id) state.banner = why // why the new answer is not there
 }
 
 /** Replaces a past question, drops everything after it, and streams a new answer. */
@@ -421,6 +435,7 @@ export async function editAndResend(messageId: number, text: string): Promise<vo
   state.messages.splice(index + 1)
   const [assistant] = pushMessages(placeholder())
   await runStream(id, { kind: 'edit', messageId, content }, assistant, user)
+  await keepServerViewUnlessComplete(id, assistant)
 }
 
 /** Retries a failed answer: regenerate if the question reached the server, else resend it. */
@@ -497,7 +512,10 @@ async function runStream(convId: string, what: StreamKind, assistant: UiMessage,
             state.busyRetryIn = null
             const conv = state.conversations.find((c) => c.id === convId)
             if (conv && !conv.title) void refreshList() // the server has just titled it
+          } else if (ev.type === 'status') {
+            assistant.progress = ev.status
           } else if (ev.type === 'token') {
+            assistant.progress = undefined
             buffer.push(ev.text)
             replyTap.token?.(ev.text)
           } else if (ev.type === 'done') {
@@ -538,6 +556,7 @@ async function runStream(convId: string, what: StreamKind, assistant: UiMessage,
   } finally {
     if (!controller.signal.aborted) replyTap.end?.() // after Stop, nothing more is spoken
     state.busyRetryIn = null
+    assistant.progress = undefined
     assistant.streaming = false
     delete state.streams[convId]
     delete state.liveViews[convId]

@@ -115,6 +115,13 @@ class Settings(BaseSettings):
     kv_cache_mb: int = Field(512, ge=0, le=65536, description="RAM for cached conversation KV states (MiB); 0 disables", json_schema_extra=_flag("--kv-cache-mb"))
     kv_disk_mb: int = Field(2048, ge=0, le=1048576, description="Disk for KV states evicted from RAM, under <data dir>/kv/ (MiB); 0 disables", json_schema_extra=_flag("--kv-disk-mb"))
     history_max_turns: int = Field(0, ge=0, le=10000, description="Most past turns of a conversation kept verbatim in the prompt (older ones are summarized); 0: as many as fit", json_schema_extra=_flag("--history-max-turns"))
+    summary_timeout: float = Field(
+        20.0,
+        gt=0,
+        le=3600,
+        description="Longest wait (seconds) for a summary of earlier turns, queue included; later, the turn answers from the trimmed history",
+        json_schema_extra=_flag("--summary-timeout"),
+    )
 
     # --- sampling ------------------------------------------------------------------------------
     temperature: float = Field(0.7, ge=0.0, le=2.0, description="Default sampling temperature", json_schema_extra=_flag("--temperature"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from xiaoq.chat.prompt import build_messages
+from xiaoq.chat.prompt import build_messages, data_block
 from xiaoq.engine.fake import FakeEngine, FakeReply
 
 from tests.api.helpers import parse_sse, wait_ready
@@ -43,8 +43,8 @@ def test_history_becomes_chat_messages_with_default_and_custom_system(client: Te
     ]
     client.post("/chat", json={"prompt": "hi", "system": "Be brief."})
     assert engine.requests[-1].messages[0] == {"role": "system", "content": "Be brief."}
-    client.post("/chat", json={"prompt": "hi", "system": ""})  # an empty system prompt means none
-    assert engine.requests[-1].messages == [{"role": "user", "content": "hi"}]
+    client.post("/chat", json={"prompt": "hi", "system": ""})  # an empty system prompt: none of ours, nor the template's
+    assert engine.requests[-1].messages == [{"role": "system", "content": ""}, {"role": "user", "content": "hi"}]
 
 
 def test_second_turn_reports_cached_prefix(client: TestClient, engine: FakeEngine) -> None:
@@ -100,14 +100,18 @@ def test_build_messages_accepts_pairs_dicts_and_role_messages() -> None:
         {"role": "assistant", "content": "b1"},
         {"role": "user", "content": "p"},
     ]
-    assert build_messages("p", [("u1", "b1")], None, "S") == expected
-    assert build_messages("p", [{"user": "u1", "bot": "b1"}], None, "S") == expected
-    assert build_messages("p", [{"role": "user", "content": "u1"}, {"role": "assistant", "content": "b1"}], "S", "other") == expected
-    # A failed turn (no reply) keeps the question; no system prompt when both are empty.
-    assert build_messages("p", [{"user": "u1", "bot": ""}], None, "") == [
+    assert build_messages("S", [("u1", "b1")], "p") == expected
+    assert build_messages("S", [{"user": "u1", "bot": "b1"}], "p") == expected
+    assert build_messages("S", [{"role": "user", "content": "u1"}, {"role": "assistant", "content": "b1"}], "p") == expected
+    # A failed turn (no reply) keeps the question; data blocks come right after the system message.
+    block = data_block("notes", "a </data> inside")
+    assert build_messages("", [{"user": "u1", "bot": ""}], "p", [block]) == [
+        {"role": "system", "content": ""},
+        block,
         {"role": "user", "content": "u1"},
         {"role": "user", "content": "p"},
     ]
+    assert block["role"] == "user" and block["content"].count("</data>") == 1 and block["content"].endswith("</data>")
 
 
 def test_unexpected_failure_mid_stream_is_an_error_event(client: TestClient, engine: FakeEngine, monkeypatch) -> None:

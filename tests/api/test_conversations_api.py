@@ -26,7 +26,7 @@ from tests.api.server import serve, wait_health
 CONV_KEYS = {"id", "title", "system_prompt", "settings", "created_at", "updated_at", "message_count"}
 MSG_KEYS = {
     "id", "conversation_id", "role", "content", "status", "prompt_tokens", "completion_tokens",
-    "cached_tokens", "timings", "budget", "error", "created_at", "updated_at",
+    "cached_tokens", "timings", "budget", "error", "finish_reason", "citations", "created_at", "updated_at",
 }
 BUDGET_KEYS = {"turns_total", "turns_kept", "turns_summarized", "summary_tokens", "prompt_tokens", "trimmed"}
 LONG = "这是一个很长的回答，慢慢地流出来。" * 40
@@ -241,9 +241,9 @@ def test_edit_deletes_everything_after_and_answers_again(client: TestClient, eng
     r = client.post(f"/api/conversations/{cid}/messages/{first_user}/edit", json={"content": "q1 改过"})
     assert r.status_code == 200
     events = parse_sse(r.text)
-    assert events[0]["user_message_id"] == first_user
     msgs = client.get(f"/api/conversations/{cid}").json()["messages"]
     assert [(m["role"], m["content"]) for m in msgs] == [("user", "q1 改过"), ("assistant", "edited answer")]
+    assert events[0]["user_message_id"] == msgs[0]["id"] and events[-1]["message_id"] == msgs[1]["id"]
     assert engine.requests[-1].messages[1:] == [{"role": "user", "content": "q1 改过"}]
     reply_id = msgs[1]["id"]
     r = client.post(f"/api/conversations/{cid}/messages/{reply_id}/edit", json={"content": "x"})

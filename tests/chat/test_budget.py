@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from xiaoq.chat.budget import SUMMARY_HEADER, BudgetPlan, Turn, plan_context, system_text, turns_covered
+from xiaoq.chat.budget import SUMMARY_LABEL, BudgetPlan, Turn, plan_context, summary_blocks, turns_covered
 from xiaoq.errors import ContextLengthExceeded
 
 
@@ -24,7 +24,7 @@ def turn(i: int, size: int = 40) -> Turn:
 
 
 def kept_turns(plan: BudgetPlan) -> list[tuple[str, str]]:
-    body = plan.messages[1:-1] if plan.messages[0]["role"] == "system" else plan.messages[:-1]
+    body = [m for m in plan.messages[:-1] if m["role"] != "system" and not m["content"].startswith("<data ")]
     return [(body[i]["content"], body[i + 1]["content"]) for i in range(0, len(body), 2)]
 
 
@@ -90,7 +90,7 @@ def test_everything_fits_untouched():
 
 def test_tuples_accepted_and_empty_reply_skipped():
     plan = plan_context(system="", turns=[("hi", ""), ("again", "yes")], new_message="q", n_ctx=100, max_tokens=10, count=count)
-    assert [(m["role"], m["content"]) for m in plan.messages] == [("user", "hi"), ("user", "again"), ("assistant", "yes"), ("user", "q")]
+    assert [(m["role"], m["content"]) for m in plan.messages] == [("system", ""), ("user", "hi"), ("user", "again"), ("assistant", "yes"), ("user", "q")]
 
 
 def test_never_over_budget_and_whole_turns_random():
@@ -159,12 +159,14 @@ def test_max_turns_in_chunks():
 def test_summary_reused_not_refreshed_while_cut_stays():
     turns = [turn(i) for i in range(10)]
     plan = plan_context(system=SYSTEM, turns=turns, new_message="q", n_ctx=100000, max_tokens=100, count=count,
-                        summary="用户叫李雷，养了一只叫豆豆的猫。", summary_turns=4, chunk=4)
+                        summary="用户提到了一个名字和一只宠物。", summary_turns=4, chunk=4)
     assert plan.summarize is None and plan.keep_from == 4
-    assert plan.messages[0]["content"] == system_text(SYSTEM, "用户叫李雷，养了一只叫豆豆的猫。")
-    assert SUMMARY_HEADER in plan.messages[0]["content"] and plan.messages[0]["content"].startswith(SYSTEM)
+    # The operator's prompt alone in the system role; the summary is a labelled user-role data block.
+    assert plan.messages[0] == {"role": "system", "content": SYSTEM}
+    assert plan.messages[1:2] == summary_blocks("用户提到了一个名字和一只宠物。")
+    assert plan.messages[1]["role"] == "user" and SUMMARY_LABEL in plan.messages[1]["content"]
     assert kept_turns(plan)[0] == (turns[4].user, turns[4].assistant)
-    assert plan.report["turns_summarized"] == 4 and plan.report["summary_tokens"] == len("用户叫李雷，养了一只叫豆豆的猫。")
+    assert plan.report["turns_summarized"] == 4 and plan.report["summary_tokens"] == len("用户提到了一个名字和一只宠物。")
     assert plan.report["trimmed"] is True
 
 
@@ -197,8 +199,8 @@ def test_squeeze_truncates_long_summary():
                         summary=summary, summary_turns=4, min_reply_tokens=100)
     check_fits(plan, 1000)
     assert plan.max_tokens >= 100
-    sys = plan.messages[0]["content"]
-    assert sys.endswith("…") and summary[:100] in sys and len(sys) < len(summary)
+    block = plan.messages[1]["content"]
+    assert plan.messages[1]["role"] == "user" and block.endswith("…\n</data>") and summary[:100] in block and len(block) < len(summary)
 
 
 def test_long_conversation_never_errors_even_when_tight():

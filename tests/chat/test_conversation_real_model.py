@@ -14,9 +14,11 @@ from xiaoq.config import Settings
 from xiaoq.engine.llama_engine import LlamaEngine
 from xiaoq.store import Store
 
-FACT = "我叫李雷，我养了一只叫豆豆的猫。请记住。"
+from tests.chat import facts
+
+FACT = f"{facts.FACT}。请记住。"
 TOPICS = ["长城", "丝绸之路", "故宫", "京剧", "茶文化", "四大发明", "唐诗", "中医", "春节", "大熊猫"]
-QUESTION = "你还记得吗：我（用户）叫什么名字？我养的猫叫什么名字？"
+QUESTION = "你还记得吗：我（用户）叫什么名字？我养的乌龟叫什么名字？"
 
 
 async def answer(service: ConversationService, cid: str, content: str, max_tokens: int) -> tuple[str, dict[str, Any]]:
@@ -58,6 +60,6 @@ async def test_fact_from_turn_one_is_remembered_at_turn_twelve(real_model_path: 
         summary = store.get_summary(cid)
         assert summary is not None and summary["summary"]
         print("turn 12 budget:", budget, "\nsummary:", summary["summary"], "\nanswer:", text)
-        assert "豆豆" in text and "李雷" in text, (text, summary)
+        assert facts.PET in text and facts.NAME in text, (text, summary)
     finally:
         store.close()

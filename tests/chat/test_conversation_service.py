@@ -10,13 +10,14 @@ from typing import Iterator
 
 import pytest
 
-from xiaoq.chat.budget import SUMMARY_HEADER
+from xiaoq.chat.budget import SUMMARY_LABEL
 from xiaoq.chat.conversation import ConversationBusy, ConversationService, SamplingOverrides
 from xiaoq.engine.fake import FakeEngine
 from xiaoq.engine.types import Generation, GenerationRequest, GenerationResult, Timings, Usage
 from xiaoq.store import Store
 
 from tests.api.helpers import make_settings
+from tests.chat.facts import FACT
 
 
 @pytest.fixture
@@ -50,23 +51,24 @@ async def test_dropped_turns_are_summarized_at_low_priority_stored_and_reused(st
     await engine.start()
     service = ConversationService(store, engine, settings)
     cid = store.create_conversation()["id"]
-    await run(await service.send(cid, "我叫李雷，我养了一只叫豆豆的猫。"))
+    await run(await service.send(cid, f"{FACT}。"))
     for i in range(12):
         _, done = await run(await service.send(cid, f"问题{i}：" + "很长的内容" * 12))
         assert done["done"] is True
     summaries = [r for r in engine.requests if r.priority == -1]
     assert summaries, "no summary was requested"
     assert all(r.sampling.temperature == 0.0 for r in summaries)
-    assert "对话：" in summaries[0].messages[-1]["content"]  # the conversation's language (Chinese)
+    assert '<data label="对话"' in summaries[0].messages[-1]["content"]  # the conversation's language (Chinese)
     stored = store.get_summary(cid)
     assert stored is not None and stored["upto_message_id"] is not None
     # The user's own facts survive verbatim at the head; the model's prose follows.
-    assert stored["summary"].startswith("用户说过的关于自己的话：我叫李雷，我养了一只叫豆豆的猫。\n")
-    assert len(stored["summary"]) > len("用户说过的关于自己的话：我叫李雷，我养了一只叫豆豆的猫。\n")
+    assert stored["summary"].startswith(f"用户说过的关于自己的话（原话引用）：“{FACT}”。\n")
+    assert len(stored["summary"]) > len(f"用户说过的关于自己的话（原话引用）：“{FACT}”。\n")
     last = engine.requests[-1]
     assert last.priority == 0 and last.messages[0]["role"] == "system"
-    assert last.messages[0]["content"].startswith("SYS\n\n" + SUMMARY_HEADER)
-    assert stored["summary"] in last.messages[0]["content"]
+    assert last.messages[0] == {"role": "system", "content": "SYS"}
+    assert last.messages[1]["role"] == "user" and SUMMARY_LABEL in last.messages[1]["content"]
+    assert stored["summary"] in last.messages[1]["content"]
     assert done["budget"]["turns_summarized"] > 0 and done["budget"]["trimmed"] is True
     # The summary is refreshed only when more turns drop out: far fewer summary requests than turns.
     assert len(summaries) < 6

@@ -6,12 +6,11 @@ from __future__ import annotations
 from xiaoq.chat.budget import Turn
 from xiaoq.chat.summary import clean_summary, conversation_language, summary_messages
 
+from tests.chat.facts import FACT, NAME, PET
+
 
 def count(msgs) -> int:
     return sum(len(m["content"]) + 4 for m in msgs) + 3
-
-
-FACT = "我叫李雷，我养了一只叫豆豆的猫"
 
 
 def test_language_detection():
@@ -22,13 +21,14 @@ def test_language_detection():
 
 
 def test_chinese_prompt_keeps_facts():
-    turns = [Turn(FACT, "你好李雷！豆豆真是个可爱的名字。"), Turn("它三岁了", "三岁的猫正是活泼的时候。")]
+    turns = [Turn(FACT, f"你好{NAME}！{PET}真是个可爱的名字。"), Turn("它三岁了", "三岁的乌龟正是活泼的时候。")]
     msgs = summary_messages("用户在学 Python。", turns, max_tokens=200)
     assert [m["role"] for m in msgs] == ["system", "user"]
     body = msgs[1]["content"]
     assert "用中文" in body and "人名" in body and "数字" in body and "宠物名" in body
-    assert f"用户：{FACT}" in body and "小Q：三岁的猫正是活泼的时候。" in body
-    assert "之前的摘要：\n用户在学 Python。" in body
+    assert f"用户：{FACT}" in body and "小Q：三岁的乌龟正是活泼的时候。" in body
+    assert '<data label="之前的摘要"' in body and "用户在学 Python。" in body
+    assert '<data label="对话"' in body
     assert body.rstrip().endswith("摘要：")
     assert body.index("用户在学") < body.index(FACT)  # old summary first, then the turns in order
 
@@ -37,7 +37,7 @@ def test_english_prompt():
     msgs = summary_messages(None, [Turn("My name is Ann and I have 2 dogs.", "Nice to meet you, Ann!")], max_tokens=100)
     body = msgs[1]["content"]
     assert "Write in English" in body and "User: My name is Ann and I have 2 dogs." in body
-    assert "Earlier summary" not in body
+    assert "earlier summary" not in body
 
 
 def test_long_turns_are_shortened_to_fit_budget():
@@ -52,6 +52,6 @@ def test_long_turns_are_shortened_to_fit_budget():
 
 
 def test_clean_summary():
-    assert clean_summary("  摘要：用户叫李雷。 ") == "用户叫李雷。"
+    assert clean_summary(f"  摘要：用户叫{NAME}。 ") == f"用户叫{NAME}。"
     assert clean_summary("Summary: Ann has 2 dogs.") == "Ann has 2 dogs."
-    assert clean_summary("用户叫李雷，养了猫。") == "用户叫李雷，养了猫。"
+    assert clean_summary(f"用户叫{NAME}，养了乌龟。") == f"用户叫{NAME}，养了乌龟。"

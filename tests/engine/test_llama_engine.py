@@ -16,7 +16,7 @@ from typing import AsyncIterator
 import pytest
 
 from tests.tinymodel import IM_END_ID, MODEL_NAME
-from xiaoq.config import Settings
+from xiaoq.config import DEFAULT_SYSTEM_PROMPT, Settings
 from xiaoq.engine.llama_engine import LlamaEngine
 from xiaoq.engine.types import Engine, Generation, GenerationRequest, SamplingParams
 from xiaoq.errors import Busy, ContextLengthExceeded, ModelError, ModelLoading
@@ -147,12 +147,12 @@ async def test_stop_string_cuts_and_stops(tiny_gguf: Path):
         assert g.result.usage.completion_tokens < 60
 
 
-async def test_max_tokens_is_capped_by_settings(tiny_gguf: Path):
-    async with engine(tiny_gguf, max_tokens=10) as e:
-        g = await e.submit(req("hello", max_tokens=500))
-        await g.text()
-        assert g.result is not None and g.result.finish_reason == "length"
-        assert g.result.usage.completion_tokens == 10
+async def test_the_engine_adds_no_system_prompt_of_its_own(tiny_gguf: Path):
+    # The chat layer decides the system prompt (chat/policy.py); the engine renders what it gets.
+    async with engine(tiny_gguf, system_prompt="an operator prompt the engine must not add") as e:
+        bare = [{"role": "user", "content": "hello"}]
+        assert "operator prompt" not in e.render(bare)
+        assert e.count_prompt_tokens(bare) == len(e._prompt_tokens(req("hello")))
 
 
 async def test_context_overflow_raises_with_counts(tiny_gguf: Path):
@@ -387,12 +387,17 @@ async def test_shared_prefix_is_copied_from_a_busy_slot(tiny_gguf: Path):
     # Both prompts start with the same (default) system prompt. While "a" decodes, "b" takes the
     # other slot and gets that prefix by seq_cp instead of prefilling it; its text must equal a solo
     # run (deterministic kernels, so the comparison is exact).
+    def with_system(text: str, max_tokens: int) -> GenerationRequest:
+        r = req(text, max_tokens=max_tokens)
+        r.messages.insert(0, {"role": "system", "content": DEFAULT_SYSTEM_PROMPT})
+        return r
+
     async with engine(tiny_gguf, deterministic=True, parallel=2) as e:
-        solo_b = await (await e.submit(req("question two", max_tokens=24))).text()
+        solo_b = await (await e.submit(with_system("question two", 24))).text()
     async with engine(tiny_gguf, deterministic=True, parallel=2) as e:
-        a = await e.submit(req("question one", max_tokens=300))
+        a = await e.submit(with_system("question one", 300))
         await until(lambda: e.stats()["tokens_generated_total"] >= 2)
-        b = await e.submit(req("question two", max_tokens=24))
+        b = await e.submit(with_system("question two", 24))
         text_b = await b.text()
         a.cancel()
         await a.text()

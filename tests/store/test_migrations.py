@@ -61,6 +61,10 @@ def test_previous_schema_with_data_to_latest(tmp_path):
         assert conv["title"] == "旧对话" and conv["message_count"] == 2
         assert [m["content"] for m in conv["messages"]] == ["我养了一只叫豆豆的猫", "半句"]
         assert conv["messages"][1]["status"] == "incomplete" and conv["messages"][1]["budget"] is None
+        # Replies stored before m003 do not know why they ended; new ones record it.
+        assert conv["messages"][1]["finish_reason"] is None and conv["messages"][1]["citations"] is None
+        row = s.update_message(conv["messages"][1]["id"], status="complete", finish_reason="length", citations=[])
+        assert (row["finish_reason"], row["citations"]) == ("length", [])
         assert s.get_summary(cid) is None
         # old rows were indexed by the migration; new rows by the triggers
         assert s.search("叫豆豆")[0]["conversation_id"] == cid

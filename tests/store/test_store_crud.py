@@ -18,7 +18,7 @@ TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 CONV_KEYS = {"id", "title", "system_prompt", "settings", "created_at", "updated_at", "message_count"}
 MSG_KEYS = {
     "id", "conversation_id", "role", "content", "status", "prompt_tokens", "completion_tokens", "cached_tokens",
-    "timings", "budget", "error", "created_at", "updated_at",
+    "timings", "budget", "error", "finish_reason", "citations", "created_at", "updated_at",
 }
 
 
@@ -100,8 +100,6 @@ def test_messages_add_update_get(store):
 
     conv = store.get_conversation(cid, messages=True)
     assert conv["message_count"] == 2 and [m["id"] for m in conv["messages"]] == [u["id"], a["id"]]
-    assert store.last_assistant_message(cid)["id"] == a["id"]
-    assert store.last_message(cid, "user")["id"] == u["id"]
     assert iter_turns(conv["messages"])[0][0]["id"] == u["id"]
 
     with pytest.raises(InvalidRequest):
@@ -137,28 +135,33 @@ def test_foreign_key_enforced(store):
             )
 
 
-def test_edit_deletes_later_messages_and_stale_summary(store):
+def test_deleting_messages_drops_the_stale_summary(store):
     cid = store.create_conversation()["id"]
     ids = [store.add_message(cid, r, t)["id"] for r, t in [("user", "q1"), ("assistant", "a1"), ("user", "q2"), ("assistant", "a2")]]
     store.set_summary(cid, "用户问了q1", ids[1], 5)
     assert store.get_summary(cid) == {"summary": "用户问了q1", "upto_message_id": ids[1], "tokens": 5}
-    assert store.delete_messages_after(cid, ids[2]) == 1
-    assert store.get_summary(cid) is not None  # covers only messages before the edited one
-    store.update_message(ids[2], content="q2 edited")
-    assert [m["content"] for m in store.get_messages(cid)] == ["q1", "a1", "q2 edited"]
-    assert store.delete_messages_after(cid, ids[0]) == 2
-    assert store.get_summary(cid) is None  # it summarized the edited/deleted text
-    with pytest.raises(NotFound):
-        store.delete_messages_after(cid, ids[3])
-
-
-def test_regenerate_deletes_last_reply(store):
-    cid = store.create_conversation()["id"]
-    store.add_message(cid, "user", "q")
-    a = store.add_message(cid, "assistant", "a")
-    store.delete_message(a["id"])
-    assert store.last_assistant_message(cid) is None
+    store.delete_messages(cid, ids[3:])
+    assert store.get_summary(cid) is not None  # covers only messages before the deleted one
+    assert [m["content"] for m in store.get_messages(cid)] == ["q1", "a1", "q2"]
+    store.delete_messages(cid, ids[1:3])
+    assert store.get_summary(cid) is None  # it summarized deleted text
+    assert [m["content"] for m in store.get_messages(cid)] == ["q1"]
+    store.delete_messages(cid, [])
     assert len(store.get_messages(cid)) == 1
+
+
+def test_a_reply_replaces_others_in_the_same_write(store):
+    cid = store.create_conversation()["id"]
+    q = store.add_message(cid, "user", "q")
+    old = store.add_message(cid, "assistant", "old")
+    new = store.add_message(cid, "assistant", "", status="incomplete")
+    row = store.update_message(new["id"], content="new", status="complete", finish_reason="length", citations=[{"doc": 1}], replaces=[old["id"]])
+    assert (row["finish_reason"], row["citations"]) == ("length", [{"doc": 1}])
+    assert [(m["id"], m["content"]) for m in store.get_messages(cid)] == [(q["id"], "q"), (new["id"], "new")]
+    other = store.create_conversation()["id"]
+    foreign = store.add_message(other, "user", "not this conversation's")
+    store.update_message(new["id"], replaces=[foreign["id"]])  # never deletes another conversation's rows
+    assert len(store.get_messages(other)) == 1
 
 
 @pytest.fixture
@@ -243,13 +246,6 @@ def test_export_markdown_and_json(store):
     assert data["title"] == "导出" and len(data["messages"]) == 2 and data["summary"]["summary"] == "摘要"
     with pytest.raises(NotFound):
         store.export_markdown("0" * 32)
-
-
-def test_incomplete_messages_listed(store):
-    cid = store.create_conversation()["id"]
-    store.add_message(cid, "user", "q")
-    a = store.add_message(cid, "assistant", "half", status="incomplete")
-    assert [m["id"] for m in store.incomplete_messages()] == [a["id"]]
 
 
 def test_concurrent_writers_and_readers(store):

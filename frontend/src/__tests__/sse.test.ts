@@ -87,6 +87,10 @@ describe('readEvents', () => {
     expect(events[1]).toEqual({ type: 'error', message: 'engine crashed', code: 'model_error', messageId: 9 })
   })
 
+  it('reads status events (what the server does before the first token)', () => {
+    expect(interpretData('{"status": "summarizing"}')).toEqual({ type: 'status', status: 'summarizing' })
+  })
+
   it('ignores unknown events and flags malformed JSON', () => {
     expect(interpretData('{"something_new": 1}')).toBeNull()
     expect(interpretData('not json')).toMatchObject({ type: 'error', code: 'bad_event' })

@@ -214,6 +214,48 @@ describe('regenerate and edit', () => {
     expect(state.messages.map((m) => m.content)).toEqual(['first', 'a1', 'second', 'a2 again'])
   })
 
+  it('shows summarizing until the first token, then the answer', async () => {
+    const f = installFakeFetch()
+    f.on('GET', /\/api\/conversations\/c1$/, () => jsonResponse(loaded()))
+    f.on('GET', /\/api\/conversations\?/, () => jsonResponse({ data: [CONV] }))
+    const s = sseResponse()
+    f.on('POST', /\/c1\/regenerate$/, () => s.response)
+    await openConversation('c1')
+    const running = regenerate()
+    s.push({ start: true, message_id: 9 })
+    s.push({ status: 'summarizing' })
+    await settle()
+    const last = state.messages[state.messages.length - 1]
+    expect(last.streaming && last.progress).toBe('summarizing')
+    s.push({ token: 'a2 again' })
+    s.push({ done: true, message_id: 9, finish_reason: 'stop' })
+    s.close()
+    await running
+    expect(last.progress).toBeUndefined()
+    expect(state.messages.map((m) => m.content)).toEqual(['first', 'a1', 'second', 'a2 again'])
+  })
+
+  it('a regenerate that fails shows the reply the server kept', async () => {
+    const f = installFakeFetch()
+    f.on('GET', /\/api\/conversations\/c1$/, () => jsonResponse(loaded()))
+    f.on('GET', /\/api\/conversations\?/, () => jsonResponse({ data: [CONV] }))
+    f.on('POST', /\/c1\/regenerate$/, (_c, signal) => {
+      const s = sseResponse(signal)
+      queueMicrotask(() => {
+        s.push({ start: true, message_id: 9 })
+        s.push({ token: 'half' })
+        s.push({ error: { message: 'engine failed', type: 'server_error', code: 'model_error' }, message_id: 9 })
+        s.close()
+      })
+      return s.response
+    })
+    await openConversation('c1')
+    await regenerate()
+    await settle()
+    expect(state.messages.map((m) => m.content)).toEqual(['first', 'a1', 'second', 'a2'])
+    expect(state.banner).toContain('engine failed')
+  })
+
   it('edit rewrites the question and drops what came after it', async () => {
     const f = installFakeFetch()
     f.on('GET', /\/api\/conversations\/c1$/, () => jsonResponse(loaded()))

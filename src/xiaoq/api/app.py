@@ -99,8 +99,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def _include_conversations(app: FastAPI, store: object) -> None:
-    """Hook for the conversations API (issue 3): ``xiaoq.api.routes_conversations.router`` reads
-    the store through ``deps.StoreDep``. Also where ``/chat``'s ``conversation_id`` gets its store."""
+    """The conversations API: ``xiaoq.api.routes_conversations.router`` reaches the store through
+    the :class:`ConversationService` wired here (``deps.ConversationsDep``), as does ``/chat`` with
+    a ``conversation_id``."""
     from xiaoq.api import routes_conversations
     from xiaoq.chat.conversation import ConversationService
 

@@ -38,13 +38,6 @@ def get_draining(request: Request) -> Draining:
     return request.app.state.draining
 
 
-def get_store(request: Request) -> Any:
-    store = getattr(request.app.state, "store", None)
-    if store is None:
-        raise XiaoQError("Conversation storage is not enabled on this server.")
-    return store
-
-
 def get_conversations(request: Request) -> Any:
     """The :class:`~xiaoq.chat.conversation.ConversationService` wired by ``create_app(store=...)``."""
     service = getattr(request.app.state, "conversations", None)
@@ -57,7 +50,5 @@ EngineDep = Annotated[Engine, Depends(get_engine)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 DrainingDep = Annotated[Draining, Depends(get_draining)]
-#: The conversations store (``xiaoq.store``), present when ``create_app(..., store=...)`` got one.
-StoreDep = Annotated[Any, Depends(get_store)]
 #: The conversation service over that store and the engine.
 ConversationsDep = Annotated[Any, Depends(get_conversations)]

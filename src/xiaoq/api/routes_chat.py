@@ -23,6 +23,7 @@ from xiaoq.api.fields import Float, Int, Text
 from xiaoq.api.sampling import MAX_STOP_LENGTH, MAX_STOP_SEQUENCES, generation_request
 from xiaoq.api.sse import SSE_RESPONSE, EventStream, sse_data
 from xiaoq.api.streaming import TrackedGeneration
+from xiaoq.chat import policy
 from xiaoq.chat.grounding import ground_messages
 from xiaoq.chat.prompt import build_messages
 from xiaoq.kb.answer import Grounding
@@ -56,7 +57,7 @@ class ChatBody(BaseModel):
 
     prompt: Text = Field(min_length=1, description="The new user message")
     history: list[HistoryTurn] = Field(default_factory=list, description="Earlier turns, oldest first")
-    system: Optional[Text] = Field(None, description="System prompt replacing the server's default")
+    system: Optional[Text] = Field(None, description="System prompt replacing the server's default; \"\" for none")
     max_tokens: Optional[Int] = Field(None, ge=1, description="Reply length limit (capped by the server)")
     temperature: Optional[Float] = Field(None, ge=0, le=2)
     top_p: Optional[Float] = Field(None, gt=0, le=1)
@@ -82,7 +83,7 @@ async def chat(body: ChatBody, http: Request, engine: EngineDep, settings: Setti
         from xiaoq.api.routes_conversations import conversation_chat
 
         return await conversation_chat(http, body, metrics)
-    messages = build_messages(body.prompt, [t.model_dump() for t in body.history], body.system, settings.system_prompt)
+    messages = build_messages(policy.system_prompt(settings, body.system), [t.model_dump() for t in body.history], body.prompt)
     grounding = None
     if body.kb is not None:
         messages, grounding = await ground_messages(http.app.state.kb, engine, body.kb, messages)

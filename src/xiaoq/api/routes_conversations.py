@@ -2,9 +2,10 @@
 stop, export, search and input suggestions.
 
 The routes only translate HTTP to :class:`~xiaoq.chat.conversation.ConversationService` calls and
-frame its event dicts as SSE. A turn is *submitted* before the response starts, so a full queue is
+frame its event dicts as SSE. A turn is *admitted* before the response starts, so a full queue is
 a 503, a conversation already answering a 409, bad input a 4xx, all as JSON; only failures after
-the first byte become an ``error`` event. Closing the stream cancels the generation and the reply
+the first byte become an ``error`` event. The stream starts at once (a summary of earlier turns,
+when one is due, is written inside it, announced by ``{"status": "summarizing"}``). Closing the stream cancels the generation and the reply
 stays stored ``incomplete`` with what was sent.
 """
 
@@ -24,7 +25,9 @@ from xiaoq.api.fields import Float, Int, Text
 from xiaoq.api.metrics import Metrics
 from xiaoq.api.sse import SSE_RESPONSE, EventStream, dumps, sse_data
 from xiaoq.api.streaming import Draining, TrackedGeneration
-from xiaoq.chat.conversation import ConversationService, ReplyTurn, SamplingOverrides
+from xiaoq.chat.conversation import ConversationService, SamplingOverrides
+from xiaoq.chat.turn import ReplyTurn
+from xiaoq.engine.types import Generation
 from xiaoq.errors import InvalidRequest, ShuttingDown
 from xiaoq.logsafe import log_prompt
 
@@ -107,23 +110,29 @@ async def delete_conversation(conversation_id: ConversationId, service: Conversa
 
 # ---- turns ----------------------------------------------------------------------------------------
 def stream_turn(
-    turn: ReplyTurn, metrics: Metrics, started: float, draining: Optional[Draining] = None, *, start_event: bool = True, route: str = ROUTE
+    turn: ReplyTurn, metrics: Metrics, started: float, draining: Optional[Draining] = None, *, classic: bool = False, route: str = ROUTE
 ) -> EventStream:
-    """The SSE response of a submitted turn: its events, metrics recorded once, and whatever way
-    the stream ends (done, client gone, server stopping) the reply is finalized. When the server
-    stops, the reply is stored ``incomplete`` and the stream ends with ``server_shutting_down``."""
-    tracked = TrackedGeneration(turn.generation, metrics, route, started, draining)
+    """The SSE response of an admitted turn: its events, the reply's metrics recorded once, and
+    whatever way the stream ends (done, client gone, server stopping) the reply is settled. When
+    the server stops, the reply is stored ``incomplete`` and the stream ends with
+    ``server_shutting_down``. ``classic``: /chat's shapes only (no ``start`` or ``status`` events)."""
+    tracked: list[TrackedGeneration] = []
+
+    def track(generation: Generation) -> AsyncIterator[str]:
+        tracked.append(TrackedGeneration(generation, metrics, route, started, draining))
+        return tracked[-1].pieces()
 
     async def body() -> AsyncIterator[bytes]:
-        async for event in turn.events(tracked.pieces()):
-            if not start_event and event.get("start"):
+        async for event in turn.events(track):
+            if classic and ("start" in event or "status" in event):
                 continue
-            if tracked.shutting_down and event.get("done"):
+            if event.get("done") and any(t.shutting_down for t in tracked):
                 event = {**ShuttingDown().to_dict(), "message_id": event.get("message_id")}
             yield sse_data(event)
 
     def on_close() -> None:
-        tracked.cancel()
+        for t in tracked:
+            t.cancel()
         turn.close()
 
     return EventStream(body(), on_close=on_close)
@@ -181,7 +190,7 @@ async def conversation_chat(request: Request, body: Any, metrics: Metrics) -> Ev
     started = time.perf_counter()
     overrides = SamplingOverrides(temperature=body.temperature, top_p=body.top_p, max_tokens=body.max_tokens, seed=body.seed, stop=body.stop)
     turn = await service.send(body.conversation_id, body.prompt, overrides)
-    return stream_turn(turn, metrics, started, request.app.state.draining, start_event=False, route="/chat")
+    return stream_turn(turn, metrics, started, request.app.state.draining, classic=True, route="/chat")
 
 
 # ---- export, search, suggestions --------------------------------------------------------------

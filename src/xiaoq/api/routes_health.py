@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from xiaoq import __version__
 from xiaoq.api.deps import EngineDep, MetricsDep, SettingsDep
+from xiaoq.chat import policy
 from xiaoq.engine.types import Engine
 
 router = APIRouter(tags=["health"])
@@ -48,7 +49,7 @@ async def config(request: Request, engine: EngineDep, settings: SettingsDep) -> 
         "version": __version__,
         "auth_required": settings.key() is not None,
         "n_ctx": engine.n_ctx,
-        "default_max_tokens": min(settings.default_max_tokens, settings.max_tokens),
+        "default_max_tokens": policy.default_max_tokens(settings),
         "max_tokens": settings.max_tokens,
         "voice": await asyncio.to_thread(request.app.state.voice.info),
     }

@@ -25,6 +25,7 @@ from xiaoq.api.routes_chat import Seed, Stop, check_list_length
 from xiaoq.api.sampling import generation_request
 from xiaoq.api.sse import SSE_DONE, SSE_RESPONSE, EventStream, sse_data
 from xiaoq.api.streaming import TrackedGeneration
+from xiaoq.chat import policy
 from xiaoq.chat.grounding import ground_messages
 from xiaoq.engine.types import ChatMessage, GenerationResult
 from xiaoq.errors import EngineError, InvalidRequest, NotFound
@@ -147,7 +148,7 @@ async def chat_completions(
     if body.n not in (None, 1):
         raise InvalidRequest("Only n=1 is supported.", code="unsupported_parameter", param="n")
     check_list_length("messages", body.messages, settings.max_messages)
-    messages = [m.as_chat_message() for m in body.messages]
+    messages = policy.with_default_system(settings, [m.as_chat_message() for m in body.messages])
     log_prompt(settings.log_prompts, "/v1/chat/completions", str(messages[-1]["content"]))
     grounding = None
     if body.kb is not None:

@@ -1,15 +1,14 @@
 """Request -> :class:`GenerationRequest`, with the server's defaults and caps from :class:`Settings`.
 
-Ranges (temperature, top_p, ...) are validated by the request models; here the server-side policy
-applies: defaults for what the client left out, ``max_tokens`` capped at ``settings.max_tokens``,
-and an omitted ``max_tokens`` shrunk to the context left after the prompt (as OpenAI does), so only
-a client that explicitly asks for more than fits gets ``context_length_exceeded``.
+Ranges (temperature, top_p, ...) are validated by the request models; here the server's defaults
+fill what the client left out, and ``max_tokens`` follows the one policy of ``chat/policy.py``.
 """
 
 from __future__ import annotations
 
 from typing import Optional, Union
 
+from xiaoq.chat import policy
 from xiaoq.config import Settings
 from xiaoq.engine.types import ChatMessage, Engine, GenerationRequest, SamplingParams
 
@@ -38,17 +37,11 @@ async def generation_request(
     logit_bias: Optional[dict[int, float]] = None,
     ignore_eos: bool = False,
 ) -> GenerationRequest:
-    if max_tokens is None:
-        default = min(settings.default_max_tokens, settings.max_tokens)
-        room = engine.n_ctx - await engine.acount_prompt_tokens(messages)
-        # Too little room: keep the default and let the engine report context_length_exceeded.
-        max_tokens = min(default, room) if room >= 1 else default
-    else:
-        max_tokens = min(max_tokens, settings.max_tokens)
+    room = engine.n_ctx - await engine.acount_prompt_tokens(messages) if max_tokens is None else None
     sampling = SamplingParams(
         temperature=settings.temperature if temperature is None else temperature,
         top_p=settings.top_p if top_p is None else top_p,
-        max_tokens=max_tokens,
+        max_tokens=policy.max_tokens(settings, max_tokens, room),
         seed=settings.seed if seed is None else seed,
         stop=stop_list(stop),
         frequency_penalty=frequency_penalty or 0.0,

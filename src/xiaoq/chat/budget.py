@@ -5,7 +5,8 @@ engine's (``engine.count_prompt_tokens``: the messages rendered with the chat te
 
 The rules (issue 3, "Context budget and summaries"):
 
-* The prompt is ``system (+ summary of earlier turns) + the kept recent turns + the new message``
+* The prompt is ``system + (summary of earlier turns) + the kept recent turns + the new message``
+  (``chat/prompt.py``: the summary is a user-role data block, never part of the system message)
   and it fits with room for ``max_tokens``: ``prompt_tokens + max_tokens <= n_ctx``, counted.
 * Turns are dropped WHOLE, oldest first, and in CHUNKS: the first kept turn (the cut ``c``) only
   moves in steps of ``chunk`` turns from where the stored summary ends. So for several turns in a
@@ -40,13 +41,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence, Union
 
+from xiaoq.chat.prompt import build_messages, data_block
 from xiaoq.engine.types import ChatMessage
 from xiaoq.errors import ContextLengthExceeded
 
 #: Counts the prompt tokens of messages rendered with the chat template (generation prompt included).
 Counter = Callable[[list[ChatMessage]], int]
 
-SUMMARY_HEADER = "Summary of the earlier conversation (之前对话的摘要):\n"
+SUMMARY_LABEL = "summary of the earlier conversation (之前对话的摘要)"
 _ANCHOR = ChatMessage(role="user", content=".")
 
 
@@ -104,12 +106,9 @@ class BudgetPlan:
 TurnLike = Union[Turn, tuple[str, str]]
 
 
-def system_text(system: str, summary: Optional[str]) -> str:
-    """The system message: the system prompt, then the summary of earlier turns if any."""
-    if not summary:
-        return system
-    block = SUMMARY_HEADER + summary.strip()
-    return f"{system}\n\n{block}" if system else block
+def summary_blocks(summary: Optional[str]) -> list[ChatMessage]:
+    """The summary of earlier turns as the prompt's data (none when there is no summary)."""
+    return [data_block(SUMMARY_LABEL, summary)] if summary else []
 
 
 def turns_covered(turns: Sequence[TurnLike], upto_message_id: Optional[int]) -> int:
@@ -154,14 +153,10 @@ def plan_context(
     new = ChatMessage(role="user", content=new_message)
 
     def head(summary_text: Optional[str]) -> list[ChatMessage]:
-        text = system_text(system, summary_text)
-        return [ChatMessage(role="system", content=text)] if text else []
+        return build_messages(system, [], new_message, summary_blocks(summary_text))[:-1]
 
     def build(c: int, summary_text: Optional[str]) -> list[ChatMessage]:
-        msgs = head(summary_text)
-        for t in ts[c:]:
-            msgs += t.messages()
-        return msgs + [new]
+        return build_messages(system, [m for t in ts[c:] for m in t.messages()], new_message, summary_blocks(summary_text))
 
     # Per-turn costs: ChatML wraps each message on its own, so token counts add up; every choice is
     # still verified with one exact count before it is accepted.
@@ -247,7 +242,7 @@ def _plan(
 ) -> BudgetPlan:
     summary_tokens = 0
     if summary:
-        summary_tokens = count([ChatMessage(role="system", content=summary)]) - count([ChatMessage(role="system", content="")])
+        summary_tokens = count(summary_blocks(summary)) - count([data_block(SUMMARY_LABEL, "")])
     report = {
         "turns_total": n,
         "turns_kept": n - c,

@@ -1,14 +1,16 @@
 """What must survive a summary word for word: what the user said about themselves.
 
-Why not leave it to the model's summary: measured with Qwen2.5-0.5B, a transcript of "我叫李雷，我养了
-一只叫豆豆的猫" followed by three long topic turns is summarized as "对话中详细介绍了长城、丝绸之路、
+Why not leave it to the model's summary: measured with Qwen2.5-0.5B, a transcript of a user's name
+and pet followed by three long topic turns is summarized as "对话中详细介绍了长城、丝绸之路、
 故宫……" — the user's one-line facts vanish, and a dedicated "list the user's facts" prompt answers
 "无". A 0.5B model cannot be trusted with them, but they are cheap to find: first-person statements
 ("我叫…", "我养了…", "my name is…", "I live in…") in the user's own messages. Those sentences are
-kept verbatim in a short block at the head of the stored summary (the head, so that if the budget
-ever has to truncate the summary it cuts the model's prose, not the facts); the model summarizes the
-rest. Greedy decoding of a small model also loops ("坚固的防御路线、坚固的防御武器、" ×40):
-:func:`trim_loops` keeps one copy.
+kept verbatim, quoted and attributed to the user, in a short block at the head of the stored summary
+(the head, so that if the budget ever has to truncate the summary it cuts the model's prose, not the
+facts); the model summarizes the rest. They stay the user's words: the whole summary is a user-role
+data block in the prompt (``chat/prompt.py``), never system text, so a user who claimed authority
+early on is remembered as having said so, not obeyed. Greedy decoding of a small model also loops
+("坚固的防御路线、坚固的防御武器、" ×40): :func:`trim_loops` keeps one copy.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-HEADERS = {"zh": "用户说过的关于自己的话：", "en": "What the user said about themselves: "}
+HEADERS = {"zh": "用户说过的关于自己的话（原话引用）：", "en": "What the user said about themselves (quoted verbatim): "}
 #: Longest block of user statements kept (characters); the most recent statements win.
 MAX_NOTE_CHARS = 160
 
@@ -53,9 +55,9 @@ def notes_block(statements: list[str], language: str) -> str:
     """The block that heads a stored summary ("" when there is nothing to keep)."""
     if not statements:
         return ""
-    sep = "；" if language == "zh" else "; "
-    end = "。" if language == "zh" else "."
-    return HEADERS[language] + sep.join(statements) + end + "\n"
+    if language == "zh":
+        return HEADERS[language] + "；".join(f"“{s}”" for s in statements) + "。\n"
+    return HEADERS[language] + "; ".join(f'"{s}"' for s in statements) + ".\n"
 
 
 def model_part(summary: str) -> str:

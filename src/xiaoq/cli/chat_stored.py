@@ -1,6 +1,6 @@
 """``xiaoq chat --conversation ID``: the terminal chat on a STORED conversation.
 
-The same two places answers can come from as the plain chat (:mod:`xiaoq.cli.chat`), but the
+The same two places answers can come from as the plain chat (:mod:`xiaoq.cli.chat`, :mod:`xiaoq.cli.chat_remote`), but the
 history lives in the conversations database instead of the REPL:
 
 - :class:`StoredLocalBackend` opens the database (``--db``, default the user data dir) and runs
@@ -23,7 +23,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Optional
 
-from xiaoq.cli.chat import RemoteBackend, Reply, Turn, Write, _error_message
+from xiaoq.cli.chat_remote import RemoteBackend, Reply, Turn, Write, error_message
 from xiaoq.config import Settings
 from xiaoq.engine.types import SamplingParams
 from xiaoq.errors import XiaoQError
@@ -125,7 +125,7 @@ class StoredRemoteBackend(RemoteBackend):
             with urllib.request.urlopen(req, timeout=60) as resp:
                 return json.loads(resp.read() or b"null")
         except urllib.error.HTTPError as e:
-            raise XiaoQError(f"HTTP {e.code}: {_error_message(e)}") from None
+            raise XiaoQError(f"HTTP {e.code}: {error_message(e)}") from None
         except (urllib.error.URLError, OSError) as e:
             raise XiaoQError(f"cannot reach {self.url}: {getattr(e, 'reason', e)}") from None
 

@@ -179,17 +179,11 @@ class LlamaEngine:
             self._users_cv.wait_for(lambda: self._users == 0, timeout)
 
     # ---- prompts ------------------------------------------------------------------------------
-    def _with_system(self, messages: list[ChatMessage]) -> list[ChatMessage]:
-        msgs = list(messages)
-        if self.settings.system_prompt and not any(m.get("role") == "system" for m in msgs):
-            msgs.insert(0, {"role": "system", "content": self.settings.system_prompt})
-        return msgs
-
     def render(self, messages: list[ChatMessage], *, continue_last: bool = False) -> str:
-        """The prompt text for these messages (adds the configured system prompt if none is given)."""
+        """The prompt text for exactly these messages (the chat layer decides the system prompt)."""
         with self._use():
             assert self._template is not None
-            return self._template.render(self._with_system(messages), add_generation_prompt=True, continue_last=continue_last)
+            return self._template.render(messages, add_generation_prompt=True, continue_last=continue_last)
 
     def _skeleton(self, msgs: list[ChatMessage], continue_last: bool) -> Optional[list[str]]:
         """The template's own text around each content: ``len(msgs) + 1`` pieces, or None when the
@@ -211,7 +205,7 @@ class LlamaEngine:
             if request.prompt is not None:  # a raw prompt comes from our own code: specials allowed
                 return self._tokenize_prompt(model, request.prompt)
             assert self._template is not None
-            msgs = self._with_system(request.messages)
+            msgs = request.messages
             pieces = self._skeleton(msgs, request.continue_last)
             if pieces is None:
                 text = self._template.render(msgs, add_generation_prompt=True, continue_last=request.continue_last)
@@ -225,7 +219,7 @@ class LlamaEngine:
     def _count(self, messages: list[ChatMessage], continue_last: bool = False) -> int:
         """``len(_prompt_tokens(...))`` without tokenizing contents whose count a message carries."""
         with self._use() as model:
-            msgs = self._with_system(messages)
+            msgs = messages
             pieces = self._skeleton(msgs, continue_last)
             if pieces is None:
                 return len(self._prompt_tokens(GenerationRequest(messages=messages, continue_last=continue_last)))
@@ -259,7 +253,7 @@ class LlamaEngine:
         tokens = await asyncio.to_thread(self._prompt_tokens, request)
         if not tokens:
             raise InvalidRequest("the prompt is empty")
-        max_tokens = max(1, min(request.sampling.max_tokens, self.settings.max_tokens))
+        max_tokens = max(1, request.sampling.max_tokens)  # capped by the chat layer's policy
         if len(tokens) + max_tokens > self.n_ctx:
             raise ContextLengthExceeded(len(tokens), max_tokens, self.n_ctx)
         sched = self._scheduler

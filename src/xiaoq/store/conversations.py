@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import threading
 import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Union
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 from xiaoq.errors import InvalidRequest, NotFound
 from xiaoq.store.db import Database
@@ -30,7 +31,7 @@ _CONV_COLUMNS = (
 )
 _MSG_COLUMNS = (
     "id, conversation_id, role, content, status, prompt_tokens, completion_tokens, cached_tokens, "
-    "timings, budget, error, created_at, updated_at"
+    "timings, budget, error, finish_reason, citations, created_at, updated_at"
 )
 
 
@@ -78,6 +79,8 @@ def message_dict(row: sqlite3.Row) -> dict[str, Any]:
         "timings": _json_or_none(row["timings"]),
         "budget": _json_or_none(row["budget"]),
         "error": row["error"],
+        "finish_reason": row["finish_reason"],
+        "citations": _json_or_none(row["citations"]),
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],
     }
@@ -133,9 +136,6 @@ class Store:
         if messages:
             conv["messages"] = self.get_messages(conversation_id)
         return conv
-
-    def exists(self, conversation_id: str) -> bool:
-        return self.db.query_one("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,)) is not None
 
     def list_conversations(self, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
         """Conversations, most recently updated first."""
@@ -216,10 +216,22 @@ class Store:
             raise NotFound(f"No message with id {message_id}")
         return message_dict(row)
 
-    def update_message(self, message_id: int, *, content: Optional[str] = None, status: Optional[str] = None, touch: bool = True, **fields: Any) -> dict[str, Any]:
-        """Change a message's content, status, token counts, timings, budget or error.
+    def update_message(
+        self,
+        message_id: int,
+        *,
+        content: Optional[str] = None,
+        status: Optional[str] = None,
+        touch: bool = True,
+        replaces: Sequence[int] = (),
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """Change a message's content, status, token counts, timings, budget, error, finish reason
+        or citations.
 
         ``touch`` also bumps the conversation's ``updated_at`` (a reply's periodic saves do not).
+        ``replaces`` names messages this one supersedes (a regenerated reply, an edited question):
+        they are deleted in the same transaction, so the conversation never shows neither.
         """
         sets: list[str] = []
         params: list[Any] = []
@@ -241,6 +253,7 @@ class Store:
             if row is None:
                 raise NotFound(f"No message with id {message_id}")
             conn.execute(f"UPDATE messages SET {', '.join(sets)} WHERE id = ?", (*params, message_id))
+            self._delete(conn, row[0], replaces)
             if touch:
                 conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, row[0]))
         return self.get_message(message_id)
@@ -250,47 +263,20 @@ class Store:
         rows = self.db.query(f"SELECT {_MSG_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY id", (conversation_id,))
         return [message_dict(r) for r in rows]
 
-    def delete_message(self, message_id: int) -> None:
-        """Delete one message (regenerate removes the last reply this way)."""
+    def delete_messages(self, conversation_id: str, message_ids: Sequence[int]) -> None:
+        """Delete these messages of the conversation (a reply that did not complete, the question
+        it answered when that was new). A stored summary covering any of them is dropped too: it
+        summarizes text that no longer exists (the budget makes a new one when needed)."""
         with self.db.write() as conn:
-            row = conn.execute("SELECT conversation_id FROM messages WHERE id = ?", (message_id,)).fetchone()
-            if row is None:
-                raise NotFound(f"No message with id {message_id}")
-            conn.execute("DELETE FROM messages WHERE id = ?", (message_id,))
-            self._forget_summary_from(conn, row[0], message_id)
+            self._delete(conn, conversation_id, message_ids)
 
-    def delete_messages_after(self, conversation_id: str, message_id: int) -> int:
-        """Delete every message of the conversation after ``message_id`` (editing a past message).
-
-        A stored summary covering ``message_id`` or later is dropped too: it summarizes text that
-        is being edited or deleted (the budget makes a new one when needed). Returns rows deleted.
-        """
-        with self.db.write() as conn:
-            row = conn.execute("SELECT 1 FROM messages WHERE id = ? AND conversation_id = ?", (message_id, conversation_id)).fetchone()
-            if row is None:
-                raise NotFound(f"No message {message_id} in conversation {conversation_id!r}")
-            n = conn.execute("DELETE FROM messages WHERE conversation_id = ? AND id > ?", (conversation_id, message_id)).rowcount
-            self._forget_summary_from(conn, conversation_id, message_id)
-            conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (utc_now(), conversation_id))
-        return int(n)
-
-    def last_message(self, conversation_id: str, role: Optional[str] = None) -> Optional[dict[str, Any]]:
-        """The conversation's last message (of ``role`` when given), or None."""
-        if role is None:
-            row = self.db.query_one(f"SELECT {_MSG_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY id DESC LIMIT 1", (conversation_id,))
-        else:
-            row = self.db.query_one(
-                f"SELECT {_MSG_COLUMNS} FROM messages WHERE conversation_id = ? AND role = ? ORDER BY id DESC LIMIT 1", (conversation_id, role)
-            )
-        return message_dict(row) if row else None
-
-    def last_assistant_message(self, conversation_id: str) -> Optional[dict[str, Any]]:
-        return self.last_message(conversation_id, "assistant")
-
-    def incomplete_messages(self) -> list[dict[str, Any]]:
-        """Replies left ``incomplete`` (stopped, disconnected, or cut by a crash). They stay so:
-        the status is the truth about them; the server may log the count at startup."""
-        return [message_dict(r) for r in self.db.query(f"SELECT {_MSG_COLUMNS} FROM messages WHERE status = 'incomplete' ORDER BY id")]
+    @classmethod
+    def _delete(cls, conn: sqlite3.Connection, conversation_id: str, message_ids: Sequence[int]) -> None:
+        if not message_ids:
+            return
+        marks = ", ".join("?" * len(message_ids))
+        conn.execute(f"DELETE FROM messages WHERE conversation_id = ? AND id IN ({marks})", (conversation_id, *message_ids))
+        cls._forget_summary_from(conn, conversation_id, min(message_ids))
 
     # ---- token counts of contents (the context budget's cache) -------------------------------
     def token_counts(self, conversation_id: str, key: str) -> dict[int, int]:
@@ -345,7 +331,7 @@ class Store:
         "message_id", "role", "snippet", "created_at"}``.
 
         Three characters or more use the FTS5 trigram index (any language, case-insensitive);
-        shorter queries such as the two-character name "豆豆" cannot form a trigram, so they fall
+        shorter queries such as a two-character Chinese name cannot form a trigram, so they fall
         back to a LIKE scan.
         """
         q = q.strip()
@@ -416,7 +402,8 @@ def _check_status(status: str) -> None:
         raise InvalidRequest(f"status must be one of {STATUSES}, not {status!r}")
 
 
-_MESSAGE_FIELDS = {"prompt_tokens", "completion_tokens", "cached_tokens", "timings", "budget", "error"}
+_MESSAGE_FIELDS = {"prompt_tokens", "completion_tokens", "cached_tokens", "timings", "budget", "error", "finish_reason", "citations"}
+_JSON_FIELDS = {"timings", "budget", "citations"}
 
 
 def _message_fields(fields: dict[str, Any]) -> tuple[list[str], list[Any]]:
@@ -426,7 +413,7 @@ def _message_fields(fields: dict[str, Any]) -> tuple[list[str], list[Any]]:
     cols, vals = [], []
     for name, value in fields.items():
         cols.append(name)
-        vals.append(_dump(value) if name in ("timings", "budget") else value)
+        vals.append(_dump(value) if name in _JSON_FIELDS else value)
     return cols, vals
 
 
@@ -460,6 +447,7 @@ class ReplyWriter:
         self._saved_len = len(text)
         self._len = len(text)
         self._last_save = clock()
+        self._lock = threading.Lock()
         self.saves = 0
         self.finished = False
 
@@ -506,21 +494,34 @@ class ReplyWriter:
         return await asyncio.to_thread(self.save_if_due) if self.due else False
 
     def save(self) -> None:
-        """Write the text so far with status ``incomplete`` now."""
-        text = self.text
-        self._parts = [text]
-        self.store.update_message(self.message_id, content=text, status="incomplete", touch=False)
-        self._saved_len = len(text)
-        self._last_save = self.clock()
-        self.saves += 1
+        """Write the text so far with status ``incomplete`` now (nothing once finished: a late
+        periodic save from another thread never overwrites the final row)."""
+        with self._lock:
+            if self.finished:
+                return
+            text = self.text
+            self._parts = [text]
+            self.store.update_message(self.message_id, content=text, status="incomplete", touch=False)
+            self._saved_len = len(text)
+            self._last_save = self.clock()
+            self.saves += 1
 
-    def finish(self, status: str = "complete", **fields: Any) -> dict[str, Any]:
-        """Write the final row: all text, ``status`` and ``fields`` (tokens, timings, budget, error)."""
+    def finish(self, status: str = "complete", replaces: Sequence[int] = (), **fields: Any) -> dict[str, Any]:
+        """Write the final row: all text, ``status`` and ``fields`` (tokens, timings, budget, error,
+        finish reason), deleting the messages it ``replaces`` in the same transaction."""
         _check_status(status)
-        self.finished = True
-        row = self.store.update_message(self.message_id, content=self.text, status=status, **fields)
-        self._saved_len = self._len
-        return row
+        with self._lock:
+            self.finished = True
+            row = self.store.update_message(self.message_id, content=self.text, status=status, replaces=replaces, **fields)
+            self._saved_len = self._len
+            return row
+
+    def discard(self, conversation_id: str, also: Sequence[int] = ()) -> None:
+        """Delete the reply (and the messages ``also`` named) instead of finishing it: a replacement
+        that did not complete leaves the conversation as it was."""
+        with self._lock:
+            self.finished = True
+            self.store.delete_messages(conversation_id, [self.message_id, *also])
 
     async def afinish(self, status: str = "complete", **fields: Any) -> dict[str, Any]:
         return await asyncio.to_thread(self.finish, status, **fields)

@@ -217,3 +217,17 @@ def m004_knowledge_bases(conn: sqlite3.Connection) -> None:
         END;
         """,
     )
+
+
+@migration
+def m005_reply_finish_reason_citations(conn: sqlite3.Connection) -> None:
+    """Why each reply ended (``stop``, ``length``, ``cancelled``, ``error``; the set may grow, so it
+    is free text, not a CHECK) and a JSON list of the sources a reply cites (none yet: retrieval
+    fills it later). Replies stored before this stay NULL: nobody recorded why they ended."""
+    _script(
+        conn,
+        """
+        ALTER TABLE messages ADD COLUMN finish_reason TEXT;
+        ALTER TABLE messages ADD COLUMN citations TEXT;
+        """,
+    )
