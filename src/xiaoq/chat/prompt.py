@@ -55,7 +55,10 @@ def history_messages(history: Iterable[HistoryTurn]) -> list[ChatMessage]:
     for turn in history:
         if isinstance(turn, Mapping):
             if "role" in turn:
-                out.append(ChatMessage(role=str(turn["role"]), content=str(turn.get("content") or "")))
+                message = ChatMessage(role=str(turn["role"]), content=str(turn.get("content") or ""))
+                if turn.get("tokens") is not None:  # a stored count travels with its content
+                    message["tokens"] = int(turn["tokens"])
+                out.append(message)
                 continue
             user, bot = turn.get("user"), turn.get("bot")
         else:
