@@ -21,11 +21,13 @@ LONG = "这是另一个用户很长的回答。" * 40  # 520 tokens at 10 ms: th
 
 
 def setup(tmp_path: Path, **overrides: Any) -> tuple[Any, FakeEngine, Store, str]:
-    settings = make_settings(parallel=1, queue=4, ctx=700, default_max_tokens=40, **overrides)
+    settings = make_settings(parallel=1, queue=4, ctx=1200, default_max_tokens=40, **overrides)
     engine = FakeEngine(settings, replies=[LONG], delay=0.01)
     store = Store(tmp_path / "turns.db")
     cid = store.create_conversation(title="长对话")["id"]
-    for i in range(8):  # more history than 700 tokens hold: the next turn drops turns and summarizes
+    # More history than 1200 tokens hold: the next turn drops turns and summarizes them, in one
+    # request (so it is submitted, and refused if need be, before the response starts).
+    for i in range(10):
         store.add_message(cid, "user", f"问题{i}：" + "很长的内容" * 12)
         store.add_message(cid, "assistant", f"回答{i}：" + "很长的回答" * 12)
     return create_app(settings, engine, store=store, web_dir=None), engine, store, cid
