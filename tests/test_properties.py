@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from xiaoq.api.sse import SSE_DONE, sse_data
 from xiaoq.chat.fences import FenceRepairer
-from xiaoq.cli.chat import _sse_events
+from xiaoq.cli.chat_remote import _sse_events
 from xiaoq.engine.utf8 import TextStream
 
 BOUNDED = settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
