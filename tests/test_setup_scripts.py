@@ -65,7 +65,7 @@ def run(checkout: Path, *args: str) -> list[str]:
 def test_start_sets_up_only_what_serving_needs_and_then_nothing(checkout: Path) -> None:
     first = run(checkout, "./start.sh", "--help")
     print("first start:", first)
-    assert first == ["pip install -q -e .", "xiaoq serve --help"]  # runtime deps only: no [test], npm, apt
+    assert first == ["pip install -q -e .[dense]", "xiaoq serve --help"]  # runtime deps only: no [test], npm, apt
     again = run(checkout, "./start.sh", "--model", "m.gguf")
     print("second start:", again)
     assert again == ["xiaoq serve --model m.gguf"]  # set up: no installer, no network
@@ -74,7 +74,7 @@ def test_start_sets_up_only_what_serving_needs_and_then_nothing(checkout: Path) 
 def test_the_test_setup_installs_test_tools_once(checkout: Path) -> None:
     calls = run(checkout, "./setup.sh", "--test")
     print("test setup:", calls)
-    assert calls[:2] == ["pip install -q -e .", 'pip install -q -e .[test]']
+    assert calls[:2] == ["pip install -q -e .[dense]", "pip install -q -e .[test,dense,ocr]"]
     assert "npm ci --no-audit --no-fund --loglevel=error" in calls
     browser = [c for c in calls if c.startswith("apt-get")]
     assert browser == (["apt-get update -qq", "apt-get install -y -qq chromium"] if os.geteuid() == 0 else [])
@@ -88,7 +88,7 @@ def test_a_changed_dependency_list_installs_again(checkout: Path) -> None:
     run(checkout, "./start.sh")
     with (checkout / "pyproject.toml").open("a") as f:
         f.write("\n# a new dependency would be listed here\n")
-    assert run(checkout, "./start.sh") == ["pip install -q -e .", "xiaoq serve"]
+    assert run(checkout, "./start.sh") == ["pip install -q -e .[dense]", "xiaoq serve"]
 
 
 def test_setup_refuses_an_unknown_option(checkout: Path) -> None:
