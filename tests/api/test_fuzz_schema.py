@@ -60,9 +60,14 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str, S
 
 
 def app_schema() -> Any:
-    """The schema of an app built like the live one (building it starts nothing)."""
+    """The schema of an app built like the live one (building it starts nothing; the store is an
+    in-memory SQLite database, since the routes that exist depend on having one)."""
     s = make_settings()
-    return schemathesis.openapi.from_dict(create_app(s, FakeEngine(s), store=object(), web_dir=None).openapi())
+    store = Store(":memory:")
+    try:
+        return schemathesis.openapi.from_dict(create_app(s, FakeEngine(s), store=store, web_dir=None).openapi())
+    finally:
+        store.close()
 
 
 schema = app_schema()

@@ -15,11 +15,14 @@ from xiaoq.errors import NotFound
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
-Text = Annotated[str, StringConstraints(max_length=32_000)]
+#: Bounds that keep the largest valid body (64 x 8,000 characters) under the default body limit, so
+#: an oversized request is a 422 naming the field rather than a 413; the embedders read at most
+#: 512 tokens of a text anyway.
+Text = Annotated[str, StringConstraints(max_length=8_000)]
 
 
 class EmbeddingsBody(BaseModel):
-    input: Union[Text, Annotated[list[Text], Field(min_length=1, max_length=256)]]
+    input: Union[Text, Annotated[list[Text], Field(min_length=1, max_length=64)]]
     model: Optional[str] = None
     encoding_format: Literal["float", "base64"] = "float"
 

@@ -15,12 +15,13 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from xiaoq.api.body_limits import UPLOAD_BODY
+from xiaoq.api.errors import error_responses
 from xiaoq.errors import Conflict, InvalidRequest, NotFound, XiaoQError
 from xiaoq.kb.jobs import JobRunner
 from xiaoq.kb.service import KnowledgeBases
 from xiaoq.kb.types import check_kb_name
 
-router = APIRouter(prefix="/api/kb", tags=["knowledge bases"])
+router = APIRouter(prefix="/api/kb", tags=["knowledge bases"], responses=error_responses(404, 409, 507))
 
 
 def get_kbs(request: Request) -> KnowledgeBases:
