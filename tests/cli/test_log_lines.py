@@ -7,20 +7,20 @@ from collections.abc import Iterator
 
 import pytest
 
-from xiaoq.cli import serve
+from xiaoq.logs import setup_logging
 
 
 @pytest.fixture
 def clean_logger() -> Iterator[None]:
-    logger = logging.getLogger("xiaoq")
-    saved = logger.handlers[:], logger.level, logger.propagate
-    logger.handlers.clear()
+    loggers = [logging.getLogger(n) for n in ("xiaoq", "uvicorn", "uvicorn.error", "uvicorn.access")]
+    saved = [(lg.handlers[:], lg.level, lg.propagate, lg.disabled) for lg in loggers]
     yield
-    logger.handlers[:], logger.level, logger.propagate = saved
+    for lg, (handlers, level, propagate, disabled) in zip(loggers, saved):
+        lg.handlers[:], lg.level, lg.propagate, lg.disabled = handlers, level, propagate, disabled
 
 
 def test_control_characters_in_user_text_cannot_forge_log_lines(clean_logger: None, capsys: pytest.CaptureFixture[str]) -> None:
-    serve._setup_logging()  # the server's handler, writing to the captured stderr
+    setup_logging()  # the server's handler, writing to the captured stderr
     title = "report\r\nINFO:     admin logged in\x1b[2J\u2028done"
     logging.getLogger("xiaoq.api").error("GET %s failed: %s", "/api/conversations/x\n", title)
     try:

@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from xiaoq import __version__
 from xiaoq.api import routes_chat, routes_health, routes_openai, routes_voice
+from xiaoq.api.access_log import AccessLogMiddleware
 from xiaoq.api.errors import COMMON_ERRORS, install_error_handlers
 from xiaoq.api.metrics import Metrics
 from xiaoq.api.body_limits import RequestBodyMiddleware
@@ -179,6 +180,8 @@ def create_app(
     if web is not None:
         _mount_web_ui(app, web)
     _add_guards(app, settings, web)
+    # Outermost: every response, refusals included, carries its request id and gets its log line.
+    app.add_middleware(AccessLogMiddleware, enabled=settings.access_log, log_query=settings.log_prompts)
     return app
 
 

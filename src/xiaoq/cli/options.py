@@ -77,6 +77,8 @@ def option_decls(name: str, *, flag: Optional[str] = None, help: Optional[str] =
         return decls, {"multiple": True, "default": None, "metavar": "TEXT", "help": text + " (repeatable)"}
     if typ is bool:
         return decls, ({"default": None, "help": text} if "/" in flag else {"is_flag": True, "default": None, "help": text})
+    if typing.get_origin(typ) is typing.Literal:  # a closed set: click lists the choices in --help
+        return decls, {"type": click.Choice([str(a) for a in typing.get_args(typ)]), "default": None, "help": text}
     click_type: Any = click.Path(path_type=Path) if typ is Path else {int: int, float: float}.get(typ, str)
     metavar = {int: "INT", float: "FLOAT", Path: "PATH"}.get(typ, "TEXT")
     return decls, {"type": click_type, "default": None, "metavar": metavar, "help": text}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import os
 import signal
 from typing import Any, Optional
 
@@ -12,7 +10,7 @@ import click
 from xiaoq.cli.options import build_settings, settings_options
 from xiaoq.cli.runtime import check_bind, listen_socket, model_path, pin_cpus, tls_options, url_host
 from xiaoq.errors import EngineError
-from xiaoq.logsafe import EscapeControls
+from xiaoq.logs import setup_logging
 
 
 @click.command()
@@ -37,7 +35,7 @@ def serve(**given: Any) -> None:
     from xiaoq.api.shutdown import DrainingServer
     from xiaoq.engine.llama_engine import LlamaEngine
 
-    _setup_logging()
+    setup_logging(settings.log_level, settings.log_format)
     from xiaoq.store import Store
 
     from xiaoq.voice.service import VoiceService
@@ -59,9 +57,9 @@ def serve(**given: Any) -> None:
     previous_term = signal.signal(signal.SIGTERM, _interrupt)
     try:
         config = uvicorn.Config(
-            app, host=settings.host, port=port, log_level="info", access_log=False, timeout_graceful_shutdown=5, **tls_options(settings)
+            app, host=settings.host, port=port, log_config=None, log_level=settings.log_level, access_log=False,
+            timeout_graceful_shutdown=5, **tls_options(settings),
         )
-        _escape_uvicorn_logs()
         fatal.server = DrainingServer(config, app.state.draining)
         fatal.server.run(sockets=[sock])
     except KeyboardInterrupt:
@@ -91,43 +89,3 @@ class _FatalExit:
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
-
-
-class _OneLine(logging.Filter):
-    """Server log records on one line: an exception becomes ``: Type: message`` unless XIAOQ_DEBUG=1."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and record.exc_info[1] is not None:
-            exc = record.exc_info[1]
-            record.msg, record.args = f"{record.getMessage()}: {type(exc).__name__}: {exc}", ()
-            record.exc_info, record.exc_text = None, None
-        return True
-
-
-def _escape_uvicorn_logs() -> None:
-    """uvicorn's own lines (configured by ``uvicorn.Config``) get the same treatment as ours."""
-    for handler in logging.getLogger("uvicorn").handlers:
-        if not _debug():
-            handler.addFilter(_OneLine())
-        handler.addFilter(EscapeControls())
-
-
-def _debug() -> bool:
-    return os.environ.get("XIAOQ_DEBUG", "").lower() in ("1", "true", "yes")
-
-
-def _setup_logging() -> None:
-    """XiaoQ's own log lines (model loaded, load failures) in uvicorn's format on stderr."""
-    from uvicorn.logging import DefaultFormatter
-
-    logger = logging.getLogger("xiaoq")
-    if logger.handlers:
-        return
-    handler = logging.StreamHandler()
-    handler.setFormatter(DefaultFormatter("%(levelprefix)s %(message)s"))
-    if not _debug():
-        handler.addFilter(_OneLine())
-    handler.addFilter(EscapeControls())
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
