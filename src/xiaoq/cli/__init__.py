@@ -1,4 +1,4 @@
-"""The ``xiaoq`` command: ``serve``, ``chat``, ``pull``, ``kb`` and ``--version``.
+"""The ``xiaoq`` command: ``serve``, ``chat``, ``pull``, ``kb``, ``backup``, ``restore`` and ``--version``.
 
 A thin client of the same pieces the server uses (DESIGN.md): settings come from the one Settings
 model (:mod:`xiaoq.cli.options`), model files from :mod:`xiaoq.engine.models`, the engine and the app
@@ -31,13 +31,14 @@ def cli() -> None:
 
 
 def _register() -> None:
+    from xiaoq.cli.backup import backup, restore
     from xiaoq.cli.chat import chat
     from xiaoq.cli.kb import kb
     from xiaoq.cli.listen import listen
     from xiaoq.cli.pull import pull
     from xiaoq.cli.serve import serve
 
-    for command in (serve, chat, listen, pull, kb):
+    for command in (serve, chat, listen, pull, kb, backup, restore):
         cli.add_command(command)
 
 
