@@ -188,6 +188,15 @@ class Settings(BaseSettings):
     kb_passage_tokens: int = Field(600, ge=50, le=8000, description="Most tokens of retrieved passages put into one answer's prompt", json_schema_extra=_flag("--kb-passage-tokens"))
     kb_max_file_mb: int = Field(50, ge=1, le=4096, description="Largest file a knowledge base ingests (MiB)", json_schema_extra=_flag("--kb-max-file-mb"))
     kb_max_pages: int = Field(2000, ge=1, le=100000, description="Most pages of one PDF a knowledge base ingests", json_schema_extra=_flag("--kb-max-pages"))
+    # --- scale-out -----------------------------------------------------------------------------
+    upstream: CommaList = Field(
+        default_factory=list,
+        description="Generate on these OpenAI-compatible servers (llama-server, vLLM, XiaoQ) instead of a local model; repeatable, comma-separated in the environment",
+        json_schema_extra=_flag("--upstream"),
+    )
+    upstream_api_key: Optional[str] = Field(None, description="Bearer key sent to the upstreams", json_schema_extra=_flag("--upstream-api-key"))
+    upstream_timeout: float = Field(60.0, ge=0.5, le=3600, description="Seconds an upstream may stay silent (before its first token or between two) before it counts as failed", json_schema_extra=_flag("--upstream-timeout"))
+
     # --- logs ----------------------------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Least severe log records written (debug, info, warning, error)", json_schema_extra=_flag("--log-level"))
     log_format: Literal["text", "json"] = Field("text", description="Log lines as text for people or as JSON objects for log collectors", json_schema_extra=_flag("--log-format"))

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import logging
 import re
-import secrets
 import time
+import uuid
 from typing import Optional
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -44,7 +44,8 @@ def incoming_request_id(scope: Scope) -> Optional[str]:
 
 
 def new_request_id() -> str:
-    return secrets.token_hex(8)
+    """A random UUID: the form other servers expect of X-Request-Id (some reject anything else)."""
+    return str(uuid.uuid4())
 
 
 class AccessLogMiddleware:

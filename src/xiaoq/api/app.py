@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from xiaoq import __version__
-from xiaoq.api import routes_chat, routes_health, routes_openai, routes_voice
+from xiaoq.api import routes_chat, routes_health, routes_openai, routes_tokenize, routes_voice
 from xiaoq.api.access_log import AccessLogMiddleware
 from xiaoq.api.errors import COMMON_ERRORS, install_error_handlers
 from xiaoq.api.metrics import Metrics
@@ -170,6 +170,7 @@ def create_app(
     app.include_router(routes_chat.router)
     app.include_router(routes_openai.router)
     app.include_router(routes_voice.router)
+    app.include_router(routes_tokenize.router)
     if store is not None:
         _include_conversations(app, store)
         _include_knowledge_bases(app, store)

@@ -52,11 +52,20 @@ STAT_HELP = {
     "voice_tts_characters_total": "Characters synthesized to speech",
     "voice_tts_busy_seconds_total": "Seconds the TTS thread spent synthesizing",
     "voice_tts_queue_depth": "Sentences waiting for or in synthesis",
+    "upstream_up": "1 when the upstream answers its health probe and its circuit breaker is closed",
+    "upstream_in_flight": "Requests streaming from the upstream now",
+    "upstream_requests_total": "Requests sent to the upstream (retries included)",
+    "upstream_failures_total": "Requests or probes of the upstream that failed",
+    "upstream_retries_from_total": "Requests moved from the upstream to the next one before their first token",
+    "upstream_tokens_total": "Text pieces streamed from the upstream",
+    "upstream_cached_tokens_total": "Prompt tokens the upstream served from its KV cache",
+    "upstream_prompt_tokens_total": "Prompt tokens sent to the upstream",
+    "upstream_retries_total": "Requests retried on another upstream before their first token",
 }
 
 #: Keys that end in ``_total`` but are gauges (a size, not a running count).
 GAUGES_NAMED_TOTAL = frozenset({"slots_total"})
-#: Label name for the sub-keys of a nested stats dict.
+#: Label name for the sub-keys of a nested stats dict (``upstream_*``: the upstream's URL).
 NESTED_LABEL = {"requests_finished_total": "finish_reason"}
 
 _NAME_OK = re.compile(r"[^a-zA-Z0-9_]")
@@ -145,7 +154,7 @@ def render_stats(stats: Mapping[str, Any]) -> list[str]:
         kind = "counter" if key.endswith("_total") and key not in GAUGES_NAMED_TOTAL else "gauge"
         help_ = STAT_HELP.get(key, f"Engine statistic {key}")
         if isinstance(value, Mapping):
-            label = NESTED_LABEL.get(key, "key")
+            label = NESTED_LABEL.get(key, "upstream" if key.startswith("upstream_") else "key")
             samples = [(f'{name}{{{label}="{k}"}}', v) for k, v in sorted(value.items()) if isinstance(v, (int, float))]
         elif isinstance(value, (int, float)):
             samples = [(name, value)]

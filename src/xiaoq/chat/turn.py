@@ -131,7 +131,8 @@ class ReplyTurn:
         self.planned.plan = plan
         sampling = self.spec.sampling
         sampling.max_tokens = plan.max_tokens
-        self.generation = await self.deps.engine.submit(GenerationRequest(messages=plan.messages, sampling=sampling))
+        request = GenerationRequest(messages=plan.messages, sampling=sampling, affinity_key=self.conversation_id)
+        self.generation = await self.deps.engine.submit(request)
         if self.stopped:
             self.generation.cancel()
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 from typing import Any, Optional
 
 import click
 
 from xiaoq.cli.options import build_settings, settings_options
 from xiaoq.cli.runtime import check_bind, listen_socket, model_path, pin_cpus, tls_options, url_host
+from xiaoq.config import Settings
+from xiaoq.engine.types import Engine
 from xiaoq.errors import EngineError
 from xiaoq.logs import setup_logging
 
@@ -24,7 +27,8 @@ def serve(**given: Any) -> None:
     check_bind(settings)
     tls_options(settings)  # a missing or unreadable certificate is one line before anything loads
     pin_cpus(settings)
-    path = model_path(settings)
+    # With upstreams the model file is optional: only its vocabulary is read, to count tokens.
+    path = model_path(settings) if settings.model or not settings.upstream else None
     # Bind before loading anything: a busy port is one line now, not a log dump after the load.
     sock = listen_socket(settings.host, settings.port)
     port = sock.getsockname()[1]  # the real one when --port 0
@@ -33,21 +37,21 @@ def serve(**given: Any) -> None:
 
     from xiaoq.api.app import create_app
     from xiaoq.api.shutdown import DrainingServer
-    from xiaoq.engine.llama_engine import LlamaEngine
 
     setup_logging(settings.log_level, settings.log_format)
     from xiaoq.store import Store
 
     from xiaoq.voice.service import VoiceService
 
-    engine = LlamaEngine(path, settings)
+    engine = make_engine(settings, path)
     store = Store(settings.db_path())  # created and migrated on first start
     voice = VoiceService(settings)
     voice.warm()  # the ASR model loads on its own thread while llama.cpp loads the chat model
     fatal = _FatalExit()
     app = create_app(settings, engine, store=store, voice=voice, on_fatal=fatal)
     scheme = "https" if settings.tls_cert else "http"
-    click.echo(f"XiaoQ: serving {path.name} at {scheme}://{url_host(settings.host)}:{port} (Ctrl-C stops)", err=True)
+    what = f"{len(settings.upstream)} upstream(s)" if settings.upstream else path.name if path else "?"
+    click.echo(f"XiaoQ: serving {what} at {scheme}://{url_host(settings.host)}:{port} (Ctrl-C stops)", err=True)
     click.echo(f"XiaoQ: conversations in {store.db.path}", err=True)
     click.echo(f"XiaoQ: voice: {voice.summary()}", err=True)
     # uvicorn handles SIGINT/SIGTERM itself: it stops accepting, DrainingServer ends every running
@@ -85,6 +89,19 @@ class _FatalExit:
         self.message = self.message or message
         if self.server is not None:
             self.server.should_exit = True
+
+
+def make_engine(settings: Settings, path: Optional[Path]) -> Engine:
+    """The local llama.cpp engine, or the upstream engine when ``--upstream`` names servers."""
+    if settings.upstream:
+        from xiaoq.engine.upstream import UpstreamEngine, check_upstreams
+
+        check_upstreams(settings.upstream)
+        return UpstreamEngine(settings, vocab_path=path)
+    from xiaoq.engine.llama_engine import LlamaEngine
+
+    assert path is not None
+    return LlamaEngine(path, settings)
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -82,6 +82,9 @@ class GenerationRequest:
     #: The last message is an assistant message to continue: the template leaves it open (no
     #: end-of-turn token, no new assistant cue) and generation carries on from its last character.
     continue_last: bool = False
+    #: What should land on the same generation server as earlier requests (the conversation id),
+    #: so its KV prefix is reused there; None: engines that care derive one from the messages.
+    affinity_key: Optional[str] = None
 
 
 @dataclass
