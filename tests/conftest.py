@@ -4,6 +4,8 @@
   so every capability can be tested over the real engine in seconds.
 - ``real_model_path``: the real Qwen2.5 GGUF named by ``XIAOQ_TEST_MODEL``, for tests marked
   ``real_model``; they skip when it is unset.
+- ``pg_server``: a real PostgreSQL (tests/pg.py) started once per session; ``pg_url``: a fresh
+  database on it for one test. Where PostgreSQL is not installed they skip (test.sh installs it).
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from tests import tinymodel
+from tests.pg import PgServer, pg_bin
 from tests.tinymodel import build_tiny_gguf
 
 _TINY_NAME = "xiaoq-tiny-qwen2.gguf"
@@ -49,3 +53,19 @@ def real_model_path() -> Path:
     if not path.is_file():
         pytest.fail(f"XIAOQ_TEST_MODEL={value!r} does not name an existing file", pytrace=False)
     return path
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    if pg_bin() is None:
+        pytest.skip("PostgreSQL server binaries not installed (apt-get install postgresql)")
+    server = PgServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> str:
+    return pg_server.new_database()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from xiaoq.store import ReplyWriter, Store
+from xiaoq.store import ReplyWriter, Store, open_store
 
 
 class FakeClock:
@@ -15,9 +15,9 @@ class FakeClock:
         return self.t
 
 
-@pytest.fixture
-def setup(tmp_path):
-    store = Store(tmp_path / "x.db")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def setup(request, tmp_path):
+    store = open_store(tmp_path / "x.db" if request.param == "sqlite" else request.getfixturevalue("pg_url"))
     cid = store.create_conversation()["id"]
     store.add_message(cid, "user", "讲个故事")
     reply = store.add_message(cid, "assistant", "", status="incomplete")

@@ -5,7 +5,7 @@ async callers use ``await asyncio.to_thread(store.method, ...)``. ``ReplyWriter`
 reply at most once per second.
 """
 
-from xiaoq.store.conversations import ReplyWriter, Store, iter_turns, utc_now
+from xiaoq.store.conversations import PgStore, ReplyWriter, Store, iter_turns, open_store, utc_now
 from xiaoq.store.db import Database
 
-__all__ = ["Database", "ReplyWriter", "Store", "iter_turns", "utc_now"]
+__all__ = ["Database", "PgStore", "ReplyWriter", "Store", "iter_turns", "open_store", "utc_now"]

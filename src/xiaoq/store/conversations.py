@@ -106,10 +106,19 @@ def make_snippet(content: str, q: str, before: int = 30, after: int = 60) -> str
 
 
 class Store:
-    """The conversations repository over a :class:`~xiaoq.store.db.Database`."""
+    """The conversations repository over a :class:`~xiaoq.store.db.Database` (SQLite).
 
-    def __init__(self, db: Union[Database, str, Path]):
-        self.db = db if isinstance(db, Database) else Database(db)
+    The SQL is plain and shared with :class:`PgStore`; the class attributes hold the few phrases
+    the two databases spell differently.
+    """
+
+    #: Newest first; ties (same millisecond) in insertion order.
+    _LIST_ORDER = "c.updated_at DESC, c.rowid DESC"
+    #: Case-insensitive pattern match (SQLite's LIKE already is, for ASCII).
+    _LIKE = "LIKE"
+
+    def __init__(self, db: Union[Database, str, Path, Any]):
+        self.db = db if hasattr(db, "write") else Database(db)
 
     def close(self) -> None:
         self.db.close()
@@ -140,7 +149,7 @@ class Store:
     def list_conversations(self, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
         """Conversations, most recently updated first."""
         rows = self.db.query(
-            f"SELECT {_CONV_COLUMNS} FROM conversations c ORDER BY c.updated_at DESC, c.rowid DESC LIMIT ? OFFSET ?",
+            f"SELECT {_CONV_COLUMNS} FROM conversations c ORDER BY {self._LIST_ORDER} LIMIT ? OFFSET ?",
             (max(0, int(limit)), max(0, int(offset))),
         )
         return [conversation_dict(r) for r in rows]
@@ -203,11 +212,11 @@ class Store:
                 raise NotFound(f"No conversation with id {conversation_id!r}")
             names = ["conversation_id", "role", "content", "status", "created_at", "updated_at", *cols]
             cur = conn.execute(
-                f"INSERT INTO messages ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+                f"INSERT INTO messages ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) RETURNING id",
                 (conversation_id, role, content, status, now, now, *vals),
             )
+            mid = int(cur.fetchone()[0])
             conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conversation_id))
-            mid = int(cur.lastrowid)
         return self.get_message(mid)
 
     def get_message(self, message_id: int) -> dict[str, Any]:
@@ -342,14 +351,7 @@ class Store:
             "SELECT m.id, m.conversation_id, m.role, m.content, m.created_at, c.title "
             "FROM messages m JOIN conversations c ON c.id = m.conversation_id "
         )
-        if len(q) >= 3:
-            phrase = '"' + q.replace('"', '""') + '"'
-            rows = self.db.query(
-                base + "WHERE m.id IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?) ORDER BY m.id DESC LIMIT ?",
-                (phrase, limit),
-            )
-        else:
-            rows = self.db.query(base + "WHERE m.content LIKE ? ESCAPE '\\' ORDER BY m.id DESC LIMIT ?", (f"%{_like_escape(q)}%", limit))
+        rows = self._search_rows(base, q, limit)
         return [
             {
                 "conversation_id": r["conversation_id"],
@@ -362,15 +364,25 @@ class Store:
             for r in rows
         ]
 
+    def _search_rows(self, base: str, q: str, limit: int) -> list[Any]:
+        if len(q) >= 3:
+            phrase = '"' + q.replace('"', '""') + '"'
+            return self.db.query(
+                base + "WHERE m.id IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?) ORDER BY m.id DESC LIMIT ?",
+                (phrase, limit),
+            )
+        return self.db.query(base + "WHERE m.content LIKE ? ESCAPE '\\' ORDER BY m.id DESC LIMIT ?", (f"%{_like_escape(q)}%", limit))
+
     def suggestions(self, q: str, limit: int = 8) -> list[str]:
         """Past user questions that start with ``q`` (first) or contain it, most recent first,
         without repeats."""
         q = q.strip()
         pattern = f"%{_like_escape(q)}%"
         prefix = f"{_like_escape(q)}%"
+        like = self._LIKE
         rows = self.db.query(
-            "SELECT content, max(id) AS last FROM messages WHERE role = 'user' AND content LIKE ? ESCAPE '\\' "
-            "GROUP BY content ORDER BY (content LIKE ? ESCAPE '\\') DESC, last DESC LIMIT ?",
+            f"SELECT content, max(id) AS last_id FROM messages WHERE role = 'user' AND content {like} ? ESCAPE '\\' "
+            f"GROUP BY content ORDER BY (content {like} ? ESCAPE '\\') DESC, last_id DESC LIMIT ?",
             (pattern, prefix, max(1, min(int(limit), 50))),
         )
         return [r["content"] for r in rows]
@@ -395,6 +407,28 @@ class Store:
             if m["error"]:
                 out += [f"> Error: {m['error']}", ""]
         return "\n".join(out).rstrip() + "\n"
+
+
+class PgStore(Store):
+    """The same repository over PostgreSQL (:class:`~xiaoq.store.pg.PgDatabase`)."""
+
+    _LIST_ORDER = "c.updated_at DESC, c.created_at DESC, c.id DESC"
+    _LIKE = "ILIKE"
+
+    def _search_rows(self, base: str, q: str, limit: int) -> list[Any]:
+        """ILIKE over the pg_trgm index: from three characters on the index finds the rows;
+        shorter queries (two-character Chinese words) scan, as SQLite's LIKE fallback does."""
+        return self.db.query(base + "WHERE m.content ILIKE ? ESCAPE '\\' ORDER BY m.id DESC LIMIT ?", (f"%{_like_escape(q)}%", limit))
+
+
+def open_store(where: Union[str, Path]) -> Store:
+    """A store on a SQLite file path or a ``postgresql://`` URL."""
+    text = str(where)
+    if text.startswith(("postgresql://", "postgres://")):
+        from xiaoq.store.pg import PgDatabase
+
+        return PgStore(PgDatabase(text))
+    return Store(Path(text))
 
 
 def _check_status(status: str) -> None:

@@ -1,0 +1,103 @@
+"""The PostgreSQL schema: the same migrations as :mod:`xiaoq.store.migrations`, by the same names,
+written for PostgreSQL (a test checks that the two lists name the same steps in the same order).
+
+Differences that are deliberate: ``BIGSERIAL`` ids instead of SQLite's ``AUTOINCREMENT``; search
+through a ``pg_trgm`` GIN index on ``messages.content`` (``ILIKE '%q%'`` uses it from three
+characters on, shorter queries scan, which matches SQLite's trigram/LIKE split) instead of FTS5.
+pg_trgm needs a UTF-8 database (``initdb --locale C.UTF-8``) to index Chinese.
+
+Every migration runs in one transaction with the row that records it, under an advisory lock, so
+replicas that start together apply each step once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+Migration = Callable[[Any], None]
+MIGRATIONS: list[Migration] = []
+#: Advisory lock key held while migrating ("xiaoq" in ASCII).
+LOCK_KEY = 0x7869616F71
+
+
+def migration(fn: Migration) -> Migration:
+    MIGRATIONS.append(fn)
+    return fn
+
+
+def applied(conn: Any) -> list[str]:
+    conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+    return [r[0] for r in conn.execute("SELECT name FROM _migrations ORDER BY applied_at, name").fetchall()]
+
+
+def migrate(conn: Any, upto: str | None = None) -> list[str]:
+    """Apply the pending migrations (all, or up to and including ``upto``); return their names."""
+    ran: list[str] = []
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+        done = set(applied(conn))
+    for fn in MIGRATIONS:
+        if fn.__name__ not in done:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+                if conn.execute("SELECT 1 FROM _migrations WHERE name = %s", (fn.__name__,)).fetchone() is None:
+                    fn(conn)
+                    conn.execute("INSERT INTO _migrations (name) VALUES (%s)", (fn.__name__,))
+                    ran.append(fn.__name__)
+        if fn.__name__ == upto:
+            break
+    return ran
+
+
+def _script(conn: Any, sql: str) -> None:
+    for statement in sql.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+@migration
+def m001_initial(conn: Any) -> None:
+    _script(
+        conn,
+        """
+        CREATE TABLE conversations (
+            id TEXT PRIMARY KEY CHECK (length(id) = 32),
+            title TEXT NOT NULL DEFAULT '',
+            system_prompt TEXT,
+            settings TEXT NOT NULL DEFAULT '{}',
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX conversations_updated ON conversations (updated_at);
+        CREATE TABLE messages (
+            id BIGSERIAL PRIMARY KEY,
+            conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+            role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
+            content TEXT NOT NULL DEFAULT '',
+            status TEXT NOT NULL DEFAULT 'complete' CHECK (status IN ('complete', 'incomplete', 'error')),
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            cached_tokens INTEGER,
+            timings TEXT,
+            error TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX messages_conversation ON messages (conversation_id, id)
+        """,
+    )
+
+
+@migration
+def m002_fts_budget_summary(conn: Any) -> None:
+    _script(
+        conn,
+        """
+        ALTER TABLE conversations ADD COLUMN summary TEXT;
+        ALTER TABLE conversations ADD COLUMN summary_upto_message_id BIGINT;
+        ALTER TABLE conversations ADD COLUMN summary_tokens INTEGER;
+        ALTER TABLE messages ADD COLUMN budget TEXT;
+        CREATE EXTENSION IF NOT EXISTS pg_trgm;
+        CREATE INDEX messages_content_trgm ON messages USING gin (content gin_trgm_ops)
+        """,
+    )
