@@ -112,7 +112,7 @@ def test_usage_and_cached_tokens_pass_through_from_a_xiaoq_upstream(tiny_gguf: P
 def test_a_failing_upstream_is_retried_on_the_next_before_the_first_token(mode: str, upstreams: list[str], tiny_gguf: Path, tmp_path: Path) -> None:
     with StubUpstream(mode) as stub:
         urls = [stub.url, upstreams[0]]
-        server, _ = front(urls, tmp_path, tiny_gguf, upstream_timeout=1.0)
+        server, _ = front(urls, tmp_path, tiny_gguf, upstream_timeout=4.0)  # the real one answers well within it, even on a loaded machine
         with server as base:
             wait_health(base)
             t0 = time.monotonic()
@@ -125,7 +125,7 @@ def test_a_failing_upstream_is_retried_on_the_next_before_the_first_token(mode: 
     assert metric(metrics, "upstream_retries_from_total", stub.url) == 1
     assert metric(metrics, "upstream_requests_total", upstreams[0]) == 1
     print(f"{mode}: answered by the next upstream after {elapsed:.2f} s")
-    assert elapsed < 20
+    assert elapsed < 40
 
 
 def test_death_after_the_first_token_is_an_error_not_a_retry(upstreams: list[str], tiny_gguf: Path, tmp_path: Path) -> None:
