@@ -26,7 +26,7 @@ def test_serve_through_an_upstream_from_the_environment(cli_env: dict[str, str],
         dead = f"http://127.0.0.1:{free_port()}"
         port = free_port()
         env = {**cli_env, "XIAOQ_UPSTREAM": f"{dead},{url}"}
-        proc = start_server(["--port", str(port), "--upstream-timeout", "5"], env, serve_proc)  # no --model at all
+        proc = start_server(["--port", str(port)], env, serve_proc)  # no --model at all
         assert wait_healthy(proc, port)["status"] == "ok"
         r = httpx.post(f"http://127.0.0.1:{port}/chat", json={"prompt": "你好", "max_tokens": 4}, timeout=60)
         assert r.status_code == 200 and '"done":true' in r.text.replace(" ", "")
