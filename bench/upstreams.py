@@ -209,10 +209,11 @@ def measure_failover(args: argparse.Namespace, log_dir: Path) -> list[str]:
     after = [r for r in records if r.started + r.seconds >= kill]
     recovered = [r.started + r.seconds - kill for r in after if r.ok and r.conv in on_victim and r.started >= kill]
     mid = [r for r in failed if "after" in r.error and not r.error.startswith("error event after 0 chars")]
+    before = [r.seconds for r in records if r.ok and r.started + r.seconds < kill]
     lines = [
-        "| requests | failed | failed after the first token | failed before it | first answer for a moved conversation after the kill | slowest request after the kill |",
-        "| --- | --- | --- | --- | --- | --- |",
-        f"| {len(records)} | {len(failed)} | {len(mid)} | {len(failed) - len(mid)} | "
+        "| requests | failed | failed after the first token | failed before it | median request before the kill | first answer for a moved conversation after the kill | slowest request after the kill |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        f"| {len(records)} | {len(failed)} | {len(mid)} | {len(failed) - len(mid)} | {statistics.median(before) if before else float('nan'):.2f} s | "
         f"{(min(recovered) if recovered else float('nan')):.2f} s | {max((r.seconds for r in after), default=0):.2f} s |",
     ]
     for r in failed:
