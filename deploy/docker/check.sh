@@ -33,6 +33,14 @@ if [ -z "${BASE:-}" ]; then
   deploy/docker/make-base.sh "$BASE"
 fi
 
+cleanup() {
+  docker rm -f "$NAME" "$NAME-2" >/dev/null 2>&1 || true
+  docker volume rm -f "$VOLUME" >/dev/null 2>&1 || true
+  rm -rf "$secrets" deploy/docker/wheels/*.whl
+}
+secrets=$(mktemp -d)
+trap cleanup EXIT
+
 # The host's llama-cpp-python wheel (built once by setup.sh, kept in pip's cache) goes into the
 # build context, so the image installs it instead of compiling llama.cpp again.
 pip=${PIP:-$ROOT/.venv/bin/pip}
@@ -48,17 +56,10 @@ else
 fi
 # Every other dependency as wheels too, fetched by the host's pip (its index, proxy and
 # certificates): the image build then needs no network (OFFLINE=1).
-"$pip" wheel -q --wheel-dir deploy/docker/wheels --find-links deploy/docker/wheels ".[postgres]" "setuptools>=68" wheel 2>&1 \
-  | grep -v "^WARNING: Location" >&2 || true
+"$pip" wheel -q --wheel-dir deploy/docker/wheels --find-links deploy/docker/wheels ".[postgres]" "setuptools>=68" wheel \
+  >"$secrets/wheel.log" 2>&1 || { tail -20 "$secrets/wheel.log" >&2; die "pip wheel failed"; }
 ls deploy/docker/wheels/llama_cpp_python-*.whl >/dev/null 2>&1 || die "the wheelhouse has no llama-cpp-python"
 
-cleanup() {
-  docker rm -f "$NAME" "$NAME-2" >/dev/null 2>&1 || true
-  docker volume rm -f "$VOLUME" >/dev/null 2>&1 || true
-  rm -rf "$secrets" deploy/docker/wheels/*.whl
-}
-secrets=$(mktemp -d)
-trap cleanup EXIT
 
 t0=$(date +%s)
 say "building $TAG on BASE=$BASE"

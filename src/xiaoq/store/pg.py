@@ -66,6 +66,11 @@ class _Conn:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self.raw.execute(translate(sql), tuple(params))
 
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any:
+        cur = self.raw.cursor()
+        cur.executemany(translate(sql), [tuple(r) for r in rows])
+        return cur
+
 
 class PgDatabase:
     """A PostgreSQL database given by URL; created tables and migrations on first use."""
