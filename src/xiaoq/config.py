@@ -81,9 +81,14 @@ def sqlite_path(db: str) -> Path:
         if not rest.startswith("/") or rest == "/":
             raise ValueError("a SQLite URL names a file: sqlite:///relative.db or sqlite:////absolute/path.db")
         return Path(rest[1:]).expanduser()
-    if scheme.startswith("postgres"):
-        raise ValueError("PostgreSQL is not supported yet: use a SQLite file path (or sqlite:///path)")
-    raise ValueError(f"unknown database URL scheme {scheme!r}: give a file path or sqlite:///path")
+    if scheme in ("postgresql", "postgres"):
+        raise ValueError("a PostgreSQL URL names no file")
+    raise ValueError(f"unknown database URL scheme {scheme!r}: give a file path, sqlite:///path or postgresql://…")
+
+
+def is_postgres_url(db: Optional[str]) -> bool:
+    """True for ``postgresql://…`` (or ``postgres://…``): conversations live in PostgreSQL."""
+    return bool(db) and "://" in str(db) and str(db).partition("://")[0].lower() in ("postgresql", "postgres")
 
 
 class Settings(BaseSettings):
@@ -162,7 +167,7 @@ class Settings(BaseSettings):
     )
     db: Optional[str] = Field(
         None,
-        description="Conversations database: a file path or sqlite:///path (default: <data dir>/xiaoq.db)",
+        description="Conversations database: a file path, sqlite:///path or postgresql://user@host/db (default: <data dir>/xiaoq.db)",
         json_schema_extra=_flag("--db"),
     )
     tls_cert: Optional[Path] = Field(None, description="Serve HTTPS with this PEM certificate (with --tls-key); browsers give a page the microphone only over HTTPS or on localhost", json_schema_extra=_flag("--tls-cert"))
@@ -223,7 +228,8 @@ class Settings(BaseSettings):
         if v is None or v == "":
             return None
         text = str(v)
-        sqlite_path(text)
+        if not is_postgres_url(text):
+            sqlite_path(text)
         return text
 
     @field_validator("api_key_file")
@@ -268,11 +274,15 @@ class Settings(BaseSettings):
         Without ``--data-dir``, a database file given by ``--db`` keeps its neighbours beside it."""
         if self.data_dir:
             return self.data_dir.expanduser()
-        return sqlite_path(self.db).parent if self.db else default_data_dir()
+        return sqlite_path(self.db).parent if self.db and not is_postgres_url(self.db) else default_data_dir()
 
     def db_path(self) -> Path:
-        """Where the conversations database lives."""
+        """The SQLite file of the conversations (ValueError when they are in PostgreSQL)."""
         return sqlite_path(self.db) if self.db else self.data_path() / "xiaoq.db"
+
+    def database(self) -> str:
+        """What :func:`xiaoq.store.open_store` opens: the PostgreSQL URL, or the SQLite file."""
+        return str(self.db) if is_postgres_url(self.db) else str(self.db_path())
 
     def kv_disk_dir(self) -> Path:
         """Where KV states spilled from RAM live."""

@@ -94,3 +94,22 @@ def test_backup_refuses_an_existing_file(cli_env: dict[str, str], tmp_path: Path
     Store(cli_env["XIAOQ_DB"]).close()
     (tmp_path / "b.db").write_text("x")
     assert_one_line_error(run_xiaoq(["backup", str(tmp_path / "b.db")], cli_env), 1, "already exists")
+
+
+def test_serve_on_postgresql(cli_env: dict[str, str], tiny_gguf: Path, serve_proc: list, pg_url: str) -> None:
+    """``xiaoq serve --db postgresql://…``: the real server keeps its conversations in PostgreSQL."""
+    import psycopg
+
+    port = free_port()
+    proc = start_server(["--model", str(tiny_gguf), "--port", str(port), "--ctx", "512", "--db", pg_url], cli_env, serve_proc)
+    wait_healthy(proc, port)
+    base = f"http://127.0.0.1:{port}"
+    cid = httpx.post(base + "/api/conversations", json={"title": "在PG里"}).json()["id"]
+    r = httpx.post(f"{base}/api/conversations/{cid}/messages", json={"content": "你好", "max_tokens": 4}, timeout=60)
+    assert '"done"' in r.text
+    status, err = stop(proc)
+    assert status == 0, err
+    assert "conversations in postgresql://" in err
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT title FROM conversations").fetchall() == [("在PG里",)]
+        assert [r[0] for r in conn.execute("SELECT role FROM messages ORDER BY id")] == ["user", "assistant"]

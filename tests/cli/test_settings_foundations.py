@@ -46,7 +46,6 @@ def test_list_settings_repeat_as_flags_and_split_on_commas_in_the_env(tmp_path: 
         (["--allowed-origins", "app.example.com"], "--allowed-origins"),
         (["--allowed-origins", "https://app.example.com/path"], "no path"),
         (["--allowed-origins", "null"], "not an origin"),
-        (["--db", "postgresql://u@h/x"], "PostgreSQL is not supported yet"),
         (["--db", "mysql://u@h/x"], "unknown database URL scheme"),
     ],
 )
@@ -68,6 +67,15 @@ def test_db_takes_a_sqlite_url(tmp_path: Path) -> None:
     assert Settings(db=f"sqlite:///{tmp_path}/u.db").db_path() == tmp_path / "u.db"  # sqlite:////abs
     assert Settings(db="sqlite:///rel/u.db").db_path() == Path("rel/u.db")
     assert Settings(db=str(tmp_path / "p.db")).db_path() == tmp_path / "p.db"
+
+
+def test_db_takes_a_postgresql_url(tmp_path: Path) -> None:
+    url = "postgresql://xiaoq@db.lan:5432/xiaoq"
+    s = Settings(db=url, data_dir=tmp_path / "d")
+    assert s.database() == url and s.kv_disk_dir() == tmp_path / "d" / "kv"
+    assert Settings(db=str(tmp_path / "p.db")).database() == str(tmp_path / "p.db")
+    with pytest.raises(ValueError, match="names no file"):
+        s.db_path()
 
 
 def test_the_key_file_gives_the_key(tmp_path: Path) -> None:

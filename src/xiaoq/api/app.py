@@ -26,7 +26,7 @@ from xiaoq.api.browser_guard import BrowserGuardMiddleware, ListedOriginsCORS
 from xiaoq.api.middleware import ApiKeyMiddleware
 from xiaoq.api.streaming import Draining
 from xiaoq.api.web import WEB_DIR, SecurityHeadersMiddleware, WebUI, is_web_path
-from xiaoq.config import Settings
+from xiaoq.config import Settings, is_postgres_url
 from xiaoq.engine.types import Engine
 from xiaoq.errors import NotFound, XiaoQError
 from xiaoq.origins import normalize_host_pattern
@@ -205,7 +205,8 @@ def _add_guards(app: FastAPI, settings: Settings, web: Optional[WebUI]) -> None:
 
 def _data_folders(settings: Settings) -> list[Path]:
     """Where XiaoQ writes: never served as part of the web UI, wherever the operator put it."""
-    return [settings.data_path(), settings.db_path().parent, settings.kv_disk_dir(), settings.uploads_dir()]
+    db_folder = [] if is_postgres_url(settings.db) else [settings.db_path().parent]
+    return [settings.data_path(), *db_folder, settings.kv_disk_dir(), settings.uploads_dir()]
 
 
 def _bind_name(settings: Settings) -> list[str]:

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from xiaoq.cli.options import build_settings, settings_options
-from xiaoq.config import Settings
+from xiaoq.config import Settings, is_postgres_url
 
 PG_HINT = (
     "the database is PostgreSQL: back it up with its own tools, e.g. "
@@ -21,8 +21,7 @@ PG_HINT = (
 
 
 def _sqlite_path(settings: Settings) -> Path:
-    url = str(settings.db or "")
-    if url.startswith(("postgresql:", "postgres:")):
+    if is_postgres_url(settings.db):
         raise click.ClickException(PG_HINT)
     return settings.db_path()
 

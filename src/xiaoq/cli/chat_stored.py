@@ -49,12 +49,12 @@ class StoredLocalBackend:
 
     def __init__(self, path: Path, settings: Settings, conversation_id: str):
         from xiaoq.engine.llama_engine import LlamaEngine
-        from xiaoq.store import Store
+        from xiaoq.store import open_store
 
         self.settings = settings
         self.loop = asyncio.new_event_loop()
         self.engine = LlamaEngine(path, settings)
-        self.store = Store(settings.db_path())
+        self.store = open_store(settings.database())
         self.conversation_id = conversation_id
         self.name = path.name
 

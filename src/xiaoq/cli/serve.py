@@ -39,12 +39,12 @@ def serve(**given: Any) -> None:
     from xiaoq.api.shutdown import DrainingServer
 
     setup_logging(settings.log_level, settings.log_format)
-    from xiaoq.store import Store
+    from xiaoq.store import open_store
 
     from xiaoq.voice.service import VoiceService
 
     engine = make_engine(settings, path)
-    store = Store(settings.db_path())  # created and migrated on first start
+    store = open_store(settings.database())  # created and migrated on first start
     voice = VoiceService(settings)
     voice.warm()  # the ASR model loads on its own thread while llama.cpp loads the chat model
     fatal = _FatalExit()
