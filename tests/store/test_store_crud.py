@@ -273,3 +273,14 @@ def test_concurrent_writers_and_readers(store):
     assert not errors
     assert store.get_conversation(cid)["message_count"] == 100
     assert store.db.integrity_check() == "ok"
+
+
+def test_stored_token_counts_are_forgotten_when_the_content_changes(store):
+    cid = store.create_conversation()["id"]
+    a = store.add_message(cid, "user", "数一数")
+    b = store.add_message(cid, "assistant", "好的")
+    store.set_token_counts("tok-1", [(a["id"], "数一数", 3), (b["id"], "旧内容", 9)])  # b's content differs: ignored
+    assert store.token_counts(cid, "tok-1") == {a["id"]: 3}
+    assert store.token_counts(cid, "other") == {}
+    store.update_message(a["id"], content="改了")
+    assert store.token_counts(cid, "tok-1") == {}

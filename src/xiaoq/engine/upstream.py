@@ -63,6 +63,7 @@ class UpstreamEngine:
         self._probe_task: Optional[asyncio.Task[None]] = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._ready = False
+        self._never_fails = asyncio.Event()
         self.counters = {"requests_total": 0, "requests_rejected_total": 0, "tokens_generated_total": 0,
                          "prompt_tokens_cached_total": 0, "prompt_tokens_evaluated_total": 0, "upstream_retries_total": 0}
         self.finished: dict[str, int] = {"stop": 0, "length": 0, "cancelled": 0, "error": 0}
@@ -71,6 +72,21 @@ class UpstreamEngine:
     @property
     def ready(self) -> bool:
         return self._ready
+
+    @property
+    def tokenizer_id(self) -> str:
+        if self._vocab is not None:
+            return str(self._vocab.tokenizer_id)
+        return f"upstream|{self.model_name}"
+
+    @property
+    def failure(self) -> Optional[str]:
+        """Always None: an upstream that dies is routed around, it does not stop this process."""
+        return None
+
+    async def wait_failure(self) -> str:
+        await self._never_fails.wait()
+        return "unreachable"
 
     def _headers(self) -> dict[str, str]:
         key = self.settings.upstream_api_key
@@ -152,24 +168,34 @@ class UpstreamEngine:
             return self._remote.tokenize(text)
         raise ModelLoading()
 
-    def count_prompt_tokens(self, messages: list[ChatMessage]) -> int:
+    def count_prompt_tokens(self, messages: list[ChatMessage], continue_last: bool = False) -> int:
         msgs = self._with_system(messages)
         if self._vocab is not None:
-            return self._vocab.count_prompt(msgs)
-        return sum(len(self.tokenize(str(m.get("content") or ""))) + MESSAGE_OVERHEAD_TOKENS for m in msgs) + 3
+            return int(self._vocab.count_prompt(msgs, continue_last))
+        return sum(_content_tokens(m, self.tokenize) + MESSAGE_OVERHEAD_TOKENS for m in msgs) + 3
+
+    async def acount_prompt_tokens(self, messages: list[ChatMessage]) -> int:
+        return await asyncio.to_thread(self.count_prompt_tokens, messages)
+
+    def _request_tokens(self, request: GenerationRequest) -> int:
+        if request.prompt is not None:
+            return len(self._vocab.tokenize(request.prompt, parse_special=True)) if self._vocab is not None else len(self.tokenize(request.prompt))
+        return self.count_prompt_tokens(request.messages, request.continue_last)
 
     # ---- requests -----------------------------------------------------------------------------
-    def submit(self, request: GenerationRequest) -> Generation:
+    async def submit(self, request: GenerationRequest) -> Generation:
         if not self._ready:
             raise ModelLoading()
         if request.prompt is None and not request.messages:
             raise InvalidRequest("the prompt is empty")
+        if request.continue_last and (not request.messages or request.messages[-1]["role"] != "assistant"):
+            raise InvalidRequest("Only an assistant message can be continued.", code="nothing_to_continue")
         max_tokens = max(1, min(request.sampling.max_tokens, self.settings.max_tokens))
-        prompt_tokens = 0
-        if self._vocab is not None:  # exact and local: refuse what cannot fit before streaming
-            prompt_tokens = self._vocab.count_prompt(self._with_system(request.messages)) if request.prompt is None else len(self._vocab.tokenize(request.prompt, parse_special=True))
-            if prompt_tokens + max_tokens > self.n_ctx:
-                raise ContextLengthExceeded(prompt_tokens, max_tokens, self.n_ctx)
+        # Counted off the event loop (locally from the vocabulary, or by the upstream's tokenizer):
+        # what cannot fit is refused before streaming, as by the local engine.
+        prompt_tokens = await asyncio.to_thread(self._request_tokens, request)
+        if prompt_tokens + max_tokens > self.n_ctx:
+            raise ContextLengthExceeded(prompt_tokens, max_tokens, self.n_ctx)
         if len(self._tasks) >= self.settings.parallel * len(self.pool.upstreams) + self.settings.queue:
             self.counters["requests_rejected_total"] += 1
             raise Busy()
@@ -299,7 +325,7 @@ class UpstreamEngine:
                 upstream.counters["tokens"] += 1
                 gen.emit(piece)
             if choice.get("finish_reason"):
-                state.finish_reason = "length" if choice["finish_reason"] == "length" else "stop"
+                state.finish_reason = str(choice["finish_reason"])  # an open set: passed on as the upstream said it
         _read_usage(event, usage, timings)
 
     def _body(self, request: GenerationRequest, max_tokens: int, upstream: Upstream) -> tuple[str, dict[str, Any]]:
@@ -307,7 +333,10 @@ class UpstreamEngine:
                                 "max_tokens": max_tokens, **_sampling(request.sampling), "cache_prompt": True}
         if request.prompt is not None:
             return "/v1/completions", {**body, "prompt": request.prompt}
-        return "/v1/chat/completions", {**body, "messages": [dict(m) for m in self._with_system(request.messages)]}
+        if request.continue_last:  # vLLM's spelling; llama-server continues a final assistant message by itself
+            body.update(continue_final_message=True, add_generation_prompt=False)
+        messages = [{"role": m["role"], "content": m["content"]} for m in self._with_system(request.messages)]
+        return "/v1/chat/completions", {**body, "messages": messages}
 
     def _finish(self, gen: Generation, reason: str, usage: Usage, timings: Timings, error: Optional[str] = None) -> None:
         if gen.cancelled and reason != "error":
@@ -318,6 +347,11 @@ class UpstreamEngine:
         self.counters["prompt_tokens_evaluated_total"] += max(0, usage.prompt_tokens - usage.cached_tokens)
         gen.prompt_tokens = usage.prompt_tokens
         gen.finish(GenerationResult(reason, usage, timings, error=error))  # type: ignore[arg-type]
+
+
+def _content_tokens(message: ChatMessage, tokenize: Any) -> int:
+    known = message.get("tokens")
+    return int(known) if known is not None else len(tokenize(str(message.get("content") or "")))
 
 
 class _FailedMidStream(Exception):

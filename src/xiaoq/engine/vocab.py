@@ -62,10 +62,19 @@ class Vocab:
             n = C.llama_tokenize(self.vocab, data, len(data), buf, -n, False, parse_special)
         return buf[: max(n, 0)]
 
-    def count_prompt(self, messages: list[ChatMessage]) -> int:
-        """Tokens of the messages rendered with the model's chat template and the assistant cue."""
-        text = self.template.render(messages, add_generation_prompt=True)
-        return len(self.tokenize(text, parse_special=True)) + (1 if self.add_bos else 0)
+    @property
+    def tokenizer_id(self) -> str:
+        """The same id the local engine gives this GGUF, so stored counts are shared."""
+        n_vocab = C.llama_vocab_n_tokens(self.vocab)
+        return "|".join(str(x) for x in (self.name, self.meta("tokenizer.ggml.model"), self.meta("tokenizer.ggml.pre"), n_vocab))
+
+    def count_prompt(self, messages: list[ChatMessage], continue_last: bool = False) -> int:
+        """Tokens of the messages rendered with the model's chat template and the assistant cue
+        (or the last message left open). A message's ``tokens`` stands for its content."""
+        known = sum(m["tokens"] for m in messages if m.get("tokens") is not None)
+        plain = [{"role": m["role"], "content": "" if m.get("tokens") is not None else m["content"]} for m in messages]
+        text = self.template.render(plain, add_generation_prompt=True, continue_last=continue_last)
+        return known + len(self.tokenize(text, parse_special=True)) + (1 if self.add_bos else 0)
 
     def close(self) -> None:
         if self.model:

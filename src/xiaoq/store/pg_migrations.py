@@ -101,3 +101,33 @@ def m002_fts_budget_summary(conn: Any) -> None:
         CREATE INDEX messages_content_trgm ON messages USING gin (content gin_trgm_ops)
         """,
     )
+
+
+@migration
+def m003_message_token_counts(conn: Any) -> None:
+    """Each content's token count and the tokenizer that made it; forgotten (as by SQLite's
+    trigger) whenever the content changes, whoever changes it."""
+    _script(
+        conn,
+        """
+        ALTER TABLE messages ADD COLUMN content_tokens INTEGER;
+        ALTER TABLE messages ADD COLUMN content_tokens_key TEXT
+        """,
+    )
+    conn.execute(
+        """
+        CREATE FUNCTION messages_content_tokens_reset() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.content IS DISTINCT FROM OLD.content THEN
+                NEW.content_tokens := NULL;
+                NEW.content_tokens_key := NULL;
+            END IF;
+            RETURN NEW;
+        END
+        $$
+        """
+    )
+    conn.execute(
+        "CREATE TRIGGER messages_content_tokens_reset BEFORE UPDATE OF content ON messages "
+        "FOR EACH ROW EXECUTE FUNCTION messages_content_tokens_reset()"
+    )
