@@ -20,21 +20,20 @@ with a fixed per-message allowance for the chat template's markers).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-import uuid
 from pathlib import Path
-from typing import Any, AsyncIterator, Optional
+from typing import Any, Optional
 
 import httpx
 
 from ..config import Settings
 from ..errors import Busy, ContextLengthExceeded, InvalidRequest, ModelError, ModelLoading
 from ..logs import request_id_var
-from .types import ChatMessage, Generation, GenerationRequest, GenerationResult, SamplingParams, Timings, Usage
+from .types import ChatMessage, Generation, GenerationRequest, GenerationResult, Timings, Usage
 from .upstream_pool import Upstream, UpstreamPool, affinity_key
 from .upstream_tokens import RemoteTokenizer, discover_context, discover_model
+from .upstream_wire import DONE, UpstreamFailed, is_uuid, read_usage, sampling_fields, sse_events
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +41,6 @@ log = logging.getLogger(__name__)
 PROBE_INTERVAL_S = 2.0
 #: Chat-template markers per message when counting without the model's vocabulary (ChatML: 4-5).
 MESSAGE_OVERHEAD_TOKENS = 5
-
-
-class UpstreamFailed(Exception):
-    """An upstream failed before sending any text: the request may go to the next one."""
 
 
 class UpstreamEngine:
@@ -282,7 +277,7 @@ class UpstreamEngine:
                       usage: Usage, timings: Timings, state: "_Progress", started: float) -> None:
         assert self._client is not None
         path, body = self._body(request, max_tokens, upstream)
-        headers = {"X-Request-Id": rid} if _is_uuid(rid) else {}
+        headers = {"X-Request-Id": rid} if is_uuid(rid) else {}
         try:
             async with self._client.stream("POST", upstream.url + path, json=body, headers=headers) as r:
                 if r.status_code >= 500 or r.status_code == 429:
@@ -290,8 +285,8 @@ class UpstreamEngine:
                 if r.status_code >= 400:
                     detail = (await r.aread()).decode("utf-8", "replace")[:300]
                     raise _Refused(f"the upstream refused the request: HTTP {r.status_code} {detail}")
-                async for event in _sse_events(r):
-                    if event is _DONE:
+                async for event in sse_events(r):
+                    if event is DONE:
                         state.done = True
                         break
                     self._take(event, upstream, gen, usage, timings, state, started)
@@ -326,11 +321,11 @@ class UpstreamEngine:
                 gen.emit(piece)
             if choice.get("finish_reason"):
                 state.finish_reason = str(choice["finish_reason"])  # an open set: passed on as the upstream said it
-        _read_usage(event, usage, timings)
+        read_usage(event, usage, timings)
 
     def _body(self, request: GenerationRequest, max_tokens: int, upstream: Upstream) -> tuple[str, dict[str, Any]]:
         body: dict[str, Any] = {"model": upstream.model or self.model_name, "stream": True, "stream_options": {"include_usage": True},
-                                "max_tokens": max_tokens, **_sampling(request.sampling), "cache_prompt": True}
+                                "max_tokens": max_tokens, **sampling_fields(request.sampling), "cache_prompt": True}
         if request.prompt is not None:
             return "/v1/completions", {**body, "prompt": request.prompt}
         if request.continue_last:  # vLLM's spelling; llama-server continues a final assistant message by itself
@@ -371,77 +366,6 @@ class _Progress:
         self.finish_reason: Optional[str] = None
         #: The stream's ``[DONE]`` arrived.
         self.done = False
-
-
-def _sampling(p: SamplingParams) -> dict[str, Any]:
-    """OpenAI fields plus the llama-server ones it understands (others ignore them)."""
-    out: dict[str, Any] = {"temperature": p.temperature, "top_p": p.top_p}
-    if p.seed is not None:
-        out["seed"] = p.seed
-    if p.stop:
-        out["stop"] = list(p.stop)
-    if p.frequency_penalty:
-        out["frequency_penalty"] = p.frequency_penalty
-    if p.presence_penalty:
-        out["presence_penalty"] = p.presence_penalty
-    if p.repeat_penalty != 1.0:
-        out["repeat_penalty"] = p.repeat_penalty
-    if p.top_k:
-        out["top_k"] = p.top_k
-    if p.min_p:
-        out["min_p"] = p.min_p
-    if p.logit_bias:
-        out["logit_bias"] = {str(k): v for k, v in p.logit_bias.items()}
-    if p.ignore_eos:
-        out["ignore_eos"] = True
-    return out
-
-
-def _read_usage(event: dict[str, Any], usage: Usage, timings: Timings) -> None:
-    """Usage (OpenAI, with ``prompt_tokens_details.cached_tokens``) or llama-server's ``timings``."""
-    u = event.get("usage")
-    if isinstance(u, dict):
-        usage.prompt_tokens = int(u.get("prompt_tokens") or usage.prompt_tokens)
-        usage.completion_tokens = int(u.get("completion_tokens") or usage.completion_tokens)
-        details = u.get("prompt_tokens_details") or {}
-        if details.get("cached_tokens") is not None:
-            usage.cached_tokens = int(details["cached_tokens"])
-    t = event.get("timings")
-    if isinstance(t, dict):
-        if "cache_n" in t and not (isinstance(u, dict) and (u.get("prompt_tokens_details") or {}).get("cached_tokens") is not None):
-            usage.cached_tokens = int(t["cache_n"])
-        timings.prompt_ms = float(t.get("prompt_ms") or timings.prompt_ms)
-        timings.decode_ms = float(t.get("predicted_ms") or timings.decode_ms)
-        timings.prompt_tokens_evaluated = int(t.get("prompt_n") or timings.prompt_tokens_evaluated)
-
-
-_DONE: dict[str, Any] = {}
-
-
-async def _sse_events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
-    """The JSON payloads of an OpenAI-style event stream; ``[DONE]`` yields :data:`_DONE`."""
-    async for line in response.aiter_lines():
-        if not line.startswith("data:"):
-            continue
-        payload = line[5:].strip()
-        if payload == "[DONE]":
-            yield _DONE
-            return
-        try:
-            event = json.loads(payload)
-        except json.JSONDecodeError:
-            raise UpstreamFailed(f"not JSON in the stream: {payload[:80]!r}") from None
-        if isinstance(event, dict):
-            yield event
-
-
-def _is_uuid(text: str) -> bool:
-    """Only UUIDs are passed on as X-Request-Id: llama-cpp-python's server answers any other form
-    with HTTP 400 (starlette-context validates it)."""
-    try:
-        return str(uuid.UUID(text)) == text
-    except ValueError:
-        return False
 
 
 def check_upstreams(urls: list[str]) -> None:
