@@ -63,8 +63,8 @@ def test_key_file_errors_are_one_line(cli_env: dict[str, str], tmp_path: Path, t
     assert_one_line_error(r, 2, "--api-key-file", "empty")
     r = run_xiaoq(["serve", *model, "--api-key-file", str(empty), "--api-key", "k"], cli_env)
     assert_one_line_error(r, 2)
-    r = run_xiaoq(["serve", *model, "--db", "postgresql://u@db/xiaoq"], cli_env)
-    assert_one_line_error(r, 2, "--db", "PostgreSQL is not supported yet")
+    r = run_xiaoq(["serve", *model, "--db", "postgresql://u:pw@db.invalid/xiaoq"], cli_env)
+    assert_one_line_error(r, 1, "cannot connect to PostgreSQL at postgresql://u:***@db.invalid/xiaoq")
 
 
 def test_the_key_from_a_file_is_required_and_not_in_ps(cli_env: dict[str, str], tiny_gguf: Path, tmp_path: Path, serve_proc: list) -> None:
@@ -115,4 +115,7 @@ def test_logged_prompts_stay_on_one_escaped_line(cli_env: dict[str, str], tiny_g
     lines = [line for line in err.splitlines() if "secret-prompt-7f3" in line]
     assert len(lines) == 2, err
     assert lines[0].endswith("secret-prompt-7f3\\r\\n" + FORGED + "\\nend"), lines[0]
-    assert all("forged" not in line for line in err.splitlines() if line not in lines), err
+    # elsewhere the forged text appears only inside the access line of the request whose path
+    # carried it, escaped on that one line
+    others = [line for line in err.splitlines() if line not in lines and "forged" in line]
+    assert all(" xiaoq.access " in line and "\\r\\n" in line for line in others), err
