@@ -5,7 +5,8 @@
 #   ./setup.sh          # to serve: a virtualenv in .venv, llama-cpp-python compiled for this CPU
 #                       # (see "Building llama.cpp" in README.md) and XiaoQ with its runtime dependencies
 #   ./setup.sh --test   # also the test tools (pip extra "test", which holds the voice extra), the
-#                       # front end's npm packages, Debian's espeak-ng (the voice tests speak with it)
+#                       # front end's npm packages, Debian's espeak-ng (the voice tests speak with it), Debian's
+#                       # postgresql (the store tests start a throwaway server)
 #                       # and Chromium for the browser tests (XIAOQ_SKIP_BROWSER=1: no Chromium)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -113,6 +114,17 @@ if [ "$MODE" = test ]; then
       apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null
     else
       log "no espeak-ng: install Debian's 'espeak-ng' package for text to speech and the voice tests"
+    fi
+  fi
+
+  # The store tests also run on a real PostgreSQL the suite starts itself (initdb in a temporary
+  # folder, Unix socket only): Debian's server package.
+  if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      log "installing Debian's postgresql (the store tests run on SQLite and on PostgreSQL)"
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    else
+      log "no PostgreSQL server: install Debian's 'postgresql' package to run the PostgreSQL store tests"
     fi
   fi
 

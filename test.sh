@@ -16,10 +16,4 @@ if [ -f frontend/package.json ]; then
   (cd frontend && npm run --silent test && npx --no-install vue-tsc --noEmit -p tsconfig.json \
      && npm run --silent check-build && npm run --silent size)
 fi
-# The store tests also run on a real PostgreSQL that the suite starts itself (initdb in a temporary
-# folder, Unix socket only): Debian's server package must be there.
-if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  echo "[test] installing Debian's postgresql for the PostgreSQL store tests" >&2
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
-fi
 exec .venv/bin/python -m pytest "$@"
