@@ -97,7 +97,7 @@ def ask(client: httpx.Client, base: str, history: list[dict], max_tokens: int) -
     """One streamed turn; returns the reply and the final usage (raises on an error event)."""
     body = {"model": "x", "messages": history, "max_tokens": max_tokens, "temperature": 0, "stream": True,
             "stream_options": {"include_usage": True}}
-    text, usage = "", {}
+    text, usage, timings = "", {}, {}
     with client.stream("POST", base + "/v1/chat/completions", json=body) as r:
         if r.status_code != 200:
             raise RuntimeError(f"HTTP {r.status_code}: {r.read()[:200]!r}")
@@ -110,6 +110,9 @@ def ask(client: httpx.Client, base: str, history: list[dict], max_tokens: int) -
             for choice in event.get("choices") or []:
                 text += (choice.get("delta") or {}).get("content") or ""
             usage = event.get("usage") or usage
+            timings = event.get("timings") or timings
+    if "cache_n" in timings and not (usage.get("prompt_tokens_details") or {}).get("cached_tokens"):
+        usage = {**usage, "prompt_tokens_details": {"cached_tokens": timings["cache_n"]}}  # llama-server's own report
     return text, usage
 
 
