@@ -206,3 +206,24 @@ def test_token_counts_without_a_local_model(upstreams: list[str], tiny_gguf: Pat
     finally:
         asyncio.run(engine.close())
         vocab.close()
+
+
+def test_remote_counting_of_a_long_text_goes_in_pieces(tiny_gguf: Path) -> None:
+    """Without a model file, a text longer than one tokenize request allows is counted in pieces
+    through a real XiaoQ upstream's /tokenize, within a token per piece of the exact count."""
+    import asyncio
+
+    from xiaoq.engine.upstream_tokens import PIECE_CHARS, RemoteTokenizer
+    from xiaoq.engine.vocab import Vocab
+
+    settings = make_settings(ctx=512, parallel=1, threads=1, kv_cache_mb=0)
+    with serve(create_app(settings, LlamaEngine(tiny_gguf, settings), web_dir=None)) as upstream:
+        wait_health(upstream)
+        remote = asyncio.run(RemoteTokenizer.find(upstream, {}))
+        text = "春眠不觉晓，处处闻啼鸟。" * (PIECE_CHARS // 4)
+        got = len(remote.tokenize(text))
+        remote.close()
+    vocab = Vocab(tiny_gguf)
+    exact = len(vocab.tokenize(text))
+    vocab.close()
+    assert exact <= got <= exact + len(text) // PIECE_CHARS + 1

@@ -19,6 +19,8 @@ from ..errors import ModelError
 
 log = logging.getLogger(__name__)
 
+#: Characters per tokenize request (XiaoQ's own /tokenize takes up to 100,000).
+PIECE_CHARS = 50_000
 TOKENIZE_ENDPOINTS: tuple[tuple[str, str], ...] = (("/tokenize", "content"), ("/tokenize", "prompt"), ("/extras/tokenize", "input"))
 
 
@@ -75,9 +77,14 @@ class RemoteTokenizer:
         raise ModelError(f"the upstream {base} has no tokenize endpoint: give --model the GGUF it serves (its vocabulary is enough)")
 
     def tokenize(self, text: str) -> list[int]:
-        r = self.client.post(self.base + self.path, json={self.field: text})
-        r.raise_for_status()
-        return [int(t) for t in r.json()["tokens"]]
+        """Long texts go in pieces (servers cap request bodies); a cut can split one token in two,
+        which makes a count at most one token high per piece: harmless for a budget."""
+        tokens: list[int] = []
+        for start in range(0, len(text), PIECE_CHARS):
+            r = self.client.post(self.base + self.path, json={self.field: text[start : start + PIECE_CHARS]})
+            r.raise_for_status()
+            tokens += [int(t) for t in r.json()["tokens"]]
+        return tokens
 
     def close(self) -> None:
         self.client.close()
