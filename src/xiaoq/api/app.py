@@ -173,7 +173,13 @@ def create_app(
     app.include_router(routes_tokenize.router)
     if store is not None:
         _include_conversations(app, store)
-        _include_knowledge_bases(app, store)
+        if getattr(store.db, "kind", "sqlite") == "sqlite":  # the KB's lexical index is SQLite's FTS5
+            _include_knowledge_bases(app, store)
+        else:
+            from xiaoq.api import routes_kb
+
+            app.state.kb_unavailable = "Knowledge bases are not available with a PostgreSQL database yet (their search index is SQLite's)."
+            app.include_router(routes_kb.router)
 
     web = WebUI(web_dir, exclude=_data_folders(settings)) if web_dir is not None else None
     if web is not None and not web.available:

@@ -27,7 +27,7 @@ router = APIRouter(prefix="/api/kb", tags=["knowledge bases"], responses=error_r
 def get_kbs(request: Request) -> KnowledgeBases:
     kbs = getattr(request.app.state, "kb", None)
     if kbs is None:
-        raise XiaoQError("Knowledge bases need conversation storage, which is not enabled on this server.")
+        raise XiaoQError(getattr(request.app.state, "kb_unavailable", None) or "Knowledge bases need conversation storage, which is not enabled on this server.")
     return kbs
 
 

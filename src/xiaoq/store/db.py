@@ -81,9 +81,13 @@ def _rollback(conn: sqlite3.Connection) -> None:
 class Database:
     """A database file: a writer connection behind a lock, and one reader connection per thread.
 
+    ``kind`` tells the SQLite store from the PostgreSQL one (:class:`xiaoq.store.pg.PgDatabase`).
+
     Creating it creates the parent directories and the file, and applies pending migrations
     (:func:`xiaoq.store.migrations.migrate`), so a fresh install needs no separate step.
     """
+
+    kind = "sqlite"
 
     def __init__(self, path: Union[str, Path], *, migrate: bool = True):
         self.path = Path(path)

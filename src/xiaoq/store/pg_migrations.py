@@ -131,3 +131,53 @@ def m003_message_token_counts(conn: Any) -> None:
         "CREATE TRIGGER messages_content_tokens_reset BEFORE UPDATE OF content ON messages "
         "FOR EACH ROW EXECUTE FUNCTION messages_content_tokens_reset()"
     )
+
+
+@migration
+def m004_knowledge_bases(conn: Any) -> None:
+    """The knowledge bases' tables, so a conversation's attached scope goes with it. No lexical
+    index yet: knowledge-base search (SQLite's FTS5 over jieba words and CJK bigrams) is not
+    ported, so a PostgreSQL server answers the knowledge-base routes with a clear error."""
+    _script(
+        conn,
+        """
+        CREATE TABLE knowledge_bases (
+            id BIGSERIAL PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            conversation_id TEXT REFERENCES conversations (id) ON DELETE CASCADE,
+            description TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE kb_documents (
+            id BIGSERIAL PRIMARY KEY,
+            kb_id BIGINT NOT NULL REFERENCES knowledge_bases (id) ON DELETE CASCADE,
+            source TEXT NOT NULL,
+            title TEXT NOT NULL DEFAULT '',
+            content_hash TEXT NOT NULL,
+            bytes BIGINT NOT NULL DEFAULT 0,
+            pages INTEGER,
+            status TEXT NOT NULL DEFAULT 'ingesting' CHECK (status IN ('ingesting', 'ready', 'error')),
+            error TEXT,
+            chunk_count INTEGER NOT NULL DEFAULT 0,
+            embedder TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            UNIQUE (kb_id, source)
+        );
+        CREATE TABLE kb_chunks (
+            id BIGSERIAL PRIMARY KEY,
+            document_id BIGINT NOT NULL REFERENCES kb_documents (id) ON DELETE CASCADE,
+            kb_id BIGINT NOT NULL,
+            position INTEGER NOT NULL,
+            heading TEXT NOT NULL DEFAULT '',
+            anchor TEXT,
+            page INTEGER,
+            text TEXT NOT NULL,
+            tokens INTEGER NOT NULL DEFAULT 0,
+            vector BYTEA
+        );
+        CREATE INDEX kb_chunks_document ON kb_chunks (document_id, position);
+        CREATE INDEX kb_chunks_kb ON kb_chunks (kb_id)
+        """,
+    )
