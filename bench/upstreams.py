@@ -61,8 +61,10 @@ def replica_spec(kind: str, model: str, threads: int, ctx: int) -> ServerSpec:
     if kind == "llama-server":
         import subprocess
 
-        bindir = subprocess.run(["bench/build_llama.sh"], env={"BENCH_NO_BUILD": "1", "PATH": "/usr/bin:/bin"},
-                                capture_output=True, text=True).stdout.strip()
+        import os
+
+        script = Path(__file__).resolve().parent / "build_llama.sh"
+        bindir = subprocess.run([str(script)], env={**os.environ, "BENCH_NO_BUILD": "1"}, capture_output=True, text=True).stdout.strip()
         if not bindir:
             raise SystemExit("llama-server is not built: run bench/build_llama.sh first, or --replica xiaoq")
         return llama_server_spec(Path(bindir) / "llama-server", model, threads=threads, ctx=ctx, parallel=2,
