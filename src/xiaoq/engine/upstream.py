@@ -150,12 +150,6 @@ class UpstreamEngine:
             await self._probe_all()
 
     # ---- tokens -------------------------------------------------------------------------------
-    def _with_system(self, messages: list[ChatMessage]) -> list[ChatMessage]:
-        msgs = list(messages)
-        if self.settings.system_prompt and not any(m.get("role") == "system" for m in msgs):
-            msgs.insert(0, {"role": "system", "content": self.settings.system_prompt})
-        return msgs
-
     def tokenize(self, text: str) -> list[int]:
         if self._vocab is not None:
             return self._vocab.tokenize(text)
@@ -164,7 +158,7 @@ class UpstreamEngine:
         raise ModelLoading()
 
     def count_prompt_tokens(self, messages: list[ChatMessage], continue_last: bool = False) -> int:
-        msgs = self._with_system(messages)
+        msgs = messages  # exactly these: the chat layer decides the system prompt
         if self._vocab is not None:
             return int(self._vocab.count_prompt(msgs, continue_last))
         return sum(_content_tokens(m, self.tokenize) + MESSAGE_OVERHEAD_TOKENS for m in msgs) + 3
@@ -185,7 +179,7 @@ class UpstreamEngine:
             raise InvalidRequest("the prompt is empty")
         if request.continue_last and (not request.messages or request.messages[-1]["role"] != "assistant"):
             raise InvalidRequest("Only an assistant message can be continued.", code="nothing_to_continue")
-        max_tokens = max(1, min(request.sampling.max_tokens, self.settings.max_tokens))
+        max_tokens = max(1, request.sampling.max_tokens)  # capped by the chat layer's policy
         # Counted off the event loop (locally from the vocabulary, or by the upstream's tokenizer):
         # what cannot fit is refused before streaming, as by the local engine.
         prompt_tokens = await asyncio.to_thread(self._request_tokens, request)
@@ -196,7 +190,7 @@ class UpstreamEngine:
             raise Busy()
         gen = Generation(asyncio.get_running_loop(), prompt_tokens=prompt_tokens)
         self.counters["requests_total"] += 1
-        key = affinity_key(request.affinity_key, [dict(m) for m in self._with_system(request.messages)])
+        key = affinity_key(request.affinity_key, [dict(m) for m in request.messages])
         task = asyncio.get_running_loop().create_task(self._run(gen, request, max_tokens, key, request_id_var.get()))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -330,7 +324,7 @@ class UpstreamEngine:
             return "/v1/completions", {**body, "prompt": request.prompt}
         if request.continue_last:  # vLLM's spelling; llama-server continues a final assistant message by itself
             body.update(continue_final_message=True, add_generation_prompt=False)
-        messages = [{"role": m["role"], "content": m["content"]} for m in self._with_system(request.messages)]
+        messages = [{"role": m["role"], "content": m["content"]} for m in request.messages]
         return "/v1/chat/completions", {**body, "messages": messages}
 
     def _finish(self, gen: Generation, reason: str, usage: Usage, timings: Timings, error: Optional[str] = None) -> None:

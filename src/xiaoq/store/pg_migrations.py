@@ -181,3 +181,15 @@ def m004_knowledge_bases(conn: Any) -> None:
         CREATE INDEX kb_chunks_kb ON kb_chunks (kb_id)
         """,
     )
+
+
+@migration
+def m005_reply_finish_reason_citations(conn: Any) -> None:
+    """Why each reply ended (free text: the set may grow) and the JSON list of sources it cites."""
+    _script(
+        conn,
+        """
+        ALTER TABLE messages ADD COLUMN finish_reason TEXT;
+        ALTER TABLE messages ADD COLUMN citations TEXT
+        """,
+    )
