@@ -56,7 +56,8 @@ else
 fi
 # Every other dependency as wheels too, fetched by the host's pip (its index, proxy and
 # certificates): the image build then needs no network (OFFLINE=1).
-"$pip" wheel -q --wheel-dir deploy/docker/wheels --find-links deploy/docker/wheels ".[postgres]" "setuptools>=68" wheel \
+PIP_CONSTRAINT=deploy/docker/constraints.txt "$pip" wheel -q --wheel-dir deploy/docker/wheels --find-links deploy/docker/wheels \
+  ".[postgres]" "setuptools>=77" wheel \
   >"$secrets/wheel.log" 2>&1 || { tail -20 "$secrets/wheel.log" >&2; die "pip wheel failed"; }
 ls deploy/docker/wheels/llama_cpp_python-*.whl >/dev/null 2>&1 || die "the wheelhouse has no llama-cpp-python"
 
