@@ -27,6 +27,7 @@ import argparse
 import http.client
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -158,6 +159,7 @@ def run(args: argparse.Namespace) -> None:
     meta = {"label": args.label or out.stem, "params": params, "samples": args.samples, "subset": args.subset, "prompts": len(prompts), "server_args": args.server_arg}
     Path(str(out) + ".meta.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1))
     print(f"{len(done)} done, {len(todo)} to go -> {out}", file=sys.stderr)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `kill` stops our server too
     server = Server(args.model, args.parallel, args.server_arg) if args.serve else None
     url = server.url if server else args.url
     try:

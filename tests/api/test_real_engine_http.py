@@ -216,3 +216,19 @@ def test_health_reports_a_model_that_fails_to_load(tmp_path: Path) -> None:
         assert "broken.gguf" in r.json()["error"]["message"]
         assert "broken.gguf" in httpx.get(url + "/api/config", headers=auth).json()["error"]["message"]
         assert "xiaoq_ready 0" in httpx.get(url + "/metrics", headers=auth).text
+
+
+def test_repeat_penalty_and_min_p_reach_llama_cpp(server) -> None:
+    """Greedy decoding of the tiny model repeats its tokens; repeat_penalty changes what it picks,
+    min_p (applied after temperature 0 chooses greedily) changes nothing there but is accepted."""
+    url, _ = server
+
+    def reply(**fields: Any) -> str:
+        body = {"prompt": "hi", "max_tokens": 24, "temperature": 0, **fields}
+        events = parse_sse(httpx.post(url + "/chat", json=body, timeout=60).text)
+        assert events[-1]["done"] is True
+        return "".join(e.get("token", "") for e in events)
+
+    plain = reply()
+    assert reply(repeat_penalty=1.0) == plain and reply(min_p=0.5) == plain
+    assert reply(repeat_penalty=2.0) != plain

@@ -1,7 +1,8 @@
 """``POST /chat``: the classic streaming contract.
 
 Request ``{"prompt", "history": [{"user", "bot"}], "system"?, "max_tokens"?, "temperature"?,
-"top_p"?, "seed"?, "stop"?, "conversation_id"?}``; response ``text/event-stream`` of
+"top_p"?, "min_p"?, "repeat_penalty"?, "frequency_penalty"?, "presence_penalty"?, "seed"?, "stop"?,
+"conversation_id"?}``; response ``text/event-stream`` of
 ``data: {"token": "..."}`` events, then ``data: {"done": true, "finish_reason", "usage", "timings"}``,
 or ``data: {"error": {...}}`` when generation fails after the stream started.
 
@@ -61,6 +62,10 @@ class ChatBody(BaseModel):
     max_tokens: Optional[Int] = Field(None, ge=1, description="Reply length limit (capped by the server)")
     temperature: Optional[Float] = Field(None, ge=0, le=2)
     top_p: Optional[Float] = Field(None, gt=0, le=1)
+    min_p: Optional[Float] = Field(None, ge=0, le=1, description="llama-server's min_p")
+    repeat_penalty: Optional[Float] = Field(None, gt=0, le=2, description="llama-server's repeat_penalty (1: off)")
+    frequency_penalty: Optional[Float] = Field(None, ge=-2, le=2)
+    presence_penalty: Optional[Float] = Field(None, ge=-2, le=2)
     seed: Optional[Seed] = None
     stop: Optional[Stop] = None
     conversation_id: Optional[str] = Field(None, max_length=64, description="Use and record this stored conversation (its history and system prompt)")
@@ -96,6 +101,10 @@ async def chat(body: ChatBody, http: Request, engine: EngineDep, settings: Setti
         max_tokens=body.max_tokens,
         seed=body.seed,
         stop=body.stop,
+        min_p=body.min_p,
+        repeat_penalty=body.repeat_penalty,
+        frequency_penalty=body.frequency_penalty,
+        presence_penalty=body.presence_penalty,
     )
     tracked = await TrackedGeneration.submit(engine, request, metrics, "/chat", http.app.state.draining)
     return EventStream(chat_events(tracked, grounding), on_close=tracked.cancel)

@@ -94,6 +94,9 @@ class ChatCompletionBody(BaseModel):
     n: Optional[Int] = Field(None, ge=1)
     presence_penalty: Optional[Float] = Field(None, ge=-2, le=2)
     frequency_penalty: Optional[Float] = Field(None, ge=-2, le=2)
+    #: llama-server's extensions.
+    min_p: Optional[Float] = Field(None, ge=0, le=1)
+    repeat_penalty: Optional[Float] = Field(None, gt=0, le=2)
     #: OpenAI's token id (a JSON object key, so a string of digits) -> bias in [-100, 100].
     logit_bias: Optional[dict[Annotated[int, Field(ge=0)], Annotated[Float, Field(ge=-100, le=100)]]] = Field(None, max_length=1024)
     #: llama-server's extension: generate until max_tokens even past the end-of-reply token.
@@ -164,6 +167,8 @@ async def chat_completions(
         stop=body.stop,
         frequency_penalty=body.frequency_penalty,
         presence_penalty=body.presence_penalty,
+        min_p=body.min_p,
+        repeat_penalty=body.repeat_penalty,
         logit_bias=body.logit_bias,
         ignore_eos=body.ignore_eos,
     )

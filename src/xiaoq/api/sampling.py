@@ -34,6 +34,8 @@ async def generation_request(
     stop: Union[str, list[str], None] = None,
     frequency_penalty: Optional[float] = None,
     presence_penalty: Optional[float] = None,
+    min_p: Optional[float] = None,
+    repeat_penalty: Optional[float] = None,
     logit_bias: Optional[dict[int, float]] = None,
     ignore_eos: bool = False,
 ) -> GenerationRequest:
@@ -46,6 +48,8 @@ async def generation_request(
         stop=stop_list(stop),
         frequency_penalty=frequency_penalty or 0.0,
         presence_penalty=presence_penalty or 0.0,
+        min_p=settings.min_p if min_p is None else min_p,
+        repeat_penalty=settings.repeat_penalty if repeat_penalty is None else repeat_penalty,
         logit_bias=dict(logit_bias or {}),
         ignore_eos=ignore_eos,
     )
