@@ -67,15 +67,15 @@ def _similar(a: str, b: str) -> bool:
     ga, gb = _bigrams(a), _bigrams(b)
     if not ga or not gb:
         return a == b and _letters(a) >= 2
-    return len(ga & gb) / max(len(ga), len(gb)) >= 0.6
+    return len(ga & gb) / max(len(ga), len(gb)) >= 0.75
 
 
 def clause_run(text: str) -> int:
     """Characters covered by the longest run of near-identical clauses back to back (0 if too short).
 
     Clauses are split at punctuation and newlines, digits are dropped (so "step 1", "step 2" do not
-    count as different), and two clauses are near-identical when they share 60 % of their character
-    bigrams. Markdown table rows and list items differ in their content cells and do not qualify.
+    count as different), and two clauses are near-identical when they share most of their character
+    bigrams (75 %). Markdown table rows and list items differ in their content cells and do not qualify.
     """
     clauses = [_DIGITS.sub("", c).strip(" *-#|`>") for c in _CLAUSE_SPLIT.split(text)]
     clauses = [c for c in clauses if c]
@@ -91,10 +91,11 @@ def clause_run(text: str) -> int:
     return best
 
 
-def is_loop(text: str) -> bool:
-    """A runaway repetition: an exact phrase or line repeated back to back, or a long run of
-    near-identical clauses."""
-    return exact_repeat(text) is not None or clause_run(text) > 0
+def is_loop(text: str, ran_to_cap: bool = False) -> bool:
+    """A runaway repetition: an exact phrase or line repeated back to back (four copies, 100
+    characters), or, in a reply that ran on to the length cap, a long run of near-identical clauses
+    (near-identical alone would also flag a long table whose rows differ in one cell)."""
+    return exact_repeat(text) is not None or (ran_to_cap and clause_run(text) > 0)
 
 
 # --- language -----------------------------------------------------------------------------------

@@ -208,7 +208,7 @@ def load_results(path: Path) -> tuple[str, list[dict[str, Any]]]:
 def judge(rows: list[dict[str, Any]], prompts: dict[str, dict[str, Any]]) -> dict[str, Any]:
     ok = [r for r in rows if not r["error"]]
     n = len(ok) or 1
-    loops = [r for r in ok if judges.is_loop(r["text"])]
+    loops = [r for r in ok if judges.is_loop(r["text"], r["finish_reason"] == "length")]
     py = [b for r in ok for b in judges.python_blocks(r["text"])]
     non_code = [r for r in ok if prompts[r["id"]]["cat"] in NON_CODE]
     lang_ok = [r for r in ok if judges.reply_language(r["text"]) == prompts[r["id"]]["lang"]]
