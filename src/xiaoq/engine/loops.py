@@ -134,6 +134,16 @@ def boundary_rank(text: str) -> int:
     return 1 if tail[-1:] in SENTENCE_ENDS else 0
 
 
+def piece_letters(piece: bytes) -> int:
+    """Letters in a token's bytes; a token holding only part of a CJK character counts as one."""
+    n = sum(ch.isalpha() for ch in piece.decode("utf-8", errors="ignore"))
+    return n or (1 if any(b >= 0xE0 for b in piece) else 0)
+
+
+def piece_boundary(piece: bytes) -> int:
+    return boundary_rank(piece.decode("utf-8", errors="ignore"))
+
+
 def find_loops(seq: Sequence[T], letters: Callable[[T], int], rules: LoopRules, boundary: Optional[Callable[[T], int]] = None) -> list[Loop]:
     """Every runaway repetition in a finished sequence, each extended to where its copies end."""
     found: list[Loop] = []
