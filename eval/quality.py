@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     params = {k: json.loads(v) for k, v in (p.split("=", 1) for p in args.param)}
-    done = {json.loads(l)["key"] for l in out.read_text().splitlines() if l.strip()} if out.exists() else set()
+    done = {k for k, r in rows_by_key(out).items() if not r["error"]} if out.exists() else set()
     prompts = load_prompts(Path(args.prompts), args.subset)
     todo = [(p, s) for s in range(args.samples) for p in prompts if f"{p['id']}#{s}" not in done]
     meta = {"label": args.label or out.stem, "params": params, "samples": args.samples, "subset": args.subset, "prompts": len(prompts), "server_args": args.server_arg}
@@ -181,28 +181,43 @@ def _run_all(url: str, todo: list, params: dict, args: argparse.Namespace, out: 
             return None
         return generate(url, item, sample, params, args.timeout)
 
-    with ThreadPoolExecutor(args.concurrency) as pool, out.open("a", encoding="utf-8") as f:
-        futures = [pool.submit(one, item, s) for item, s in todo]
-        for fut in as_completed(futures):
-            r = fut.result()
-            if r is None:
-                continue
-            with lock:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
-                f.flush()
-                n += 1
-            if n % 10 == 0:
-                print(f"  {n}/{len(todo)}", file=sys.stderr, flush=True)
+    pool = ThreadPoolExecutor(args.concurrency)
+    try:
+        with out.open("a", encoding="utf-8") as f:
+            futures = [pool.submit(one, item, s) for item, s in todo]
+            for fut in as_completed(futures):
+                r = fut.result()
+                if r is None:
+                    continue
+                with lock:
+                    f.write(json.dumps(r, ensure_ascii=False) + "\n")
+                    f.flush()
+                    n += 1
+                if n % 10 == 0:
+                    print(f"  {n}/{len(todo)}", file=sys.stderr, flush=True)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 # --- the report ---------------------------------------------------------------------------------
 
 
+def rows_by_key(path: Path) -> dict[str, dict[str, Any]]:
+    """One row per prompt and sample: the first without an error (a failed reply is retried on
+    resume), else the last error."""
+    rows: dict[str, dict[str, Any]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            r = json.loads(line)
+            if r["key"] not in rows or (rows[r["key"]]["error"] and not r["error"]):
+                rows[r["key"]] = r
+    return rows
+
+
 def load_results(path: Path) -> tuple[str, list[dict[str, Any]]]:
     meta_path = Path(str(path) + ".meta.json")
     label = json.loads(meta_path.read_text())["label"] if meta_path.exists() else path.stem
-    rows = [json.loads(l) for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
-    return label, rows
+    return label, list(rows_by_key(path).values())
 
 
 def judge(rows: list[dict[str, Any]], prompts: dict[str, dict[str, Any]]) -> dict[str, Any]:
