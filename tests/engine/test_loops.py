@@ -129,3 +129,19 @@ def test_trim_loops_keeps_one_copy_but_never_touches_numbers() -> None:
     looped = "特点包括" + "坚固的防御路线、坚固的防御武器、" * 20 + "等。"
     assert trim_loops(looped) == "特点包括坚固的防御路线、坚固的防御武器、等。"
     assert trim_loops("共1000000人，耗时123123123秒") == "共1000000人，耗时123123123秒"
+
+
+def test_stream_guard_answers_in_characters_of_the_sent_text() -> None:
+    from xiaoq.engine.loops import StreamGuard
+
+    vocab = {i: w.encode() for i, w in enumerate(["Intro", ".", "\n", "Same", " words", " again", " and", " more"])}
+    guard = StreamGuard(lambda t: vocab[t])
+    sent = ""
+    seq = [0, 1, 2] + [3, 4, 5, 6, 7, 1, 2] * 10
+    for t in seq:
+        sent += vocab[t].decode()
+        keep = guard.push(t, len(sent))
+        if keep is not None:
+            break
+    assert keep is not None
+    assert sent[:keep] == "Intro.\nSame words again and more.\n"

@@ -173,3 +173,25 @@ def trim_loops(text: str) -> str:
         at = loop.end
     parts.append(text[at:])
     return "".join(parts).strip()
+
+
+class StreamGuard:
+    """The detector on one generation's tokens, and where its text should end when it loops.
+
+    The text of a token is not always out when the token is: a half UTF-8 character or the start
+    of a stop string waits for the next one. So the guard is told, after each token, how many
+    characters the stream has sent in all, and answers in characters of that text.
+    """
+
+    def __init__(self, piece: Callable[[int], bytes], rules: LoopRules = TOKEN_RULES):
+        self._detector: LoopDetector[int] = LoopDetector(lambda t: piece_letters(piece(t)), rules, lambda t: piece_boundary(piece(t)))
+        self._sent: list[int] = []
+
+    def push(self, token: int, chars_sent: int) -> Optional[int]:
+        """Record ``token``; when the reply has become a runaway repetition, the number of leading
+        characters of the sent text to keep (the rest repeats what it kept)."""
+        self._sent.append(chars_sent)
+        hit = self._detector.push(token)
+        if hit is None:
+            return None
+        return self._sent[hit.keep - 1] if hit.keep > 0 else 0
