@@ -155,8 +155,11 @@ def run(args: argparse.Namespace) -> None:
     params = {k: json.loads(v) for k, v in (p.split("=", 1) for p in args.param)}
     done = {k for k, r in rows_by_key(out).items() if not r["error"]} if out.exists() else set()
     prompts = load_prompts(Path(args.prompts), args.subset)
+    if args.ids:
+        wanted = set((Path(args.ids[1:]).read_text() if args.ids.startswith("@") else args.ids).replace(",", " ").split())
+        prompts = [p for p in prompts if p["id"] in wanted]
     todo = [(p, s) for s in range(args.samples) for p in prompts if f"{p['id']}#{s}" not in done]
-    meta = {"label": args.label or out.stem, "params": params, "samples": args.samples, "subset": args.subset, "prompts": len(prompts), "server_args": args.server_arg}
+    meta = {"label": args.label or out.stem, "params": params, "samples": args.samples, "subset": args.subset, "ids": args.ids, "prompts": len(prompts), "server_args": args.server_arg}
     Path(str(out) + ".meta.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1))
     print(f"{len(done)} done, {len(todo)} to go -> {out}", file=sys.stderr)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `kill` stops our server too
@@ -268,6 +271,9 @@ def shorter(base: list[dict], rows: list[dict]) -> tuple[int, int, float]:
 def report(args: argparse.Namespace) -> None:
     prompts = {p["id"]: p for p in load_prompts(Path(args.prompts))}
     runs = [load_results(Path(p)) for p in args.files]
+    if args.common:  # the same prompts and samples in every column
+        keys = set.intersection(*({r["key"] for r in rows} for _, rows in runs))
+        runs = [(label, [r for r in rows if r["key"] in keys]) for label, rows in runs]
     stats = [judge(rows, prompts) for _, rows in runs]
     lines = ["| | " + " | ".join(label for label, _ in runs) + " |", "|---|" + "---|" * len(runs)]
 
@@ -312,6 +318,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     r.add_argument("--concurrency", type=int, default=4)
     r.add_argument("--samples", type=int, default=2)
     r.add_argument("--subset", type=int, default=None)
+    r.add_argument("--ids", default=None, help="only these prompt ids (comma or space separated, or @FILE)")
     r.add_argument("--param", action="append", default=[], help="request field name=JSON value (repeatable)")
     r.add_argument("--label", default=None)
     r.add_argument("--time-budget", type=float, default=None, help="stop starting new replies after this many seconds")
@@ -320,6 +327,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     p = sub.add_parser("report", help="one table over result files (the first is the baseline)")
     p.add_argument("files", nargs="+")
     p.add_argument("--prompts", default=str(PROMPTS))
+    p.add_argument("--common", action="store_true", help="only the prompts and samples every file has")
     p.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     run(args) if args.cmd == "run" else report(args)
