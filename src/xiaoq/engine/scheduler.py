@@ -44,6 +44,7 @@ from typing import Any, Callable, Optional
 from ..errors import Busy, EngineError, ModelError
 from .context import LlamaModel
 from .kv_cache import StateCache, common_prefix_len
+from .loops import StreamGuard
 from .types import Generation, GenerationResult, SamplingParams, Timings, Usage
 from .utf8 import TextStream
 
@@ -86,6 +87,8 @@ class Slot:
     # per-job
     sampler: int = 0
     stream: Optional[TextStream] = None
+    guard: Optional[StreamGuard] = None
+    chars_sent: int = 0
     next_token: int = -1
     i_batch: int = -1
     n_chunk: int = 0
@@ -114,7 +117,7 @@ class Counters:
     kv_cache_saves_total: int = 0
     kv_slot_reuse_total: int = 0
     kv_seq_copy_total: int = 0
-    finish: dict[str, int] = field(default_factory=lambda: {"stop": 0, "length": 0, "cancelled": 0, "error": 0})
+    finish: dict[str, int] = field(default_factory=lambda: {"stop": 0, "length": 0, "cancelled": 0, "error": 0, "repetition": 0})
     #: tokens per llama_decode, counted into BATCH_BUCKETS (upper bounds; last one is +Inf)
     batch_hist: list[int] = field(default_factory=lambda: [0] * (len(BATCH_BUCKETS) + 1))
 
@@ -378,6 +381,8 @@ class Scheduler:
         stream = TextStream(job.sampling.stop)
         target.sampler = self.model.make_sampler(job.sampling, self.default_seed, job.tokens)
         target.stream = stream
+        target.guard = StreamGuard(self.model.token_bytes) if job.sampling.loop_guard else None
+        target.chars_sent = 0
         target.state = PREFILL
         target.cached = len(target.tokens)
         target.evaluated = 0
@@ -492,14 +497,18 @@ class Scheduler:
             if not s.t_first_emit:
                 s.t_first_emit = now
             job.gen.emit(text)
-        if s.stream.stopped:
+            s.chars_sent += len(text)
+        keep = s.guard.push(tok, s.chars_sent) if s.guard is not None else None
+        if keep is not None:
+            self._finish(s, "repetition", text_length=keep)
+        elif s.stream.stopped:
             self._finish(s, "stop")
         elif s.n_gen >= job.max_tokens:
             self._finish(s, "length")
         else:
             s.next_token = tok
 
-    def _finish(self, s: Slot, reason: str, error: Optional[str] = None) -> None:
+    def _finish(self, s: Slot, reason: str, error: Optional[str] = None, text_length: Optional[int] = None) -> None:
         job = s.job
         assert job is not None
         now = time.perf_counter()
@@ -525,10 +534,11 @@ class Scheduler:
         s.job = None
         s.state = IDLE
         s.stream = None
+        s.guard = None
         s.last_used = now
         with self._lock:
             self._n_assigned -= 1
-        job.gen.finish(GenerationResult(reason, usage, timings, error))  # type: ignore[arg-type]
+        job.gen.finish(GenerationResult(reason, usage, timings, error, text_length=text_length))
 
     def _finish_unstarted(self, job: Job, reason: str, error: Optional[str] = None) -> None:
         waited = (time.perf_counter() - job.gen.created) * 1000.0

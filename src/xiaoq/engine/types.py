@@ -29,6 +29,8 @@ STOP: FinishReason = "stop"
 LENGTH: FinishReason = "length"
 CANCELLED: FinishReason = "cancelled"
 ERROR: FinishReason = "error"
+#: The loop guard ended a reply that had become a runaway repetition (``engine/loops.py``).
+REPETITION: FinishReason = "repetition"
 KNOWN_FINISH_REASONS = (STOP, LENGTH, CANCELLED, ERROR)
 
 
@@ -67,6 +69,9 @@ class SamplingParams:
     #: Never end at an end-of-generation token (llama-server's ``ignore_eos``): benchmarks use it so
     #: every server generates exactly ``max_tokens``.
     ignore_eos: bool = False
+    #: End the reply when it becomes a runaway repetition (``engine/loops.py``); the result then
+    #: says how much of the streamed text to keep.
+    loop_guard: bool = False
 
 
 @dataclass
@@ -142,6 +147,9 @@ class GenerationResult:
     usage: Usage
     timings: Timings
     error: Optional[str] = None
+    #: With ``repetition``: the reply is the first ``text_length`` characters of the streamed text
+    #: (the rest repeated them, and was already sent before the repetition was certain).
+    text_length: Optional[int] = None
 
 
 _ids = itertools.count(1)
