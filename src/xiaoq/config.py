@@ -133,6 +133,11 @@ class Settings(BaseSettings):
     top_p: float = Field(0.9, gt=0.0, le=1.0, description="Default nucleus sampling top_p", json_schema_extra=_flag("--top-p"))
     min_p: float = Field(0.0, ge=0.0, le=1.0, description="Default min_p: drop tokens less likely than this fraction of the most likely one (0: off)", json_schema_extra=_flag("--min-p"))
     repeat_penalty: float = Field(1.0, gt=0.0, le=2.0, description="Default repeat_penalty over the last 64 tokens (1: off)", json_schema_extra=_flag("--repeat-penalty"))
+    loop_guard: bool = Field(
+        True,
+        description="End a reply that has become a runaway repetition (finish_reason 'repetition') and cut the repeated copies",
+        json_schema_extra=_flag("--loop-guard/--no-loop-guard"),
+    )
     default_max_tokens: int = Field(512, ge=1, le=32768, description="Default max_tokens of a reply", json_schema_extra=_flag("--default-max-tokens"))
     max_tokens: int = Field(2048, ge=1, le=131072, description="Server-side cap on max_tokens of any request", json_schema_extra=_flag("--max-tokens"))
     seed: Optional[int] = Field(None, description="Default sampling seed (random when unset)", json_schema_extra=_flag("--seed"))

@@ -2,8 +2,10 @@
 
 Request ``{"prompt", "history": [{"user", "bot"}], "system"?, "max_tokens"?, "temperature"?,
 "top_p"?, "min_p"?, "repeat_penalty"?, "frequency_penalty"?, "presence_penalty"?, "seed"?, "stop"?,
-"conversation_id"?}``; response ``text/event-stream`` of
-``data: {"token": "..."}`` events, then ``data: {"done": true, "finish_reason", "usage", "timings"}``,
+"loop_guard"?, "conversation_id"?}``; response ``text/event-stream`` of
+``data: {"token": "..."}`` events, then ``data: {"done": true, "finish_reason", "usage", "timings"}``
+(with ``finish_reason: "repetition"`` also ``"text_length"``: the reply is that many leading
+characters of the streamed text, the rest repeated it),
 or ``data: {"error": {...}}`` when generation fails after the stream started.
 
 Unknown fields are refused (422): this contract is ours, and a misspelt ``"temprature"`` silently
@@ -68,6 +70,7 @@ class ChatBody(BaseModel):
     presence_penalty: Optional[Float] = Field(None, ge=-2, le=2)
     seed: Optional[Seed] = None
     stop: Optional[Stop] = None
+    loop_guard: Optional[Bool] = Field(None, description="End a runaway repetition (default: the server's --loop-guard)")
     conversation_id: Optional[str] = Field(None, max_length=64, description="Use and record this stored conversation (its history and system prompt)")
     kb: Optional[str] = Field(None, max_length=64, description="Answer from this knowledge base, with citations")
 
@@ -105,6 +108,7 @@ async def chat(body: ChatBody, http: Request, engine: EngineDep, settings: Setti
         repeat_penalty=body.repeat_penalty,
         frequency_penalty=body.frequency_penalty,
         presence_penalty=body.presence_penalty,
+        loop_guard=body.loop_guard,
     )
     tracked = await TrackedGeneration.submit(engine, request, metrics, "/chat", http.app.state.draining)
     return EventStream(chat_events(tracked, grounding), on_close=tracked.cancel)
@@ -124,6 +128,8 @@ async def chat_events(tracked: TrackedGeneration, grounding: Optional[Grounding]
             "usage": result.usage.to_openai(),
             "timings": result.timings.to_dict(result.usage.completion_tokens),
             **grounding_fields(grounding),
+            # the loop guard: the reply is this much of what was sent
+            **({"text_length": result.text_length} if result.text_length is not None else {}),
         }
     )
 

@@ -103,6 +103,8 @@ class ChatCompletionBody(BaseModel):
     ignore_eos: Bool = False
     #: XiaoQ's extension: answer from this knowledge base; the response gains ``citations``.
     kb: Optional[str] = Field(None, max_length=64)
+    #: XiaoQ's: end a runaway repetition (default: the server's --loop-guard).
+    loop_guard: Optional[Bool] = None
 
 
 def completion_id() -> str:
@@ -171,6 +173,7 @@ async def chat_completions(
         repeat_penalty=body.repeat_penalty,
         logit_bias=body.logit_bias,
         ignore_eos=body.ignore_eos,
+        loop_guard=body.loop_guard,
     )
     tracked = await TrackedGeneration.submit(engine, gen_request, metrics, "/v1/chat/completions", request.app.state.draining)
     if body.stream:
@@ -182,6 +185,8 @@ async def chat_completions(
     result = tracked.result
     if result.finish_reason == "error":
         raise EngineError(result.error or "Generation failed.")
+    if result.text_length is not None:
+        text = text[: result.text_length]
     return JSONResponse(
         {
             "id": completion_id(),
@@ -215,11 +220,18 @@ async def completion_chunks(tracked: TrackedGeneration, chunks: ChunkFactory, gr
     if tracked.failed:
         return
     result = tracked.result
-    yield sse_data({**chunks.chunk({}, result.finish_reason), **_citations(grounding)})
+    last = {**chunks.chunk({}, result.finish_reason), **_citations(grounding)}
+    last["choices"][0].update(repetition_fields(result))
+    yield sse_data(last)
     if chunks.include_usage:
         yield sse_data(chunks.usage_chunk(result))
     yield SSE_DONE
 
+
+def repetition_fields(result: GenerationResult) -> dict[str, Any]:
+    """The last chunk of a stream the loop guard ended (``native_finish_reason: "repetition"``)
+    also says how much of the streamed text is the reply: its repeated copies were already sent."""
+    return {"text_length": result.text_length} if result.text_length is not None else {}
 
 def model_card(engine: EngineDep) -> dict[str, Any]:
     return {"id": engine.model_name, "object": "model", "created": 0, "owned_by": "xiaoq"}

@@ -38,6 +38,7 @@ async def generation_request(
     repeat_penalty: Optional[float] = None,
     logit_bias: Optional[dict[int, float]] = None,
     ignore_eos: bool = False,
+    loop_guard: Optional[bool] = None,
 ) -> GenerationRequest:
     room = engine.n_ctx - await engine.acount_prompt_tokens(messages) if max_tokens is None else None
     sampling = SamplingParams(
@@ -52,5 +53,6 @@ async def generation_request(
         repeat_penalty=settings.repeat_penalty if repeat_penalty is None else repeat_penalty,
         logit_bias=dict(logit_bias or {}),
         ignore_eos=ignore_eos,
+        loop_guard=settings.loop_guard if loop_guard is None else loop_guard,
     )
     return GenerationRequest(messages=messages, sampling=sampling)

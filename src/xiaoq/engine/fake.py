@@ -27,6 +27,7 @@ from xiaoq.engine.types import (
     Timings,
     Usage,
 )
+from xiaoq.engine.loops import StreamGuard
 from xiaoq.errors import Busy, ContextLengthExceeded, EngineError, InvalidRequest, ModelError, ModelLoading
 
 #: Token ids of the ChatML markers (outside the range of any character code point).
@@ -90,7 +91,7 @@ class FakeEngine:
             "prompt_tokens_evaluated_total": 0,
             "prompt_tokens_cached_total": 0,
         }
-        self._finished = {"stop": 0, "length": 0, "cancelled": 0, "error": 0}
+        self._finished = {"stop": 0, "length": 0, "cancelled": 0, "error": 0, "repetition": 0}
         #: How often each text was tokenized (tests check stored counts are reused).
         self.tokenized: Counter[str] = Counter()
         self._failure: Optional[str] = None
@@ -253,6 +254,9 @@ class FakeEngine:
                 text, finish = text[: request.sampling.max_tokens], "length"
             t_first = t_prompt = time.perf_counter()
             timings.prompt_ms = (t_prompt - t0) * 1000 - timings.queue_ms
+            # The real guard over characters as tokens: a scripted loop ends as it would with llama.cpp.
+            guard = StreamGuard(lambda t: chr(t).encode()) if request.sampling.loop_guard else None
+            text_length = None
             for i, ch in enumerate(text):
                 if self.delay:
                     await asyncio.sleep(self.delay)
@@ -264,12 +268,16 @@ class FakeEngine:
                 if i == 0:
                     t_first = time.perf_counter()
                     timings.ttft_ms = (t_first - t0) * 1000
+                text_length = guard.push(ord(ch), i + 1) if guard is not None else None
+                if text_length is not None:
+                    finish = "repetition"
+                    break
             timings.decode_ms = (time.perf_counter() - t_first) * 1000
             self._counters["tokens_generated_total"] += usage.completion_tokens
             if finish != "cancelled" and script.error:
                 self._finish(gen, GenerationResult("error", usage, timings, error=script.error))
             else:
-                self._finish(gen, GenerationResult(finish, usage, timings))  # type: ignore[arg-type]
+                self._finish(gen, GenerationResult(finish, usage, timings, text_length=text_length))  # type: ignore[arg-type]
         except BaseException as exc:  # the task was cancelled (loop shutdown) or a bug: never hang a reader
             self._finish(gen, GenerationResult("error", usage, timings, error=f"fake engine: {exc!r}"))
             if not isinstance(exc, Exception):
