@@ -1,0 +1,18 @@
+"""The default system prompt: a 0.5B model copies what it sees, so the prompt must not show it a
+code fence (with ```python in it the model wrapped emails and poems in ```python blocks, measured by
+eval/quality.py), and it states the language rule in both languages."""
+
+from __future__ import annotations
+
+from xiaoq.config import DEFAULT_SYSTEM_PROMPT
+
+
+def test_no_code_fence_to_imitate() -> None:
+    assert "```" not in DEFAULT_SYSTEM_PROMPT and "~~~" not in DEFAULT_SYSTEM_PROMPT
+    assert "python" not in DEFAULT_SYSTEM_PROMPT.lower()
+
+
+def test_language_and_code_block_rules_in_chinese_and_english() -> None:
+    zh, en = DEFAULT_SYSTEM_PROMPT.split("\n", 1)
+    assert "语言" in zh and "代码块" in zh
+    assert "language" in en and "code block" in en
