@@ -21,6 +21,8 @@ export interface Message {
   role: 'user' | 'assistant' | 'system'
   content: string
   status: 'complete' | 'incomplete' | 'error' | string
+  /** Why the reply ended: "stop", "length", "cancelled", "repetition" (the loop guard ended it). */
+  finish_reason?: string | null
   prompt_tokens?: number | null
   completion_tokens?: number | null
   timings?: Timings | null
@@ -207,9 +209,10 @@ export const api = {
 export type StreamKind =
   | { kind: 'send'; content: string }
   | { kind: 'regenerate' }
+  | { kind: 'continue' }
   | { kind: 'edit'; messageId: number; content: string }
 
-/** Opens one of the conversation streams (send / regenerate / edit) and yields its events. */
+/** Opens one of the conversation streams (send / regenerate / continue / edit) and yields its events. */
 export async function* streamReply(
   conversationId: string,
   what: StreamKind,
@@ -219,8 +222,8 @@ export async function* streamReply(
   const [path, body] =
     what.kind === 'send'
       ? [`${base}/messages`, { content: what.content }]
-      : what.kind === 'regenerate'
-        ? [`${base}/regenerate`, {}]
+      : what.kind === 'regenerate' || what.kind === 'continue'
+        ? [`${base}/${what.kind}`, {}]
         : [`${base}/messages/${what.messageId}/edit`, { content: what.content }]
   const res = await request(path, {
     method: 'POST',

@@ -104,6 +104,9 @@ export interface Budget {
 export interface DonePayload {
   message_id?: number
   finish_reason?: string
+  /** With finish_reason "repetition": the reply is this many leading characters (code points) of
+   * what this stream sent; the repeated copies after them were streamed before the guard was sure. */
+  text_length?: number
   usage?: Record<string, unknown>
   timings?: Timings | null
   budget?: Budget | null

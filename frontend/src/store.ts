@@ -17,7 +17,7 @@ import {
   type ServerConfig,
   type StreamKind,
 } from './api'
-import type { Budget, Timings } from './sse'
+import type { DonePayload } from './sse'
 
 export interface UiMessage extends Message {
   /** Stable key for v-for (ids change from a temporary one once the server assigns them). */
@@ -423,6 +423,17 @@ async function keepServerViewUnlessComplete(id: string, assistant: UiMessage): P
   if (why && state.currentId === id) state.banner = why // why the new answer is not there
 }
 
+/** Goes on with the last reply where it stopped (after the loop guard ended it), in the same message. */
+export async function continueReply(): Promise<void> {
+  const id = state.currentId
+  if (!id || isStreaming.value) return
+  const last = state.messages[state.messages.length - 1]
+  if (last?.role !== 'assistant' || last.id < 0) return
+  last.streaming = true
+  last.status = 'incomplete'
+  await runStream(id, { kind: 'continue' }, last)
+}
+
 /** Replaces a past question, drops everything after it, and streams a new answer. */
 export async function editAndResend(messageId: number, text: string): Promise<void> {
   const id = state.currentId
@@ -486,8 +497,18 @@ function fail(assistant: UiMessage, err: unknown): void {
   }
 }
 
-function applyDone(assistant: UiMessage, p: { message_id?: number; timings?: Timings | null; budget?: Budget | null; finish_reason?: string; usage?: Record<string, unknown> }) {
+/** The first `n` characters (code points, as the server counts) of `text`. */
+function firstChars(text: string, n: number): string {
+  return Array.from(text).slice(0, n).join('')
+}
+
+function applyDone(assistant: UiMessage, p: DonePayload, base: string) {
   if (typeof p.message_id === 'number') assistant.id = p.message_id
+  if (typeof p.text_length === 'number') {
+    // The loop guard: drop the repeated copies this stream had already shown.
+    assistant.content = base + firstChars(assistant.content.slice(base.length), p.text_length)
+  }
+  assistant.finish_reason = p.finish_reason ?? null
   assistant.timings = p.timings ?? null
   assistant.budget = p.budget ?? null
   assistant.status = p.finish_reason === 'cancelled' ? 'incomplete' : 'complete'
@@ -500,6 +521,7 @@ async function runStream(convId: string, what: StreamKind, assistant: UiMessage,
   state.streams[convId] = controller
   state.liveViews[convId] = state.messages
   const buffer = new TokenBuffer(assistant)
+  const base = assistant.content // what Continue appends to ('' for a new reply)
   let busyRetries = 0
   replyTap.start?.()
   try {
@@ -520,7 +542,7 @@ async function runStream(convId: string, what: StreamKind, assistant: UiMessage,
             replyTap.token?.(ev.text)
           } else if (ev.type === 'done') {
             buffer.flush()
-            applyDone(assistant, ev.payload)
+            applyDone(assistant, ev.payload, base)
           } else if (ev.type === 'error') {
             buffer.flush()
             assistant.status = 'error'

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { installFakeFetch, jsonResponse, sseResponse } from './fakeFetch'
-import { deleteConversation, editAndResend, openConversation, regenerate, send, state, stopStreaming, undoDelete } from '../store'
+import { continueReply, deleteConversation, editAndResend, openConversation, regenerate, send, state, stopStreaming, undoDelete } from '../store'
 import { setApiKey } from '../api'
 
 const CONV = { id: 'c1', title: 'hi', created_at: '2026-11-29T00:00:00Z', updated_at: '2026-11-29T00:00:00Z' }
@@ -300,5 +300,42 @@ describe('API key', () => {
     expect(f.calls[0].headers.get('Authorization')).toBe('Bearer sekrit')
     expect(state.needKey).toBe(true)
     expect(localStorage.getItem('xiaoq.apiKey')).toBe('sekrit')
+  })
+})
+
+describe('the loop guard', () => {
+  it('cuts the repeated copies the server had already streamed, then Continue appends to the same reply', async () => {
+    const f = installFakeFetch()
+    state.currentId = 'c1'
+    f.on('GET', /\/api\/conversations\?/, () => jsonResponse({ data: [CONV] }))
+    f.on('POST', /\/messages$/, (_c, signal) => {
+      const s = sseResponse(signal)
+      queueMicrotask(() => {
+        s.push({ start: true, user_message_id: 1, message_id: 2 })
+        for (const piece of ['答案😀：', '好的。', '好的。', '好的。']) s.push({ token: piece })
+        s.push({ done: true, message_id: 2, finish_reason: 'repetition', text_length: 7 })
+        s.close()
+      })
+      return s.response
+    })
+    f.on('POST', /\/continue$/, (_c, signal) => {
+      const s = sseResponse(signal)
+      queueMicrotask(() => {
+        s.push({ start: true, message_id: 2 })
+        s.push({ token: '还有别的。' })
+        s.push({ done: true, message_id: 2, finish_reason: 'stop' })
+        s.close()
+      })
+      return s.response
+    })
+    await send('q')
+    await settle()
+    const bot = state.messages[1]
+    expect(bot).toMatchObject({ id: 2, content: '答案😀：好的。', finish_reason: 'repetition', status: 'complete' })
+    await continueReply()
+    await settle()
+    expect(state.messages).toHaveLength(2)
+    expect(state.messages[1]).toMatchObject({ id: 2, content: '答案😀：好的。还有别的。', finish_reason: 'stop', status: 'complete' })
+    expect(f.calls.some((c) => c.url.endsWith('/api/conversations/c1/continue'))).toBe(true)
   })
 })
