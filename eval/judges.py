@@ -111,10 +111,11 @@ def prose(text: str) -> str:
     return _INLINE_CODE.sub(" ", _FENCED.sub(" ", text))
 
 
-def reply_language(text: str) -> str:
+def reply_language(text: str, fenced_is_prose: bool = False) -> str:
     """"zh" or "en" by the prose's Han characters vs Latin letters (a Han character weighs as much
-    as four letters, about one English word); "none" when there is no prose."""
-    p = prose(text)
+    as four letters, about one English word); "none" when there is no prose. Code blocks do not
+    count, unless ``fenced_is_prose`` (a reply that needs no code: an email in a fence is prose)."""
+    p = text if fenced_is_prose else prose(text)
     han, latin = len(_HAN.findall(p)), len(_LATIN.findall(p))
     if han == 0 and latin == 0:
         return "none"

@@ -229,7 +229,7 @@ def judge(rows: list[dict[str, Any]], prompts: dict[str, dict[str, Any]]) -> dic
     loops = [r for r in ok if judges.is_loop(r["text"], r["finish_reason"] == "length")]
     py = [b for r in ok for b in judges.python_blocks(r["text"])]
     non_code = [r for r in ok if prompts[r["id"]]["cat"] in NON_CODE]
-    langs = {r["key"]: judges.reply_language(r["text"]) for r in ok}
+    langs = {r["key"]: judges.reply_language(r["text"], prompts[r["id"]]["cat"] in NON_CODE) for r in ok}
     with_prose = [r for r in ok if langs[r["key"]] != "none"]  # a reply that is only code has no language
     lang_ok = [r for r in with_prose if langs[r["key"]] == prompts[r["id"]]["lang"]]
     return {

@@ -32,6 +32,8 @@ def test_language_ignores_code() -> None:
     assert judges.reply_language("这个函数返回列表的和。\n```python\ndef total(values):\n    return sum(values)\n```") == "zh"
     assert judges.reply_language("Use `列表` here: it is the Chinese word for list.") == "en"
     assert judges.reply_language("```\n```") == "none"
+    fenced_email = "```python\nDear team,\nLunch is on Friday.\n```"
+    assert judges.reply_language(fenced_email) == "none" and judges.reply_language(fenced_email, fenced_is_prose=True) == "en"
 
 
 def test_python_blocks_in_list_items_lose_the_item_indentation() -> None:
