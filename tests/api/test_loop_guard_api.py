@@ -1,6 +1,6 @@
 """The loop guard at the HTTP edge (fake engine, which runs the real guard over its characters):
 /chat ends with ``repetition`` and the length of the text to keep, the OpenAI API says ``stop``
-with ``stop_reason: "repetition"`` (its finish reasons are a fixed set) and returns the trimmed text
+with ``native_finish_reason: "repetition"`` (its finish reasons are a fixed set) and returns the trimmed text
 when it is not streaming. On by default, off per request or by the setting."""
 
 from __future__ import annotations
@@ -48,11 +48,11 @@ def test_ordinary_reply_has_no_text_length(client: TestClient, engine) -> None:
     assert done["finish_reason"] == "stop" and "text_length" not in done
 
 
-def test_openai_says_stop_with_stop_reason_and_trims_a_whole_reply(client: TestClient, engine) -> None:
+def test_openai_says_stop_with_native_finish_reason_and_trims_a_whole_reply(client: TestClient, engine) -> None:
     engine.enqueue(LOOPED)
     body = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "q"}]}).json()
     choice = body["choices"][0]
-    assert choice["finish_reason"] == "stop" and choice["stop_reason"] == "repetition"
+    assert choice["finish_reason"] == "stop" and choice["native_finish_reason"] == "repetition"
     assert choice["message"]["content"] == HEAD + LINE
 
 
@@ -62,8 +62,8 @@ def test_openai_stream_last_chunk_carries_the_text_length(client: TestClient, en
     chunks = [json.loads(line[5:]) for line in r.text.splitlines() if line.startswith("data: {")]
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
     last = chunks[-1]["choices"][0]
-    assert last["finish_reason"] == "stop" and last["stop_reason"] == "repetition"
+    assert last["finish_reason"] == "stop" and last["native_finish_reason"] == "repetition"
     assert text[: last["text_length"]] == HEAD + LINE
     engine.enqueue(LOOPED)
     r = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "q"}], "loop_guard": False})
-    assert r.json()["choices"][0]["message"]["content"] == LOOPED and "stop_reason" not in r.json()["choices"][0]
+    assert r.json()["choices"][0]["message"]["content"] == LOOPED and "native_finish_reason" not in r.json()["choices"][0]

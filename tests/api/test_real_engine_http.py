@@ -236,14 +236,14 @@ def test_repeat_penalty_and_min_p_reach_llama_cpp(server) -> None:
 
 def test_loop_guard_ends_a_forced_loop_over_http(server) -> None:
     """logit_bias forces the tiny model to say " hello" for ever: the guard ends the reply soon
-    with stop_reason "repetition" and one copy; without it the reply runs to max_tokens."""
+    with native_finish_reason "repetition" and one copy; without it the reply runs to max_tokens."""
     from tests.tinymodel import TOKENS
 
     url, _ = server
     body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 120, "logit_bias": {str(TOKENS.index("Ġhello")): 100}}
     guarded = httpx.post(url + "/v1/chat/completions", json=body, timeout=60).json()
     choice = guarded["choices"][0]
-    assert (choice["finish_reason"], choice.get("stop_reason"), choice["message"]["content"]) == ("stop", "repetition", " hello")
+    assert (choice["finish_reason"], choice.get("native_finish_reason"), choice["message"]["content"]) == ("stop", "repetition", " hello")
     assert guarded["usage"]["completion_tokens"] < 60
     plain = httpx.post(url + "/v1/chat/completions", json={**body, "loop_guard": False}, timeout=60).json()
     assert plain["choices"][0]["finish_reason"] == "length" and plain["usage"]["completion_tokens"] == 120
