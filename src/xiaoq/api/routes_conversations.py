@@ -44,9 +44,20 @@ class SamplingBody(BaseModel):
     top_p: Optional[Float] = Field(None, gt=0, le=1)
     max_tokens: Optional[Int] = Field(None, ge=1)
     seed: Optional[Seed] = None
+    min_p: Optional[float] = Field(None, ge=0, le=1)
+    repeat_penalty: Optional[float] = Field(None, gt=0, le=2)
+    loop_guard: Optional[bool] = None
 
     def overrides(self) -> SamplingOverrides:
-        return SamplingOverrides(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens, seed=self.seed)
+        return SamplingOverrides(
+            temperature=self.temperature,
+            top_p=self.top_p,
+            max_tokens=self.max_tokens,
+            seed=self.seed,
+            min_p=self.min_p,
+            repeat_penalty=self.repeat_penalty,
+            loop_guard=self.loop_guard,
+        )
 
 
 class ConversationSettings(SamplingBody):
@@ -188,7 +199,16 @@ async def conversation_chat(request: Request, body: Any, metrics: Metrics) -> Ev
         raise InvalidRequest("'history' and 'system' cannot be combined with 'conversation_id': the stored conversation supplies them.")
     service: ConversationService = get_conversations(request)
     started = time.perf_counter()
-    overrides = SamplingOverrides(temperature=body.temperature, top_p=body.top_p, max_tokens=body.max_tokens, seed=body.seed, stop=body.stop)
+    overrides = SamplingOverrides(
+        temperature=body.temperature,
+        top_p=body.top_p,
+        max_tokens=body.max_tokens,
+        seed=body.seed,
+        stop=body.stop,
+        min_p=body.min_p,
+        repeat_penalty=body.repeat_penalty,
+        loop_guard=body.loop_guard,
+    )
     turn = await service.send(body.conversation_id, body.prompt, overrides)
     return stream_turn(turn, metrics, started, request.app.state.draining, classic=True, route="/chat")
 

@@ -42,6 +42,9 @@ class SamplingOverrides:
     max_tokens: Optional[int] = None
     seed: Optional[int] = None
     stop: Optional[list[str]] = None
+    min_p: Optional[float] = None
+    repeat_penalty: Optional[float] = None
+    loop_guard: Optional[bool] = None
 
 
 class ConversationService:
@@ -199,6 +202,9 @@ class ConversationService:
             max_tokens=policy.max_tokens(s, pick("max_tokens", None)),
             seed=pick("seed", s.seed),
             stop=list(o.stop or []),
+            min_p=float(pick("min_p", s.min_p)),
+            repeat_penalty=float(pick("repeat_penalty", s.repeat_penalty)),
+            loop_guard=bool(pick("loop_guard", s.loop_guard)),
         )
 
 

@@ -95,6 +95,7 @@ class ReplyTurn:
         self.summary: Optional[SummaryRun] = None
         self.generation: Optional[Generation] = None
         self.repairer = FenceRepairer()
+        self._raw: list[str] = []  # the engine's text before fence repair (the loop guard counts in it)
         self.stopped = False
         self.final: Optional[dict[str, Any]] = None  # the stored reply once settled
         self._settled: Optional[asyncio.Future[None]] = None
@@ -163,8 +164,9 @@ class ReplyTurn:
             if result.finish_reason == "error":
                 yield await self._fail(EngineError(result.error or "Generation failed."), result)
                 return
+            kept = self._kept_length(result)
             await self._settle("incomplete" if result.finish_reason == "cancelled" else "complete", result)
-            yield self._done(result)
+            yield {**self._done(result), **({"text_length": kept} if kept is not None else {})}
         except XiaoQError as e:  # the reply refused after the summary (busy, too long)
             yield await self._fail(e, None)
         except Exception as exc:  # a store or repairer failure: say so on the stream, keep the text
@@ -178,6 +180,7 @@ class ReplyTurn:
         """Repaired text; each piece is stored after the consumer took it (the code after ``yield``
         runs when the next event is requested), so the stored text never runs ahead of the sent."""
         async for piece in _stall_saving(pieces, self._writer()):
+            self._raw.append(piece)
             out = self.repairer.feed(piece)
             if out:
                 yield out
@@ -186,6 +189,20 @@ class ReplyTurn:
         if rest:
             yield rest
             await self._keep(rest)
+
+    def _kept_length(self, result: GenerationResult) -> Optional[int]:
+        """When the loop guard ended the reply: cut the stored text to what it keeps and return that
+        length in characters of the text sent (which went through fence repair)."""
+        if result.text_length is None:
+            return None
+        repairer = FenceRepairer()
+        kept = repairer.feed("".join(self._raw)[: result.text_length]) + repairer.flush()
+        sent = self._writer().text
+        n = 0
+        while n < min(len(kept), len(sent)) and kept[n] == sent[n]:
+            n += 1
+        self._writer().cut(n)
+        return n
 
     async def _keep(self, text: str) -> None:
         if self._settled is None:  # after a shutdown settled the reply, later text is not stored

@@ -503,6 +503,13 @@ class ReplyWriter:
             return True
         return False
 
+    def cut(self, length: int) -> None:
+        """Keep only the first ``length`` characters (the loop guard dropped a repeated tail that
+        had already been streamed); the final write stores the shorter text."""
+        text = self.text[:length]
+        self._parts = [text]
+        self._len = len(text)
+
     def _add(self, piece: str) -> bool:
         if self.finished:
             raise RuntimeError("reply already finished")
