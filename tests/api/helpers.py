@@ -13,8 +13,10 @@ from xiaoq.config import Settings
 
 def make_settings(**overrides: Any) -> Settings:
     """Settings from defaults + overrides only (XIAOQ_* variables in the environment are ignored).
-    ``testserver`` is the Host header Starlette's TestClient sends."""
-    base: dict[str, Any] = {"threads": 1, "parallel": 2, "queue": 4, "system_prompt": "SYS", "allowed_hosts": ["testserver"]}
+    ``testserver`` is the Host header Starlette's TestClient sends. The loop guard is off: scripted
+    fake replies and the tiny model's gibberish often repeat themselves on purpose; the guard's own
+    tests turn it on."""
+    base: dict[str, Any] = {"threads": 1, "parallel": 2, "queue": 4, "system_prompt": "SYS", "allowed_hosts": ["testserver"], "loop_guard": False}
     base.update(overrides)
     return Settings.model_validate(_Isolated(**base).model_dump())
 

@@ -7,13 +7,40 @@ from __future__ import annotations
 
 import json
 
+from typing import Iterator
+
+import pytest
 from fastapi.testclient import TestClient
+
+from xiaoq.config import Settings
 
 from tests.api.helpers import parse_sse, wait_ready
 
 HEAD = "Here is the answer.\n"
 LINE = "The same line comes again and again.\n"
 LOOPED = HEAD + LINE * 12
+
+
+@pytest.fixture
+def guarded(app_factory):
+    app, engine = app_factory(loop_guard=True)
+    return app, engine
+
+
+@pytest.fixture
+def client(guarded) -> Iterator[TestClient]:
+    with TestClient(guarded[0]) as c:
+        wait_ready(c)
+        yield c
+
+
+@pytest.fixture
+def engine(guarded):
+    return guarded[1]
+
+
+def test_the_guard_is_on_by_default() -> None:
+    assert Settings.model_fields["loop_guard"].default is True
 
 
 def chat(c: TestClient, **fields) -> tuple[str, dict]:

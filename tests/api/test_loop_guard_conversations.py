@@ -6,7 +6,14 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from tests.api.test_conversations_api import app_engine, client, engine, new_conv, send, store, text_of  # noqa: F401
+import pytest
+
+from tests.api.test_conversations_api import build, client, engine, new_conv, send, store, text_of  # noqa: F401
+
+
+@pytest.fixture
+def app_engine(store):  # noqa: F811
+    return build(store, loop_guard=True)
 
 HEAD = "下面是答案。\n"
 LINE = "这一行会一遍又一遍地出现在回答里。\n"

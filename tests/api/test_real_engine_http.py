@@ -240,7 +240,7 @@ def test_loop_guard_ends_a_forced_loop_over_http(server) -> None:
     from tests.tinymodel import TOKENS
 
     url, _ = server
-    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 120, "logit_bias": {str(TOKENS.index("Ġhello")): 100}}
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 120, "logit_bias": {str(TOKENS.index("Ġhello")): 100}, "loop_guard": True}
     guarded = httpx.post(url + "/v1/chat/completions", json=body, timeout=60).json()
     choice = guarded["choices"][0]
     assert (choice["finish_reason"], choice.get("native_finish_reason"), choice["message"]["content"]) == ("stop", "repetition", " hello")
