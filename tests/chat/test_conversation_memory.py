@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from xiaoq.chat.memory import MAX_NOTE_CHARS, model_part, notes_block, self_statements, trim_loops
+from xiaoq.chat.memory import MAX_NOTE_CHARS, model_part, notes_block, self_statements
 
 from tests.chat.facts import FACT, NAME
 
@@ -37,10 +37,3 @@ def test_model_part_strips_the_block_for_resummarizing() -> None:
     stored = notes_block([f"我叫{NAME}"], "zh") + "用户问了长城的历史。"
     assert stored.startswith(f"用户说过的关于自己的话（原话引用）：“我叫{NAME}”。\n")
     assert model_part(stored) == "用户问了长城的历史。" and model_part("没有块") == "没有块"
-
-
-def test_trim_loops_keeps_one_copy_but_never_touches_numbers() -> None:
-    assert trim_loops("丝绸、瓷器、瓷器、瓷器、瓷器、瓷器、瓷器") == "丝绸、瓷器"
-    looped = "特点包括" + "坚固的防御路线、坚固的防御武器、" * 20 + "等。"
-    assert trim_loops(looped) == "特点包括坚固的防御路线、坚固的防御武器、等。"
-    assert trim_loops("共1000000人，耗时123123123秒") == "共1000000人，耗时123123123秒"

@@ -10,7 +10,8 @@ kept verbatim, quoted and attributed to the user, in a short block at the head o
 facts); the model summarizes the rest. They stay the user's words: the whole summary is a user-role
 data block in the prompt (``chat/prompt.py``), never system text, so a user who claimed authority
 early on is remembered as having said so, not obeyed. Greedy decoding of a small model also loops
-("坚固的防御路线、坚固的防御武器、" ×40): :func:`trim_loops` keeps one copy.
+("坚固的防御路线、坚固的防御武器、" ×40): the summary goes through
+:func:`xiaoq.engine.loops.trim_loops`, the loop guard's detector, which keeps one copy.
 """
 
 from __future__ import annotations
@@ -67,17 +68,3 @@ def model_part(summary: str) -> str:
             _, _, rest = summary.partition("\n")
             return rest.strip()
     return summary
-
-
-_LOOP = re.compile(r"(.{3,60}?)\1{2,}", re.S)
-
-
-def trim_loops(text: str) -> str:
-    """Collapse a run of three or more back-to-back copies of the same phrase (with at least
-    two letters or CJK characters: never digits like "1000000") into one copy."""
-
-    def one(m: re.Match[str]) -> str:
-        unit = m.group(1)
-        return unit if sum(ch.isalpha() for ch in unit) >= 2 else m.group(0)
-
-    return _LOOP.sub(one, text).strip()

@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from xiaoq.chat.budget import BudgetPlan, SummaryJob, Turn, plan_context, turns_covered
-from xiaoq.chat.memory import model_part, notes_block, self_statements, trim_loops
+from xiaoq.chat.memory import model_part, notes_block, self_statements
 from xiaoq.chat.summary import clean_summary, conversation_language, summary_messages
 from xiaoq.chat.token_counts import counted_turns
 from xiaoq.config import Settings
+from xiaoq.engine.loops import trim_loops
 from xiaoq.engine.types import ChatMessage, Engine, Generation, GenerationRequest, SamplingParams
 from xiaoq.errors import XiaoQError
 from xiaoq.store import Store
