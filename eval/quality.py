@@ -55,6 +55,18 @@ def load_prompts(path: Path = PROMPTS, subset: Optional[int] = None) -> list[dic
     return prompts
 
 
+def spread(prompts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The prompts with the kinds interleaved (one of each kind in turn), so a run cut short by its
+    time budget still covers every kind, and two runs cut at the same point cover the same prompts."""
+    seen: dict[str, int] = {}
+    ranked = []
+    for i, p in enumerate(prompts):
+        kind = f"{p['cat']}/{p['q_lang']}"
+        seen[kind] = seen.get(kind, 0) + 1
+        ranked.append((seen[kind], i, p))
+    return [p for _, _, p in sorted(ranked, key=lambda t: (t[0], t[1]))]
+
+
 # --- talking to the server ------------------------------------------------------------------------
 
 
@@ -158,7 +170,7 @@ def run(args: argparse.Namespace) -> None:
     if args.ids:
         wanted = set((Path(args.ids[1:]).read_text() if args.ids.startswith("@") else args.ids).replace(",", " ").split())
         prompts = [p for p in prompts if p["id"] in wanted]
-    todo = [(p, s) for s in range(args.samples) for p in prompts if f"{p['id']}#{s}" not in done]
+    todo = [(p, s) for s in range(args.samples) for p in spread(prompts) if f"{p['id']}#{s}" not in done]
     meta = {"label": args.label or out.stem, "params": params, "samples": args.samples, "subset": args.subset, "ids": args.ids, "prompts": len(prompts), "server_args": args.server_arg}
     Path(str(out) + ".meta.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1))
     print(f"{len(done)} done, {len(todo)} to go -> {out}", file=sys.stderr)
