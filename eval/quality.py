@@ -114,7 +114,7 @@ def generate(url: str, item: dict[str, Any], sample: int, params: dict[str, Any]
         "sample": sample,
         # the loop guard ended the reply: what it shows is this much of what was streamed
         "text": "".join(text)[: done["text_length"]] if "text_length" in done else "".join(text),
-        "streamed_chars": len("".join(text)),
+        "streamed": "".join(text) if "text_length" in done else None,  # what the guard cut, for a look
         "finish_reason": done.get("finish_reason"),
         "usage": done.get("usage"),
         "timings": done.get("timings"),
