@@ -44,7 +44,7 @@ import judges  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 PROMPTS = HERE / "quality_prompts.jsonl"
-NON_CODE = {"email", "poem", "translate"}
+NON_CODE = {"email", "poem", "translate", "list"}
 
 
 def load_prompts(path: Path = PROMPTS, subset: Optional[int] = None) -> list[dict[str, Any]]:
@@ -301,7 +301,7 @@ def report(args: argparse.Namespace) -> None:
     row("length-cap hits", lambda s, i: pct(s["cap"], s["replies"]))
     row("language match (replies with prose)", lambda s, i: pct(s["lang"], s["with_prose"]))
     row("Python blocks that parse", lambda s, i: pct(s["py_ok"], s["py_blocks"]))
-    row("prose in a code fence (emails, poems, translations)", lambda s, i: pct(s["fenced_prose"], s["non_code"]))
+    row("prose in a code fence (emails, poems, translations, lists)", lambda s, i: pct(s["fenced_prose"], s["non_code"]))
     row("mean reply: characters / tokens", lambda s, i: f"{s['chars']:.0f} / {s['tokens']:.0f}")
     row("mean time per reply (s; depends on the machine's load)", lambda s, i: f"{s['wall']:.1f}")
     if len(runs) > 1:
