@@ -22,7 +22,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstr
 
 from xiaoq.api.deps import EngineDep, MetricsDep, SettingsDep
 from xiaoq.api.errors import error_responses
-from xiaoq.api.fields import Float, Int, Text
+from xiaoq.api.fields import Bool, Float, Int, Text
 from xiaoq.api.sampling import MAX_STOP_LENGTH, MAX_STOP_SEQUENCES, generation_request
 from xiaoq.api.sse import SSE_RESPONSE, EventStream, sse_data
 from xiaoq.api.streaming import TrackedGeneration
