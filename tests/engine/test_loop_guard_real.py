@@ -24,7 +24,7 @@ async def generate(e: LlamaEngine, prompt: str, **sampling) -> tuple[str, object
     sampling = SamplingParams(**{"temperature": 0.0, "max_tokens": 200, **sampling})
     raw = prompt.startswith("<|im_start|>")
     req = GenerationRequest(prompt=prompt, sampling=sampling) if raw else GenerationRequest(messages=[{"role": "user", "content": prompt}], sampling=sampling)
-    g = e.submit(req)
+    g = await e.submit(req)
     text = "".join([p async for p in g])
     return text, g.result
 
