@@ -33,6 +33,28 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 
 
+def _han(ch: str) -> bool:
+    return "\u3400" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff"
+
+
+def is_chinese(text: str) -> bool:
+    """Mostly Chinese: a Han character weighs as much as four Latin letters (about a word)."""
+    han = sum(map(_han, text))
+    latin = sum(ch.isascii() and ch.isalpha() for ch in text)
+    return han > 0 and han * 4 >= latin
+
+
+def default_system_prompt(configured: str, message: str) -> str:
+    """The system prompt for a request that brings none. XiaoQ's own default is bilingual; the
+    model gets the half in the language of the user's message, because one bilingual prompt pulls
+    a 0.5B model towards one language (measured by eval/quality.py: asked to write Chinese emails
+    in Chinese, it also wrote English poems in Chinese). An operator's prompt is used as it is."""
+    if configured != DEFAULT_SYSTEM_PROMPT:
+        return configured
+    zh, en = DEFAULT_SYSTEM_PROMPT.split("\n", 1)
+    return zh if is_chinese(message) else en
+
+
 def physical_cores() -> int:
     """Physical cores (not hyper-threads): llama.cpp decode is memory-bound and SMT siblings slow it."""
     try:

@@ -29,6 +29,7 @@ from xiaoq.api.streaming import TrackedGeneration
 from xiaoq.chat import policy
 from xiaoq.chat.grounding import ground_messages
 from xiaoq.chat.prompt import build_messages
+from xiaoq.config import default_system_prompt
 from xiaoq.kb.answer import Grounding
 from xiaoq.logsafe import log_prompt
 
@@ -91,7 +92,7 @@ async def chat(body: ChatBody, http: Request, engine: EngineDep, settings: Setti
         from xiaoq.api.routes_conversations import conversation_chat
 
         return await conversation_chat(http, body, metrics)
-    messages = build_messages(policy.system_prompt(settings, body.system), [t.model_dump() for t in body.history], body.prompt)
+    messages = build_messages(policy.system_prompt(settings, body.system, body.prompt), [t.model_dump() for t in body.history], body.prompt)
     grounding = None
     if body.kb is not None:
         messages, grounding = await ground_messages(http.app.state.kb, engine, body.kb, messages)

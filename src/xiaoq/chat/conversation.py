@@ -172,7 +172,7 @@ class ConversationService:
     ) -> TurnSpec:
         return TurnSpec(
             conversation_id=conv["id"],
-            system=policy.system_prompt(self.settings, conv.get("system_prompt")),
+            system=policy.system_prompt(self.settings, conv.get("system_prompt"), question),
             past=messages,
             question=question,
             sampling=self.sampling(conv, overrides),

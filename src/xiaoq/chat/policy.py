@@ -6,21 +6,23 @@ from __future__ import annotations
 
 from typing import Optional
 
-from xiaoq.config import Settings
+from xiaoq.config import Settings, default_system_prompt
 from xiaoq.engine.types import ChatMessage
 
 
-def system_prompt(settings: Settings, requested: Optional[str]) -> str:
-    """The request's (or conversation's) system prompt; ``None`` means the server's default and
-    ``""`` means none at all."""
-    return settings.system_prompt if requested is None else requested
+def system_prompt(settings: Settings, requested: Optional[str], message: str = "") -> str:
+    """The request's (or conversation's) system prompt; ``None`` means the server's default (XiaoQ's
+    own in the language of ``message``, see :func:`xiaoq.config.default_system_prompt`) and ``""``
+    means none at all."""
+    return default_system_prompt(settings.system_prompt, message) if requested is None else requested
 
 
 def with_default_system(settings: Settings, messages: list[ChatMessage]) -> list[ChatMessage]:
     """OpenAI-style messages: the server's default system prompt first when the client sent none."""
     if any(m["role"] == "system" for m in messages):
         return list(messages)
-    return [ChatMessage(role="system", content=settings.system_prompt), *messages]
+    users = [m["content"] for m in messages if m["role"] == "user"]
+    return [ChatMessage(role="system", content=system_prompt(settings, None, users[-1] if users else "")), *messages]
 
 
 def default_max_tokens(settings: Settings) -> int:

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, TypeVar
 
-from ..config import Settings
+from ..config import Settings, default_system_prompt
 from ..errors import ContextLengthExceeded, EngineError, InvalidRequest, ModelError, ModelLoading
 from .context import LlamaModel
 from .scheduler import Scheduler
