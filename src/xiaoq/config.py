@@ -18,18 +18,17 @@ DEFAULT_REPO = "Qwen/Qwen2.5-0.5B-Instruct-GGUF"
 DEFAULT_MODELSCOPE_REPO = "qwen/Qwen2.5-0.5B-Instruct-GGUF"
 DEFAULT_QUANT = "q4_k_m"
 
-#: No code fence in it: a 0.5B model imitates one (with "e.g. ```python" here it wrapped emails and
-#: poems in ```python blocks; eval/quality.py measures it). The language rule comes first and names
-#: emails: they were what it most often wrote in English for a Chinese request. No "label the
-#: language" either: asked that, it answered arithmetic with the one word "Python".
+#: One line per language: the model gets the line in the language of the user's message
+#: (:func:`default_system_prompt`), each naming that language only (an English line that mentioned
+#: Chinese made it answer English poems in Chinese). No code fence in it: a 0.5B model imitates one
+#: (with "e.g. ```python" here it wrapped emails and poems in ```python blocks; eval/quality.py
+#: measures it), and no "label the language" (it answered arithmetic with the one word "Python").
 DEFAULT_SYSTEM_PROMPT = (
-    "你是小Q（XiaoQ），一个乐于助人的AI助手。始终使用用户提问所用的语言回答：用户用中文提问，就用中文回答"
-    "（邮件、信件也用中文写）；用户用英文提问，就用英文回答；用户明确要求用别的语言时照做。回答简洁、准确。"
+    "你是小Q，一个乐于助人的AI助手。请用中文回答，除非用户要求使用其他语言；邮件、信件也用中文写。回答简洁、准确。"
     "只有程序代码才放进代码块；邮件、诗歌、翻译、清单和计算过程直接书写，不放进代码块。\n"
-    "You are XiaoQ (小Q), a helpful assistant. Always reply in the language of the user's message "
-    "(Chinese for Chinese, English for English) unless the user asks for another language. Be concise "
-    "and accurate. Only program code goes in a code block; write emails, poems, translations, lists "
-    "and calculations as plain text."
+    "You are XiaoQ, a helpful assistant. Reply in English unless the user asks for another language. "
+    "Be concise and accurate. Only program code goes in a code block; write emails, poems, "
+    "translations, lists and calculations as plain text."
 )
 
 
@@ -45,10 +44,11 @@ def is_chinese(text: str) -> bool:
 
 
 def default_system_prompt(configured: str, message: str) -> str:
-    """The system prompt for a request that brings none. XiaoQ's own default is bilingual; the
-    model gets the half in the language of the user's message, because one bilingual prompt pulls
-    a 0.5B model towards one language (measured by eval/quality.py: asked to write Chinese emails
-    in Chinese, it also wrote English poems in Chinese). An operator's prompt is used as it is."""
+    """The system prompt for a request that brings none. XiaoQ's own default has a Chinese and an
+    English line; the model gets the one in the language of the user's message, because a
+    bilingual prompt pulls a 0.5B model towards one language (measured by eval/quality.py: told to
+    write Chinese emails in Chinese, it also wrote English poems in Chinese). An operator's prompt
+    is used as it is."""
     if configured != DEFAULT_SYSTEM_PROMPT:
         return configured
     zh, en = DEFAULT_SYSTEM_PROMPT.split("\n", 1)
