@@ -35,6 +35,7 @@ def start_server(model: Path, db: Path, log: Path, parallel: int = 1) -> tuple[s
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("XIAOQ_")}
     env["PYTHONUNBUFFERED"] = "1"
+    env["XIAOQ_LOOP_GUARD"] = "false"  # the tiny model's gibberish repeats; the reply must run long
     cmd = [
         sys.executable, "-m", "xiaoq", "serve", "--model", str(model), "--db", str(db), "--port", str(port),
         "--parallel", str(parallel), "--threads", "1", "--ctx", "8192", "--max-tokens", "6000", "--kv-cache-mb", "16",

@@ -12,7 +12,8 @@ import pytest
 
 @pytest.fixture
 def cli_env(tmp_path: Path) -> dict[str, str]:
-    """A clean environment: no XIAOQ_* from the caller, empty model caches, no hub access, 1 thread."""
+    """A clean environment: no XIAOQ_* from the caller, empty model caches, no hub access, 1 thread,
+    no loop guard (the tiny model's gibberish repeats itself, and these tests need long replies)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XIAOQ_", "HF_", "MODELSCOPE_"))}
     env.update(
         HF_HOME=str(tmp_path / "hf-home"),
@@ -21,6 +22,7 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
         HF_HUB_DISABLE_TELEMETRY="1",
         XIAOQ_THREADS="1",
         XIAOQ_PARALLEL="1",
+        XIAOQ_LOOP_GUARD="false",
         XIAOQ_DB=str(tmp_path / "xiaoq.db"),
         PYTHONUNBUFFERED="1",
     )
