@@ -51,11 +51,10 @@ describe('MessageItem', () => {
     vi.unstubAllGlobals()
   })
 
-  it('says a reply was stopped because it was repeating itself, with Continue and Regenerate', () => {
+  it('says a reply was stopped because it was repeating itself, with Regenerate', () => {
     const w = mount(MessageItem, { props: { message: answer({ finish_reason: 'repetition' }), isLast: true } })
     const notice = w.find('.notice-repetition')
     expect(notice.text()).toContain('已停止：回答在不断重复')
-    expect(notice.find('button.continue').text()).toBe('继续')
     expect(notice.find('button.regenerate').exists()).toBe(true)
     const older = mount(MessageItem, { props: { message: answer({ finish_reason: 'repetition' }), isLast: false } })
     expect(older.find('.notice-repetition').exists()).toBe(true)
