@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from xiaoq.api.deps import ConversationsDep, DrainingDep, MetricsDep, SettingsDep, get_conversations
 from xiaoq.api.errors import error_responses
-from xiaoq.api.fields import Float, Int, Text
+from xiaoq.api.fields import Bool, Float, Int, Text
 from xiaoq.api.metrics import Metrics
 from xiaoq.api.sse import SSE_RESPONSE, EventStream, dumps, sse_data
 from xiaoq.api.streaming import Draining, TrackedGeneration
@@ -44,9 +44,9 @@ class SamplingBody(BaseModel):
     top_p: Optional[Float] = Field(None, gt=0, le=1)
     max_tokens: Optional[Int] = Field(None, ge=1)
     seed: Optional[Seed] = None
-    min_p: Optional[float] = Field(None, ge=0, le=1)
-    repeat_penalty: Optional[float] = Field(None, gt=0, le=2)
-    loop_guard: Optional[bool] = None
+    min_p: Optional[Float] = Field(None, ge=0, le=1)
+    repeat_penalty: Optional[Float] = Field(None, gt=0, le=2)
+    loop_guard: Optional[Bool] = None
 
     def overrides(self) -> SamplingOverrides:
         return SamplingOverrides(
