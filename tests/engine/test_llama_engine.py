@@ -210,8 +210,10 @@ async def test_cancel_queued_request_removes_it(tiny_gguf: Path):
 
 async def test_queue_full_raises_busy_without_disturbing_running(tiny_gguf: Path):
     async with engine(tiny_gguf, parallel=1, queue=1) as e:
-        solo = await (await e.submit(req("one", max_tokens=40))).text()
-        a = await e.submit(req("one", max_tokens=40))
+        # Long enough that `a` still runs while the next two are tokenized and submitted (submit
+        # hops to a worker thread; the tiny model decodes 40 tokens in a few milliseconds).
+        solo = await (await e.submit(req("one", max_tokens=400, ignore_eos=True))).text()
+        a = await e.submit(req("one", max_tokens=400, ignore_eos=True))
         b = await e.submit(req("two", max_tokens=10))
         with pytest.raises(Busy) as info:
             await e.submit(req("three"))
@@ -225,8 +227,8 @@ async def test_queue_full_raises_busy_without_disturbing_running(tiny_gguf: Path
 
 async def test_queue_zero_means_no_waiting_room(tiny_gguf: Path):
     async with engine(tiny_gguf, parallel=2, queue=0) as e:
-        a = await e.submit(req("one", max_tokens=50))
-        b = await e.submit(req("two", max_tokens=50))
+        a = await e.submit(req("one", max_tokens=400, ignore_eos=True))
+        b = await e.submit(req("two", max_tokens=400, ignore_eos=True))
         with pytest.raises(Busy):
             await e.submit(req("three"))
         await asyncio.gather(a.text(), b.text())
