@@ -33,7 +33,7 @@ import sqlite3
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Iterator, Optional, TypeVar, Union
 
 from xiaoq.errors import StorageFull, StorageReadOnly
 
@@ -78,7 +78,43 @@ def _rollback(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
 
 
-class Database:
+_S = TypeVar("_S", bound="ConnectionSet")
+
+
+class ConnectionSet:
+    """The lifecycle both stores share: one writer connection, per-thread readers, closed once
+    (SQLite's WAL is checkpointed by the last close; PostgreSQL just drops the sessions)."""
+
+    _closed: bool
+    _readers: list[Any]
+    _readers_lock: threading.Lock
+    _write_lock: threading.Lock
+    _writer: Any
+
+    def close(self) -> None:
+        """Close every connection."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+        with self._write_lock:
+            self._writer.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("database is closed")
+
+    def __enter__(self: _S) -> _S:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Database(ConnectionSet):
     """A database file: a writer connection behind a lock, and one reader connection per thread.
 
     ``kind`` tells the SQLite store from the PostgreSQL one (:class:`xiaoq.store.pg.PgDatabase`).
@@ -170,24 +206,3 @@ class Database:
         """``PRAGMA integrity_check`` result: ``"ok"`` when the file is sound."""
         return str(self.query_one("PRAGMA integrity_check")[0])
 
-    def close(self) -> None:
-        """Close every connection (the WAL is checkpointed by the last close)."""
-        if self._closed:
-            return
-        self._closed = True
-        with self._readers_lock:
-            for conn in self._readers:
-                conn.close()
-            self._readers.clear()
-        with self._write_lock:
-            self._writer.close()
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeError("database is closed")
-
-    def __enter__(self) -> "Database":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

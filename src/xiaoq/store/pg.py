@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator, Optional, Sequence
 
 from xiaoq.errors import XiaoQError
+from xiaoq.store.db import ConnectionSet
 
 
 class Row(tuple):
@@ -72,7 +73,7 @@ class _Conn:
         return cur
 
 
-class PgDatabase:
+class PgDatabase(ConnectionSet):
     """A PostgreSQL database given by URL; created tables and migrations on first use."""
 
     kind = "postgresql"
@@ -144,23 +145,3 @@ class PgDatabase:
         """PostgreSQL checks its own pages; "ok" when the database answers."""
         return "ok" if self.query_one("SELECT 1")[0] == 1 else "unreachable"
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        with self._readers_lock:
-            for conn in self._readers:
-                conn.close()
-            self._readers.clear()
-        with self._write_lock:
-            self._writer.close()
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeError("database is closed")
-
-    def __enter__(self) -> "PgDatabase":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
