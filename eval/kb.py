@@ -74,8 +74,9 @@ class Ranker:
         deep = 300 if lang else 50
         lex = self._keep(self.retriever.lexical([self.kb_id], query, deep), lang) if mode != "dense" else []
         den = self._keep(self.retriever.dense([self.kb_id], query, deep), lang) if mode != "lexical" else []
-        hits = fuse(lex[:50], den[:50])[:DEPTH]
-        chunks = self.store.get_chunks([h.chunk_id for h in hits])
+        lex, den = lex[:50], den[:50]
+        chunks = self.store.get_chunks(list(dict.fromkeys(cid for cid, _ in lex + den)))
+        hits = fuse(lex, den, query, chunks)[:DEPTH]
         for h in hits:
             h.chunk = chunks.get(h.chunk_id, {})
         return hits

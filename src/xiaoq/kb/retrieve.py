@@ -14,19 +14,18 @@ import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional, Sequence
+from typing import Any, Literal, Mapping, Optional, Sequence
 
 import numpy as np
 
 from xiaoq.kb import lexical
 from xiaoq.kb.embed import Embedder, from_blobs
+from xiaoq.kb.fusion import RRF_K, passage_weights
 from xiaoq.store.kb import KnowledgeStore
 
 log = logging.getLogger(__name__)
 
 Mode = Literal["lexical", "dense", "hybrid"]
-#: The constant of reciprocal rank fusion (Cormack et al.): 60 damps the head of each ranking.
-RRF_K = 60
 #: How deep each stage ranks before fusion.
 CANDIDATES = 50
 SNIPPET_CHARS = 160
@@ -160,22 +159,30 @@ class Retriever:
         """The ``k`` best passages, fused, with their chunk rows attached."""
         lex = self._safe("lexical", kb_ids, query) if mode in ("lexical", "hybrid") else []
         den = self._safe("dense", kb_ids, query) if mode in ("dense", "hybrid") else []
-        hits = fuse(lex, den)[:k]
-        chunks = self.store.get_chunks([h.chunk_id for h in hits])
+        chunks = self.store.get_chunks(list(dict.fromkeys(cid for cid, _ in lex + den)))
+        hits = fuse(lex, den, query, chunks)[:k]
         for h in hits:
             h.chunk = chunks.get(h.chunk_id, {})
         return [h for h in hits if h.chunk]
 
 
-def fuse(lexical_ranking: list[tuple[int, float]], dense_ranking: list[tuple[int, float]]) -> list[Hit]:
-    """Reciprocal rank fusion of two rankings (either may be empty), best first."""
+def fuse(
+    lexical_ranking: list[tuple[int, float]],
+    dense_ranking: list[tuple[int, float]],
+    query: str = "",
+    chunks: Optional[Mapping[int, Mapping[str, Any]]] = None,
+) -> list[Hit]:
+    """Reciprocal rank fusion of two rankings (either may be empty), best first. With the
+    passages' ``chunks`` (id -> row with ``text``), each passage's ranks are weighted by
+    :func:`~xiaoq.kb.fusion.passage_weights` (a passage in another script than ``query``
+    counts by meaning only) when both rankings found something: a ranking used alone because
+    the other failed or found nothing keeps its order and its scores."""
+    weight = passage_weights(query, chunks if lexical_ranking and dense_ranking else None)
     hits: dict[int, Hit] = {}
     for rank, (cid, score) in enumerate(lexical_ranking, 1):
-        hits[cid] = Hit(cid, 1.0 / (RRF_K + rank), lexical_rank=rank, lexical_score=score)
+        hits[cid] = Hit(cid, weight(cid)[0] / (RRF_K + rank), lexical_rank=rank, lexical_score=score)
     for rank, (cid, score) in enumerate(dense_ranking, 1):
         hit = hits.setdefault(cid, Hit(cid, 0.0))
-        hit.score += 1.0 / (RRF_K + rank)
+        hit.score += weight(cid)[1] / (RRF_K + rank)
         hit.dense_rank, hit.dense_score = rank, score
     return sorted(hits.values(), key=lambda h: -h.score)
-
-
