@@ -423,7 +423,10 @@ async function keepServerViewUnlessComplete(id: string, assistant: UiMessage): P
   if (why && state.currentId === id) state.banner = why // why the new answer is not there
 }
 
-/** Goes on with the last reply where it stopped (after the loop guard ended it), in the same message. */
+/**
+ * Goes on with the last reply where it stopped (cut by max_tokens, or the loop guard), in the
+ * same message. One that does not complete changed nothing on the server: show its view.
+ */
 export async function continueReply(): Promise<void> {
   const id = state.currentId
   if (!id || isStreaming.value) return
@@ -431,7 +434,9 @@ export async function continueReply(): Promise<void> {
   if (last?.role !== 'assistant' || last.id < 0) return
   last.streaming = true
   last.status = 'incomplete'
+  last.finish_reason = null
   await runStream(id, { kind: 'continue' }, last)
+  await keepServerViewUnlessComplete(id, last)
 }
 
 /** Replaces a past question, drops everything after it, and streams a new answer. */

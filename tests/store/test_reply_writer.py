@@ -131,3 +131,18 @@ def test_memory_database_for_quick_checks():
         assert s.search("hello")[0]["conversation_id"] == cid
     finally:
         s.close()
+
+
+def test_revert_writes_the_row_back_as_it_was_after_periodic_saves(setup):
+    store, mid = setup
+    store.update_message(mid, content="已经写好的开头", status="complete", finish_reason="length", completion_tokens=7, timings={"ttft_ms": 5.0})
+    before = _row(store, mid)
+    clock = FakeClock()
+    w = ReplyWriter(store, mid, clock=clock, interval=1.0, text=before["content"])
+    clock.t += 2
+    assert w.append("，接着写")
+    assert _row(store, mid)["content"] == "已经写好的开头，接着写" and _row(store, mid)["status"] == "incomplete"
+    w.revert(before)
+    assert _row(store, mid) == before
+    w.save()  # a late periodic save after the revert writes nothing
+    assert _row(store, mid) == before

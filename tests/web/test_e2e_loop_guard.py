@@ -1,7 +1,7 @@
 """The loop guard in the browser (Debian's Chromium; a FakeEngine that runs the real guard over
 its characters, since the reply must loop on cue): the repeated copies the page had shown are
-dropped, and the reply says it was stopped because it was repeating itself, with
-Regenerate; Regenerate answers again."""
+dropped, and the reply says it was stopped because it was repeating itself, with Continue and
+Regenerate; Continue goes on in the same reply (kept after a reload), Regenerate answers again."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ LOOPED = HEAD + LINE * 15
 
 
 def test_a_looping_reply_is_cut_and_says_why(browser: Any, tmp_path: Path) -> None:
-    replies = [LOOPED, "换一种说法的新回答。"]
+    replies = [LOOPED, "后面还有新的一句。", "换一种说法的新回答。"]
     with xiaoq_server(lambda s: FakeEngine(s, replies=replies, delay=0.002), tmp_path / "g.db", loop_guard=True) as url:
         with open_page(browser, url) as (page, watch):
             page.goto(url + "/")
@@ -35,7 +35,15 @@ def test_a_looping_reply_is_cut_and_says_why(browser: Any, tmp_path: Path) -> No
             expect(answer.locator(".md")).to_contain_text("这一行会一遍又一遍地出现在回答里。")
             assert answer.locator(".md p").count() == 2  # the head and one copy of the line
             screenshot(page, "loop-guard-notice")
-            notice.locator("button.regenerate").click()
+            notice.locator("button.continue").click()  # goes on in the same reply
+            expect(answer.locator(".md")).to_contain_text("后面还有新的一句。")
+            expect(page.locator(".msg-assistant")).to_have_count(1)
+            expect(page.locator(".notice-repetition")).to_have_count(0)
+            page.reload()  # stored as one reply
+            reloaded = page.locator(".msg-assistant").last.locator(".md")
+            expect(reloaded).to_contain_text("后面还有新的一句。")
+            assert reloaded.inner_text().count("这一行会一遍又一遍地出现在回答里。") == 1
+            page.locator(".msg-assistant").last.get_by_role("button", name="重新生成").click()
             expect(page.locator(".msg-assistant").last.locator(".md")).to_have_text("换一种说法的新回答。")
             expect(page.locator(".notice-repetition")).to_have_count(0)
             watch.assert_clean()

@@ -62,4 +62,16 @@ describe('MessageItem', () => {
     const plain = mount(MessageItem, { props: { message: answer({ finish_reason: 'stop' }), isLast: true } })
     expect(plain.find('.notice-repetition').exists()).toBe(false)
   })
+
+  it('offers Continue on a reply cut by max_tokens or the loop guard, only on the last one', () => {
+    const cut = mount(MessageItem, { props: { message: answer({ finish_reason: 'length' }), isLast: true } })
+    expect(cut.find('.notice-length').text()).toContain('回答达到了长度上限')
+    expect(cut.find('.notice-length button.continue').text()).toBe('继续')
+    const looped = mount(MessageItem, { props: { message: answer({ finish_reason: 'repetition' }), isLast: true } })
+    expect(looped.find('.notice-repetition button.continue').exists()).toBe(true)
+    const older = mount(MessageItem, { props: { message: answer({ finish_reason: 'length' }), isLast: false } })
+    expect(older.find('.notice-length button').exists()).toBe(false)
+    const stopped = mount(MessageItem, { props: { message: answer({ finish_reason: 'cancelled', status: 'incomplete' }), isLast: true } })
+    expect(stopped.find('button.continue').exists()).toBe(false)
+  })
 })

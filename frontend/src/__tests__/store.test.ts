@@ -338,4 +338,31 @@ describe('the loop guard', () => {
     expect(state.messages[1]).toMatchObject({ id: 2, content: '答案😀：好的。还有别的。', finish_reason: 'stop', status: 'complete' })
     expect(f.calls.some((c) => c.url.endsWith('/api/conversations/c1/continue'))).toBe(true)
   })
+
+  it('a Continue that fails shows the reply as the server kept it', async () => {
+    const f = installFakeFetch()
+    const kept = { ...CONV, messages: [
+      { id: 1, role: 'user', content: 'q', status: 'complete' },
+      { id: 2, role: 'assistant', content: '一二三', status: 'complete', finish_reason: 'length' },
+    ] }
+    f.on('GET', /\/api\/conversations\/c1$/, () => jsonResponse(kept))
+    f.on('GET', /\/api\/conversations\?/, () => jsonResponse({ data: [CONV] }))
+    f.on('POST', /\/continue$/, (_c, signal) => {
+      const s = sseResponse(signal)
+      queueMicrotask(() => {
+        s.push({ start: true, message_id: 2 })
+        s.push({ token: '四五' })
+        s.push({ error: { message: 'engine failed', type: 'server_error', code: 'model_error' }, message_id: 2 })
+        s.close()
+      })
+      return s.response
+    })
+    await openConversation('c1')
+    await continueReply()
+    await settle()
+    expect(state.messages.map((m) => m.content)).toEqual(['q', '一二三'])
+    expect(state.messages[1].finish_reason).toBe('length')
+    expect(state.banner).toContain('engine failed')
+  })
 })
+

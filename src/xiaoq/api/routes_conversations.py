@@ -168,6 +168,16 @@ async def regenerate(
     return stream_turn(turn, metrics, started, draining)
 
 
+@router.post(ROUTE + "/{conversation_id}/continue", response_class=EventStream, responses=SSE_RESPONSE)
+async def continue_reply(
+    conversation_id: ConversationId, service: ConversationsDep, metrics: MetricsDep, draining: DrainingDep, body: Optional[SamplingBody] = None
+) -> EventStream:
+    """The model goes on with the last reply where it stopped, appending to the same message."""
+    started = time.perf_counter()
+    turn = await service.continue_reply(conversation_id, (body or SamplingBody()).overrides())
+    return stream_turn(turn, metrics, started, draining)
+
+
 @router.post(
     ROUTE + "/{conversation_id}/messages/{message_id}/edit", response_class=EventStream, responses=SSE_RESPONSE
 )

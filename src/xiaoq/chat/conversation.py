@@ -3,7 +3,8 @@ with a ``conversation_id`` and the terminal chat alike.
 
 It owns one thing, the registry of running turns (one reply at a time per conversation: a second
 one is a 409, so turns never interleave), and decides what a turn answers: a new question
-(:meth:`send`), the last one again (:meth:`regenerate`), or an edited one (:meth:`edit`). The life
+(:meth:`send`), the last one again (:meth:`regenerate`), an edited one (:meth:`edit`), or more of
+the last reply (:meth:`continue_reply`). The life
 of a turn is in ``chat/turn.py``; the budget and summaries in ``chat/summaries.py``. The store is
 synchronous, so every call goes through ``asyncio.to_thread``.
 """
@@ -130,6 +131,21 @@ class ConversationService:
             if messages[i]["role"] != "user":
                 raise InvalidRequest("Only user messages can be edited.", code="not_a_user_message")
             return self._spec(conv, messages[:i], content, overrides, None, messages[i:])
+
+        return await self._turn(conversation_id, spec)
+
+    async def continue_reply(self, conversation_id: str, overrides: Optional[SamplingOverrides] = None) -> ReplyTurn:
+        """Let the model go on with its last reply (cut by ``max_tokens``, stopped, or ended by the
+        loop guard), appending to the same message; it is written back as it was unless the
+        continuation completes."""
+
+        async def spec(conv: dict[str, Any], messages: list[dict[str, Any]]) -> TurnSpec:
+            if len(messages) < 2 or messages[-1]["role"] != "assistant" or messages[-2]["role"] != "user" or not messages[-1]["content"]:
+                raise InvalidRequest("The conversation does not end with a reply to continue.", code="nothing_to_continue")
+            user, reply = messages[-2], messages[-1]
+            made = self._spec(conv, messages[:-2], user["content"], overrides, user["id"])
+            made.continues = reply
+            return made
 
         return await self._turn(conversation_id, spec)
 

@@ -17,6 +17,10 @@ The life of a turn, in order (:func:`open_turn`, then :meth:`ReplyTurn.events`):
    REPLACES messages (regenerate, edit) deletes them in the same write when it completes, and
    otherwise discards itself: the conversation keeps its previous reply until a new one exists.
 
+A turn that CONTINUES a stored reply (``TurnSpec.continues``) sends the reply so far as an open
+assistant message (``continue_last``), streams into that same row, and, unless it completes,
+writes the row back as it was: a stopped or failed continue leaves the reply untouched.
+
 Events are plain dicts in the wire shapes of ``docs/api.md``; the API only frames them as SSE.
 """
 
@@ -24,13 +28,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, AsyncIterator, Callable, Optional
 
 from xiaoq.chat.budget import BudgetPlan
 from xiaoq.chat.fences import FenceRepairer
 from xiaoq.chat.summaries import Planned, Summaries, SummaryRun
-from xiaoq.engine.types import Engine, Generation, GenerationRequest, GenerationResult, SamplingParams, Timings, Usage
+from xiaoq.engine.types import ChatMessage, Engine, Generation, GenerationRequest, GenerationResult, SamplingParams, Timings, Usage
 from xiaoq.errors import EngineError, NotFound, XiaoQError
 from xiaoq.store import ReplyWriter, Store
 
@@ -51,6 +55,7 @@ class TurnSpec:
     sampling: SamplingParams
     user_message_id: Optional[int] = None  # the stored question; None: store ``question`` as new
     replaces: list[int] = field(default_factory=list)  # deleted when the reply completes
+    continues: Optional[dict[str, Any]] = None  # the stored reply this turn goes on with
 
 
 @dataclass
@@ -69,18 +74,31 @@ async def open_turn(deps: TurnDeps, spec: TurnSpec, turn: "ReplyTurn") -> "Reply
             user = await asyncio.to_thread(deps.store.add_message, spec.conversation_id, "user", spec.question)
             spec.user_message_id = user["id"]
             new_rows.append(user["id"])
-        planned = await deps.summaries.plan(spec.conversation_id, spec.system, spec.past, spec.question, spec.sampling.max_tokens)
+        if spec.continues:
+            # A continuation is not repaired: the repairer judges fences from a reply's first line
+            # and would misread one that closes a block opened before the cut.
+            turn.repairer = None
+            turn.reply_tokens = await _reply_tokens(deps.engine, spec.continues)
+        # The reply so far is part of the prompt: the plan keeps room for it as for the answer.
+        room = spec.sampling.max_tokens + turn.reply_tokens
+        planned = await deps.summaries.plan(spec.conversation_id, spec.system, spec.past, spec.question, room)
         await turn.admit(planned)
-        reply = await asyncio.to_thread(deps.store.add_message, spec.conversation_id, "assistant", "", "incomplete", budget=planned.plan.report)
+        reply = spec.continues or await asyncio.to_thread(
+            deps.store.add_message, spec.conversation_id, "assistant", "", "incomplete", budget=planned.plan.report
+        )
     except BaseException:
         turn.cancel()
         deps.release(turn)
         if new_rows:
             await asyncio.to_thread(deps.store.delete_messages, spec.conversation_id, new_rows)
         raise
-    turn.writer = ReplyWriter(deps.store, reply["id"])
+    turn.writer = ReplyWriter(deps.store, reply["id"], text=reply["content"])
     turn.new_rows = new_rows
     return turn
+
+
+async def _reply_tokens(engine: Engine, reply: Optional[dict[str, Any]]) -> int:
+    return len(await asyncio.to_thread(engine.tokenize, reply["content"])) if reply else 0
 
 
 class ReplyTurn:
@@ -94,7 +112,8 @@ class ReplyTurn:
         self.planned: Optional[Planned] = None
         self.summary: Optional[SummaryRun] = None
         self.generation: Optional[Generation] = None
-        self.repairer = FenceRepairer()
+        self.repairer: Optional[FenceRepairer] = FenceRepairer()
+        self.reply_tokens = 0  # tokens of the continued reply's stored text
         self._raw: list[str] = []  # the engine's text before fence repair (the loop guard counts in it)
         self.stopped = False
         self.final: Optional[dict[str, Any]] = None  # the stored reply once settled
@@ -130,9 +149,11 @@ class ReplyTurn:
     async def _submit(self, plan: BudgetPlan) -> None:
         assert self.planned is not None
         self.planned.plan = plan
-        sampling = self.spec.sampling
-        sampling.max_tokens = plan.max_tokens
-        request = GenerationRequest(messages=plan.messages, sampling=sampling, affinity_key=self.conversation_id)
+        reply = self.spec.continues
+        messages = plan.messages if reply is None else [*plan.messages, ChatMessage(role="assistant", content=reply["content"])]
+        max_tokens = plan.max_tokens if reply is None else max(1, min(self.spec.sampling.max_tokens, plan.max_tokens - self.reply_tokens))
+        sampling = replace(self.spec.sampling, max_tokens=max_tokens)
+        request = GenerationRequest(messages=messages, sampling=sampling, affinity_key=self.conversation_id, continue_last=reply is not None)
         self.generation = await self.deps.engine.submit(request)
         if self.stopped:
             self.generation.cancel()
@@ -181,11 +202,11 @@ class ReplyTurn:
         runs when the next event is requested), so the stored text never runs ahead of the sent."""
         async for piece in _stall_saving(pieces, self._writer()):
             self._raw.append(piece)
-            out = self.repairer.feed(piece)
+            out = self.repairer.feed(piece) if self.repairer else piece
             if out:
                 yield out
                 await self._keep(out)
-        rest = self.repairer.flush()
+        rest = self.repairer.flush() if self.repairer else ""
         if rest:
             yield rest
             await self._keep(rest)
@@ -195,13 +216,16 @@ class ReplyTurn:
         length in characters of the text sent (which went through fence repair)."""
         if result.text_length is None:
             return None
-        repairer = FenceRepairer()
-        kept = repairer.feed("".join(self._raw)[: result.text_length]) + repairer.flush()
-        sent = self._writer().text
+        kept = "".join(self._raw)[: result.text_length]
+        if self.repairer is not None:
+            repairer = FenceRepairer()
+            kept = repairer.feed(kept) + repairer.flush()
+        base = len(self.spec.continues["content"]) if self.spec.continues else 0
+        sent = self._writer().text[base:]
         n = 0
         while n < min(len(kept), len(sent)) and kept[n] == sent[n]:
             n += 1
-        self._writer().cut(n)
+        self._writer().cut(base + n)
         return n
 
     async def _keep(self, text: str) -> None:
@@ -247,9 +271,10 @@ class ReplyTurn:
         if error is not None:
             fields["error"] = error
         if result is not None:
+            earlier = (self.spec.continues or {}).get("completion_tokens") or 0
             fields.update(
                 prompt_tokens=result.usage.prompt_tokens,
-                completion_tokens=result.usage.completion_tokens,
+                completion_tokens=earlier + result.usage.completion_tokens,
                 cached_tokens=result.usage.cached_tokens,
                 timings=result.timings.to_dict(result.usage.completion_tokens),
             )
@@ -260,7 +285,9 @@ class ReplyTurn:
     def _write_final(self, status: str, fields: dict[str, Any]) -> None:
         writer = self._writer()
         try:
-            if self.spec.replaces and status != "complete":
+            if self.spec.continues and status != "complete":
+                writer.revert(self.spec.continues)
+            elif self.spec.replaces and status != "complete":
                 writer.discard(self.conversation_id, self.new_rows)
             else:
                 self.final = writer.finish(status, replaces=self.spec.replaces, **fields)

@@ -267,6 +267,16 @@ class Store:
                 conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, row[0]))
         return self.get_message(message_id)
 
+    def restore_message(self, message: dict[str, Any]) -> None:
+        """Write ``message`` (a dict from :meth:`get_message`) back over its row, ``updated_at``
+        included: a continued reply that did not complete leaves no trace of the attempt."""
+        fields = {k: message[k] for k in _MESSAGE_FIELDS}
+        cols, vals = _message_fields(fields)
+        sets = ["content = ?", "status = ?", "updated_at = ?", *(f"{c} = ?" for c in cols)]
+        params = [message["content"], message["status"], message["updated_at"], *vals]
+        with self.db.write() as conn:
+            conn.execute(f"UPDATE messages SET {', '.join(sets)} WHERE id = ?", (*params, message["id"]))
+
     def get_messages(self, conversation_id: str) -> list[dict[str, Any]]:
         """All messages of a conversation in order (no NotFound: an unknown id gives [])."""
         rows = self.db.query(f"SELECT {_MSG_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY id", (conversation_id,))
@@ -563,6 +573,13 @@ class ReplyWriter:
         with self._lock:
             self.finished = True
             self.store.delete_messages(conversation_id, [self.message_id, *also])
+
+    def revert(self, original: dict[str, Any]) -> None:
+        """Put the row back as ``original`` instead of finishing it: a continue that did not
+        complete leaves the reply as it was before the attempt (periodic saves included)."""
+        with self._lock:
+            self.finished = True
+            self.store.restore_message(original)
 
     async def afinish(self, status: str = "complete", **fields: Any) -> dict[str, Any]:
         return await asyncio.to_thread(self.finish, status, **fields)
