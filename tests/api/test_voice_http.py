@@ -24,7 +24,8 @@ from tests.voice.helpers import ENGLISH_SENTENCES, espeak_wav, reencode, wav_sec
 
 @pytest.fixture(scope="module")
 def url(tiny_gguf: Path) -> Iterator[str]:
-    settings = make_settings(ctx=4096, max_tokens=4000, parallel=2, queue=4, threads=1, kv_cache_mb=16)
+    # Two decode threads on two CPUs, as on the machines XiaoQ targets: speech work must make room.
+    settings = make_settings(ctx=4096, max_tokens=4000, parallel=2, queue=4, threads=2, cpus="0,1", kv_cache_mb=16)
     app = create_app(settings, LlamaEngine(tiny_gguf, settings), web_dir=None)
     with serve(app) as base:
         wait_health(base)
@@ -117,6 +118,21 @@ def test_config_and_metrics_report_voice(url: str) -> None:
     assert voice["tts"]["engine"] == "espeak" and {"en", "zh"} <= set(voice["tts"]["languages"])
     metrics = httpx.get(url + "/metrics").text
     assert "xiaoq_voice_asr_requests_total" in metrics and "xiaoq_voice_tts_characters_total" in metrics
+
+
+def _metric(url: str, name: str) -> float:
+    for line in httpx.get(url + "/metrics").text.splitlines():
+        if line.startswith(f"xiaoq_{name} "):
+            return float(line.split()[1])
+    raise AssertionError(f"xiaoq_{name} not in /metrics")
+
+
+def test_each_speech_job_borrows_a_decode_core_from_the_real_engine(url: str) -> None:
+    before = _metric(url, "cores_lent_total")
+    assert _transcribe(url, espeak_wav("Turn on the light.")).status_code == 200
+    assert httpx.post(url + "/v1/audio/speech", json={"input": "Done."}, timeout=60).status_code == 200
+    assert _metric(url, "cores_lent_total") >= before + 2  # one transcription, one sentence
+    assert _metric(url, "decode_threads") == 2  # every core back once they finished
 
 
 def _token_gaps(url: str, stop: threading.Event, gaps: list[tuple[float, float]]) -> None:

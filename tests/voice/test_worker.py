@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+from typing import Iterator
 
 import pytest
 
@@ -42,4 +44,28 @@ def test_a_full_queue_answers_busy() -> None:
         worker.submit(lambda: None).result(10)  # room again once they finished
     finally:
         gate.set()
+        worker.shutdown()
+
+
+def test_each_job_runs_pinned_to_one_cpu_with_a_core_lent_by_the_engine() -> None:
+    held: list[str] = []
+
+    @contextlib.contextmanager
+    def lend_core() -> Iterator[None]:
+        held.append("lent")
+        yield
+        held.append("returned")
+
+    worker = LowPriorityWorker("test", lend_core=lend_core)
+    try:
+        def probe() -> tuple[set[int], list[str]]:
+            return os.sched_getaffinity(0), list(held)
+
+        cpus, seen = worker.submit(probe).result(10)
+        allowed = os.sched_getaffinity(0)
+        assert seen == ["lent"]  # the core is lent while the job runs
+        assert held == ["lent", "returned"]
+        assert cpus == ({max(allowed)} if len(allowed) > 1 else allowed)
+        assert os.sched_getaffinity(0) == allowed  # the caller keeps every CPU
+    finally:
         worker.shutdown()

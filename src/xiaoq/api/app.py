@@ -27,6 +27,7 @@ from xiaoq.api.middleware import ApiKeyMiddleware
 from xiaoq.api.streaming import Draining
 from xiaoq.api.web import WEB_DIR, SecurityHeadersMiddleware, WebUI, is_web_path
 from xiaoq.config import Settings, is_postgres_url
+from xiaoq.engine.cores import core_lender
 from xiaoq.engine.types import Engine
 from xiaoq.errors import NotFound, XiaoQError
 from xiaoq.origins import normalize_host_pattern
@@ -161,7 +162,7 @@ def create_app(
     app.state.draining = Draining()  # started by api/shutdown.py's server on SIGTERM
     app.state.load_error = None
     app.state.conversations = None
-    app.state.voice = voice if voice is not None else VoiceService(settings)
+    app.state.voice = voice if voice is not None else VoiceService(settings, lend_core=core_lender(engine))
     app.state.kb = None
     app.state.kb_jobs = None
 

@@ -44,6 +44,8 @@ STAT_HELP = {
     "kv_cache_bytes": "Bytes held by the KV state cache",
     "kv_cache_entries": "Entries in the KV state cache",
     "kv_cache_capacity_bytes": "Byte cap of the KV state cache",
+    "decode_threads": "Threads llama.cpp decodes with now (one fewer while speech work holds a core)",
+    "cores_lent_total": "Speech jobs that made decoding give up a core while they ran",
     "voice_asr_requests_total": "Audio uploads transcribed",
     "voice_asr_audio_seconds_total": "Seconds of audio transcribed",
     "voice_asr_busy_seconds_total": "Seconds the ASR thread spent decoding and transcribing",

@@ -41,11 +41,12 @@ def serve(**given: Any) -> None:
     setup_logging(settings.log_level, settings.log_format)
     from xiaoq.store import open_store
 
+    from xiaoq.engine.cores import core_lender
     from xiaoq.voice.service import VoiceService
 
     engine = make_engine(settings, path)
     store = open_store(settings.database())  # created and migrated on first start
-    voice = VoiceService(settings)
+    voice = VoiceService(settings, lend_core=core_lender(engine))
     voice.warm()  # the ASR model loads on its own thread while llama.cpp loads the chat model
     fatal = _FatalExit()
     app = create_app(settings, engine, store=store, voice=voice, on_fatal=fatal)

@@ -270,6 +270,15 @@ class LlamaModel:
         self.batch.raw.n_tokens = self.batch.n
         return C.llama_decode(self.ctx, self.batch.raw)
 
+    @property
+    def threads(self) -> int:
+        """Threads llama.cpp decodes with now."""
+        return int(C.llama_n_threads(self.ctx))
+
+    def set_threads(self, n: int) -> None:
+        """Decode (and prefill) on ``n`` threads from the next ``llama_decode`` on."""
+        C.llama_set_n_threads(self.ctx, n, n)
+
     def warmup(self) -> None:
         """One throwaway decode (as llama-server does), so the first user does not pay for the
         compute graph's allocation and the weights' first page-in."""

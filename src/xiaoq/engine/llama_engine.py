@@ -22,15 +22,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, TypeVar
+from typing import Any, Callable, ContextManager, Iterator, Optional, TypeVar
 
 from ..config import Settings, default_system_prompt
 from ..errors import ContextLengthExceeded, EngineError, InvalidRequest, ModelError, ModelLoading
 from .context import LlamaModel
+from .cores import CoreShare
 from .scheduler import Scheduler
 from .template import ChatTemplate
 from .types import ChatMessage, Generation, GenerationRequest
@@ -58,6 +60,8 @@ class LlamaEngine:
         self._tokenizer_id = self.model_name
         self._failure: Optional[str] = None
         self._failed = asyncio.Event()
+        #: Cores lent to speech work take decode threads away (see cores.py).
+        self.cores = CoreShare(settings.threads, _cpu_count(settings))
         # Tokenizing runs in worker threads; close() waits for them before freeing the model.
         self._users = 0
         self._users_cv = threading.Condition()
@@ -130,6 +134,7 @@ class LlamaEngine:
             n_ctx=s.ctx,
             cache_bytes=s.kv_cache_mb * 1024 * 1024,
             default_seed=s.seed,
+            cores=self.cores,
         )
         if s.kv_disk_mb > 0 and s.kv_cache_mb > 0:  # states evicted from RAM spill to disk
             from .kv_spill import DiskSpill, model_fingerprint
@@ -149,6 +154,11 @@ class LlamaEngine:
         model, self._model = self._model, None
         if model is not None:
             model.close()
+
+    def lend_core(self) -> ContextManager[None]:
+        """Hold a core for other CPU work (a speech job): decoding uses one thread fewer meanwhile
+        when its threads would otherwise fill every CPU."""
+        return self.cores.lend()
 
     def call_on_scheduler(self, fn: Callable[[], T], timeout: float = 600.0) -> T:
         """Run ``fn`` on the scheduler thread and wait for it (from any thread but that one):
@@ -296,6 +306,8 @@ class LlamaEngine:
             "kv_cache_bytes": sched.cache.bytes,
             "kv_cache_entries": len(sched.cache) - (len(spill) if spill is not None else 0),
             "kv_cache_capacity_bytes": sched.cache.max_bytes,
+            "decode_threads": sched.decode_threads,
+            "cores_lent_total": self.cores.lent_total,
         }
         if spill is not None:  # the disk tier: kv_disk_entries/bytes/capacity/hits/writes/loads/errors
             stats.update(spill.stats())
@@ -314,3 +326,11 @@ def _split_on_marks(text: str, marks: list[str]) -> Optional[list[str]]:
         pos = i + len(mark)
     out.append(text[pos:])
     return out
+
+
+def _cpu_count(settings: Settings) -> int:
+    """CPUs the decode threads share: ``--cpus`` when given, else the ones this process may use."""
+    pinned = settings.cpu_set()
+    if pinned:
+        return len(pinned)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

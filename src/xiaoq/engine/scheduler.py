@@ -43,6 +43,7 @@ from typing import Any, Callable, Optional
 
 from ..errors import Busy, EngineError, ModelError
 from .context import LlamaModel
+from .cores import CoreShare
 from .kv_cache import StateCache, common_prefix_len
 from .loops import StreamGuard
 from .types import Generation, GenerationResult, SamplingParams, Timings, Usage
@@ -133,8 +134,15 @@ class Counters:
 class Scheduler:
     """Owns the slots, the waiting queue and the decode loop thread."""
 
-    def __init__(self, model: LlamaModel, *, n_slots: int, queue_size: int, n_ctx: int, cache_bytes: int, default_seed: Optional[int]):
+    def __init__(
+        self, model: LlamaModel, *, n_slots: int, queue_size: int, n_ctx: int, cache_bytes: int, default_seed: Optional[int],
+        cores: Optional[CoreShare] = None,
+    ):
         self.model = model
+        #: Decode threads for each step: fewer while a core is lent to speech work (see cores.py).
+        self.cores = cores or CoreShare(model.threads, model.threads)
+        #: The thread count llama.cpp's context holds (read by stats from other threads).
+        self.decode_threads = model.threads
         self.n_ctx = n_ctx
         self.queue_size = queue_size
         self.default_seed = default_seed
@@ -453,6 +461,7 @@ class Scheduler:
 
         if self.model.deterministic:
             self.model.pad_for_invariance()
+        self._apply_threads()
         rc = self.model.decode()
         c = self.counters
         c.decode_steps_total += 1
@@ -479,6 +488,12 @@ class Scheduler:
                 c.prompt_tokens_evaluated_total += s.n_chunk
             if s.i_batch >= 0:
                 on_token(s, sample(s.sampler, s.i_batch))
+
+    def _apply_threads(self) -> None:
+        n = self.cores.threads
+        if n != self.decode_threads:
+            self.model.set_threads(n)
+            self.decode_threads = self.model.threads
 
     def _on_token(self, s: Slot, tok: int) -> None:
         now = time.perf_counter()

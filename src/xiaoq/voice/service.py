@@ -12,7 +12,8 @@ import asyncio
 import threading
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Optional, TypeVar
+from contextlib import nullcontext
+from typing import Any, AsyncIterator, Callable, ContextManager, Optional, TypeVar
 
 from xiaoq.config import Settings
 from xiaoq.errors import InvalidRequest, VoiceUnavailable
@@ -96,12 +97,16 @@ class _Lazy:
 class VoiceService:
     """Transcribe uploads and speak text, off the event loop, one job at a time per engine."""
 
-    def __init__(self, settings: Settings, asr: Optional[ASREngine] = None, tts: Optional[TTSEngine] = None):
+    def __init__(
+        self, settings: Settings, asr: Optional[ASREngine] = None, tts: Optional[TTSEngine] = None,
+        lend_core: Callable[[], ContextManager[None]] = nullcontext,
+    ):
+        """``lend_core``: the chat engine's, so decoding makes room while a speech job runs."""
         self.settings = settings
         self._asr = _Lazy((lambda: asr) if asr is not None else (lambda: build_asr(settings)), "Speech recognition is off on this server (--asr off).")
         self._tts = _Lazy((lambda: tts) if tts is not None else (lambda: build_tts(settings)), "Speech synthesis is off on this server (--tts off).")
-        self.asr_worker = LowPriorityWorker("asr")
-        self.tts_worker = LowPriorityWorker("tts")
+        self.asr_worker = LowPriorityWorker("asr", lend_core=lend_core)
+        self.tts_worker = LowPriorityWorker("tts", lend_core=lend_core)
         self.counters: dict[str, float] = {
             "voice_asr_requests_total": 0, "voice_asr_audio_seconds_total": 0.0, "voice_asr_busy_seconds_total": 0.0,
             "voice_tts_requests_total": 0, "voice_tts_characters_total": 0, "voice_tts_busy_seconds_total": 0.0,
