@@ -14,11 +14,13 @@ from typing import Annotated, Any, Literal, Optional
 from pydantic import BeforeValidator, Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from xiaoq.chat.language import is_chinese, reply_language  # noqa: F401  (is_chinese: used by callers of config)
+
 DEFAULT_REPO = "Qwen/Qwen2.5-0.5B-Instruct-GGUF"
 DEFAULT_MODELSCOPE_REPO = "qwen/Qwen2.5-0.5B-Instruct-GGUF"
 DEFAULT_QUANT = "q4_k_m"
 
-#: One line per language: the model gets the line in the language of the user's message
+#: One line per language: the model gets the line in the language its reply should be in
 #: (:func:`default_system_prompt`), each naming that language only (an English line that mentioned
 #: Chinese made it answer English poems in Chinese). No code fence in it: a 0.5B model imitates one
 #: (with "e.g. ```python" here it wrapped emails and poems in ```python blocks; eval/quality.py
@@ -32,27 +34,17 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 
 
-def _han(ch: str) -> bool:
-    return "\u3400" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff"
-
-
-def is_chinese(text: str) -> bool:
-    """Mostly Chinese: a Han character weighs as much as four Latin letters (about a word)."""
-    han = sum(map(_han, text))
-    latin = sum(ch.isascii() and ch.isalpha() for ch in text)
-    return han > 0 and han * 4 >= latin
-
-
 def default_system_prompt(configured: str, message: str) -> str:
     """The system prompt for a request that brings none. XiaoQ's own default has a Chinese and an
-    English line; the model gets the one in the language of the user's message, because a
-    bilingual prompt pulls a 0.5B model towards one language (measured by eval/quality.py: told to
-    write Chinese emails in Chinese, it also wrote English poems in Chinese). An operator's prompt
-    is used as it is."""
+    English line; the model gets the one in the language the reply should be in
+    (:func:`xiaoq.chat.language.reply_language`: a translation's target, else the message's own),
+    because a bilingual prompt pulls a 0.5B model towards one language (measured by
+    eval/quality.py: told to write Chinese emails in Chinese, it also wrote English poems in
+    Chinese). An operator's prompt is used as it is."""
     if configured != DEFAULT_SYSTEM_PROMPT:
         return configured
     zh, en = DEFAULT_SYSTEM_PROMPT.split("\n", 1)
-    return zh if is_chinese(message) else en
+    return zh if reply_language(message) == "zh" else en
 
 
 def physical_cores() -> int:

@@ -24,7 +24,7 @@ def test_xiaoq_default_comes_in_the_language_of_the_message_an_operator_prompt_a
     zh, en = DEFAULT_SYSTEM_PROMPT.split("\n", 1)
     assert default_system_prompt(DEFAULT_SYSTEM_PROMPT, "帮我写一封请假邮件") == zh
     assert default_system_prompt(DEFAULT_SYSTEM_PROMPT, "Write a poem about rain.") == en
-    assert default_system_prompt(DEFAULT_SYSTEM_PROMPT, "Translate into English: 我明天要去医院看牙医。") == zh
+    assert default_system_prompt(DEFAULT_SYSTEM_PROMPT, "Translate into English: 我明天要去医院看牙医。") == en  # the target
     assert default_system_prompt("Be brief.", "帮我写一封请假邮件") == "Be brief."
     assert default_system_prompt("", "hi") == ""
 
