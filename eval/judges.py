@@ -180,3 +180,33 @@ def fenced_prose(text: str) -> bool:
     """A reply that puts prose in a code fence (an email, poem or translation wrapped in ```python
     or ```text): any fenced block in a reply to a request that needs no code."""
     return bool(code_blocks(text))
+
+
+@dataclass(frozen=True)
+class LengthChange:
+    """Prompts whose mean reply is more than 10 % shorter than before, of those compared, and the
+    ratio of the total lengths (after / before)."""
+
+    shorter: int
+    compared: int
+    total_ratio: float
+
+
+def mean_lengths(rows: list[dict], sample: Optional[int] = None) -> dict[str, float]:
+    """Mean reply length in characters per prompt id (failed replies left out), over every sample
+    or over one (``sample``: the number after ``#`` in a row's key)."""
+    acc: dict[str, list[int]] = {}
+    for r in rows:
+        if not r["error"] and (sample is None or r["key"].endswith(f"#{sample}")):
+            acc.setdefault(r["id"], []).append(len(r["text"]))
+    return {k: sum(v) / len(v) for k, v in acc.items()}
+
+
+def length_change(before: dict[str, float], after: dict[str, float], leave_out: frozenset[str] | set[str] = frozenset()) -> LengthChange:
+    """Compare the prompts both have, except ``leave_out`` (e.g. prompts whose reply looped or ran
+    to the cap before: shortening those is the point). One sampled reply's length varies a lot,
+    so read this next to the same figure between two samples of one run (the noise)."""
+    common = [k for k in after if k in before and before[k] > 0 and k not in leave_out]
+    shorter = sum(after[k] < 0.9 * before[k] for k in common)
+    total = sum(before[k] for k in common)
+    return LengthChange(shorter, len(common), sum(after[k] for k in common) / total if total else 0.0)

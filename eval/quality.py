@@ -268,19 +268,23 @@ def pct(a: int, b: int) -> str:
     return f"{a}/{b} ({100 * a / b:.1f} %)" if b else "–"
 
 
-def shorter(base: list[dict], rows: list[dict]) -> tuple[int, int, float]:
-    """Prompts whose mean reply (chars) is more than 10 % shorter than in ``base``; mean ratio."""
-    def by_id(rs: list[dict]) -> dict[str, float]:
-        acc: dict[str, list[int]] = {}
-        for r in rs:
-            if not r["error"]:
-                acc.setdefault(r["id"], []).append(len(r["text"]))
-        return {k: sum(v) / len(v) for k, v in acc.items()}
+def length_rows(runs: list[tuple[str, list[dict]]], stats: list[dict[str, Any]]) -> list[tuple[str, list[str]]]:
+    """The length check: prompts more than 10 % shorter than in the first column (its looped and
+    capped replies left out: cutting those is the point) and the total length ratio; beside it,
+    the same between the first column's samples 0 and 1, which is what sampling alone does."""
+    base = runs[0][1]
+    fixed = {k.split("#")[0] for k in stats[0]["loop_keys"]} | {r["id"] for r in base if r["finish_reason"] == "length"}
+    before = judges.mean_lengths(base)
 
-    b, a = by_id(base), by_id(rows)
-    common = [k for k in a if k in b and b[k] > 0]
-    ratios = [a[k] / b[k] for k in common]
-    return sum(x < 0.9 for x in ratios), len(common), (sum(ratios) / len(ratios) if ratios else 0.0)
+    def cell(c: judges.LengthChange) -> str:
+        return f"{c.shorter}/{c.compared} prompts; total {c.total_ratio:.2f}"
+
+    out = [("prompts > 10 % shorter than the first column (its loops and cap runs left out); total length ratio",
+            ["–"] + [cell(judges.length_change(before, judges.mean_lengths(rows), fixed)) for _, rows in runs[1:]])]
+    noise = judges.length_change(judges.mean_lengths(base, 0), judges.mean_lengths(base, 1), fixed)
+    if noise.compared:
+        out.append(("the same between the first column's samples 0 and 1 (sampling noise)", [cell(noise)] + ["" for _ in runs[1:]]))
+    return out
 
 
 def report(args: argparse.Namespace) -> None:
@@ -305,15 +309,8 @@ def report(args: argparse.Namespace) -> None:
     row("mean reply: characters / tokens", lambda s, i: f"{s['chars']:.0f} / {s['tokens']:.0f}")
     row("mean time per reply (s; depends on the machine's load)", lambda s, i: f"{s['wall']:.1f}")
     if len(runs) > 1:
-        base = runs[0][1]
-
-        def sh(s: dict, i: int) -> str:
-            if i == 0:
-                return "–"
-            k, n, ratio = shorter(base, runs[i][1])
-            return f"{k}/{n} prompts; mean ratio {ratio:.2f}"
-
-        row("prompts > 10 % shorter than the first column", sh)
+        for name, cells in length_rows(runs, stats):
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     print("\n".join(lines))
     if args.verbose:
         for (label, _), s in zip(runs, stats):

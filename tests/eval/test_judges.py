@@ -47,3 +47,22 @@ def test_python_blocks_in_list_items_lose_the_item_indentation() -> None:
 def test_prose_in_a_fence() -> None:
     assert judges.fenced_prose("```python\nDear team,\nLunch is on Friday.\n```")
     assert not judges.fenced_prose("Dear team,\nLunch is on Friday.")
+
+
+def test_length_change_compares_prompt_means_and_totals() -> None:
+    before = {"a": 100.0, "b": 200.0, "c": 50.0}
+    after = {"a": 95.0, "b": 120.0, "d": 10.0}  # b is 40 % shorter; c and d are not in both
+    change = judges.length_change(before, after)
+    assert (change.shorter, change.compared) == (1, 2)
+    assert change.total_ratio == (95 + 120) / (100 + 200)
+    assert judges.length_change(before, after, leave_out={"b"}) == judges.LengthChange(0, 1, 0.95)
+
+
+def test_mean_lengths_per_prompt_skip_errors_and_can_take_one_sample() -> None:
+    rows = [
+        {"id": "a", "key": "a#0", "text": "x" * 10, "error": None},
+        {"id": "a", "key": "a#1", "text": "x" * 30, "error": None},
+        {"id": "b", "key": "b#0", "text": "", "error": "timeout"},
+    ]
+    assert judges.mean_lengths(rows) == {"a": 20.0}
+    assert judges.mean_lengths(rows, sample=1) == {"a": 30.0}
