@@ -5,7 +5,7 @@
 #   ./setup.sh          # to serve: a virtualenv in .venv, llama-cpp-python compiled for this CPU
 #                       # (see "Building llama.cpp" in README.md) and XiaoQ with its runtime dependencies
 #   ./setup.sh --test   # also the test tools (pip extra "test", which holds the voice extra), the
-#                       # front end's npm packages, Debian's espeak-ng (the voice tests speak with it), Debian's
+#                       # front end's npm packages (Pyodide among them, for the code runner), Debian's espeak-ng (the voice tests speak with it), Debian's
 #                       # postgresql (the store tests start a throwaway server)
 #                       # and Chromium for the browser tests (XIAOQ_SKIP_BROWSER=1: no Chromium)
 set -euo pipefail
@@ -133,6 +133,12 @@ if [ "$MODE" = test ]; then
      && { [ ! -f frontend/node_modules/.package-lock.json ] || [ frontend/package-lock.json -nt frontend/node_modules/.package-lock.json ]; }; then
     log "installing the front end's build tools"
     (cd frontend && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+
+  # Pyodide (the web UI's Python runner) is copied from npm into src/xiaoq/pyodide by npm ci's
+  # postinstall; git never holds its 13 MB. Copy it again when only the copy is missing.
+  if [ ! -f src/xiaoq/pyodide/pyodide.asm.wasm ] && [ -d frontend/node_modules/pyodide ] && command -v node >/dev/null; then
+    node frontend/scripts/pyodide.mjs
   fi
 fi
 

@@ -29,3 +29,20 @@ def test_the_build_requires_a_setuptools_that_reads_spdx_licenses() -> None:
     text = (ROOT / "pyproject.toml").read_text()
     floor = re.search(r'"setuptools>=(\d+)', text)
     assert floor and int(floor.group(1)) >= 77, "license = \"MIT\" (SPDX) needs setuptools >= 77"
+
+
+
+def test_the_wheel_ships_the_code_runner() -> None:
+    """The sandbox's scripts always, and Pyodide's files whenever npm has put them in src/xiaoq/pyodide."""
+    from fnmatch import fnmatch
+
+    from setuptools.config.pyprojecttoml import read_configuration
+
+    from xiaoq.api.routes_sandbox import PYODIDE_FILES
+
+    patterns = read_configuration(ROOT / "pyproject.toml")["tool"]["setuptools"]["package-data"]["xiaoq"]
+    package = ROOT / "src" / "xiaoq"
+    shipped = {p.relative_to(package).as_posix() for pattern in patterns for p in package.glob(pattern)}
+    assert {"sandbox/runner.js", "sandbox/pyworker.js", "sandbox/jsprelude.js"} <= shipped
+    for name in PYODIDE_FILES:
+        assert any(fnmatch(f"pyodide/{name}", pattern) for pattern in patterns), name

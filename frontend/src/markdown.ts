@@ -25,6 +25,13 @@ export interface RenderOptions {
   highlight?: (code: string, lang: string) => string | null
   /** MathML for a TeX formula, or null to show the TeX source (see math.ts). */
   math?: (tex: string, display: boolean) => string | null
+  /**
+   * Extra HTML for the n-th code block (0-based, in document order): `head` goes after the copy
+   * button, `after` below the code (the code runner's buttons and output). Sanitized like the rest.
+   */
+  codeExtras?: (index: number, lang: string) => { head: string; after: string } | null
+  /** Code blocks rendered so far (set during one render). */
+  blockCount?: number
 }
 
 const SAFE_LINK = /^(?:https?:|mailto:)/i
@@ -81,11 +88,14 @@ function codeBlock(content: string, lang: string, env: RenderOptions): string {
   const highlighted = lang && env.highlight ? env.highlight(content, lang) : null
   const body = highlighted ?? escapeHtml(content)
   const cls = lang ? ` language-${lang.toLowerCase()}` : ''
+  const index = env.blockCount ?? 0
+  env.blockCount = index + 1
+  const extras = env.codeExtras?.(index, lang) ?? { head: '', after: '' }
   return (
     '<div class="code-block"><div class="code-head">' +
-    `<span class="code-lang">${escapeHtml(lang || 'text')}</span>` +
-    `<button type="button" class="code-copy">${escapeHtml(env.copyLabel ?? 'Copy')}</button>` +
-    `</div><pre><code class="hljs${cls}">${body}</code></pre></div>\n`
+    `<span class="code-lang">${escapeHtml(lang || 'text')}</span><span class="code-actions">` +
+    `<button type="button" class="code-copy">${escapeHtml(env.copyLabel ?? 'Copy')}</button>${extras.head}` +
+    `</span></div><pre><code class="hljs${cls}">${body}</code></pre>${extras.after}</div>\n`
   )
 }
 
@@ -221,7 +231,7 @@ const ALLOWED_TAGS = [...MATHML_TAGS,
   'h5', 'h6', 'hr', 'i', 'img', 'kbd', 'li', 'ol', 'p', 'pre', 's', 'span', 'strong', 'sub',
   'sup', 'table', 'tbody', 'td', 'th', 'thead', 'tr', 'ul',
 ]
-const ALLOWED_ATTR = [...MATHML_ATTR, 'href', 'title', 'alt', 'src', 'class', 'target', 'rel', 'type', 'start', 'loading']
+const ALLOWED_ATTR = [...MATHML_ATTR, 'href', 'title', 'alt', 'src', 'class', 'target', 'rel', 'type', 'start', 'loading', 'disabled']
 
 let imagesAllowed = false
 
@@ -261,6 +271,6 @@ export function sanitizeHtml(html: string, opts: { allowImages?: boolean } = {})
 
 /** Markdown source (untrusted) -> sanitized HTML ready for v-html. */
 export function renderMarkdown(src: string, opts: RenderOptions = {}): string {
-  const env: RenderOptions = { ...opts }
+  const env: RenderOptions = { ...opts, blockCount: 0 }
   return sanitizeHtml(md.render(src, env), { allowImages: opts.allowImages })
 }

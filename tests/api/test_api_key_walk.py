@@ -1,6 +1,6 @@
 """With an API key, every route of the router needs it: the walk reads ``app.routes``, so a route
-added later is covered without touching this test. Only ``GET /health`` and the web UI's own files
-are public. A real server: uvicorn on 127.0.0.1, the real engine on the tiny GGUF, a real SQLite
+added later is covered without touching this test. Only ``GET /health``, the web UI's own files and
+the code runner's (its sandbox page, Pyodide's files) are public. A real server: uvicorn on 127.0.0.1, the real engine on the tiny GGUF, a real SQLite
 file, the built web UI."""
 
 from __future__ import annotations
@@ -77,7 +77,9 @@ def wrong_credentials() -> list[tuple[dict[str, str], dict[str, str]]]:
 def test_every_route_needs_the_key(keyed: tuple[str, FastAPI]) -> None:
     url, app = keyed
     walked = endpoints(app)
-    public = {("GET", "/health"), ("HEAD", "/health")}
+    # The code runner's sandbox page and Pyodide's index are public like the UI (the sandbox cannot
+    # send a key); /pyodide/<name> is public only for Pyodide's own file names.
+    public = {("GET", "/health"), ("HEAD", "/health"), ("GET", "/runner"), ("GET", "/pyodide/index.json")}
     statuses: Counter[int] = Counter()
     with httpx.Client(base_url=url, timeout=30) as client:
         for method, path in walked:

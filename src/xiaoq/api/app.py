@@ -25,6 +25,7 @@ from xiaoq.api.body_limits import RequestBodyMiddleware
 from xiaoq.api.browser_guard import BrowserGuardMiddleware, ListedOriginsCORS
 from xiaoq.api.middleware import ApiKeyMiddleware
 from xiaoq.api.streaming import Draining
+from xiaoq.api.routes_sandbox import PYODIDE_DIR, Pyodide, RunnerPage, is_sandbox_path
 from xiaoq.api.web import WEB_DIR, SecurityHeadersMiddleware, WebUI, is_web_path
 from xiaoq.config import Settings, is_postgres_url
 from xiaoq.engine.cores import core_lender
@@ -44,7 +45,7 @@ def public_path_checker(web: Optional[WebUI]) -> Callable[[str], bool]:
     the user for the key and sends it on API calls)."""
 
     def is_public(path: str) -> bool:
-        return path in PUBLIC_PATHS or (web is not None and is_web_path(path, web))
+        return path in PUBLIC_PATHS or (web is not None and (is_web_path(path, web) or is_sandbox_path(path)))
 
     return is_public
 
@@ -126,6 +127,15 @@ def _include_knowledge_bases(app: FastAPI, store: object) -> None:
     app.include_router(routes_embeddings.router)
 
 
+def _include_runner(app: FastAPI, pyodide_dir: Path) -> None:
+    """The code runner's sandbox page and Pyodide's files, served with the UI that uses them."""
+    from xiaoq.api import routes_sandbox
+
+    app.state.runner_page = RunnerPage.build()
+    app.state.pyodide = Pyodide(pyodide_dir)
+    app.include_router(routes_sandbox.router)
+
+
 def _mount_web_ui(app: FastAPI, web: WebUI) -> None:
     """Hook for the web UI (issue 4, ``api/web.py``): a catch-all GET route registered after every
     API route, so API paths win; anything that is not a file of the build is a JSON 404."""
@@ -145,12 +155,14 @@ def create_app(
     store: Optional[object] = None,
     web_dir: Optional[Path] = WEB_DIR,
     voice: Optional[VoiceService] = None,
+    pyodide_dir: Path = PYODIDE_DIR,
     on_fatal: Optional[Callable[[str], None]] = None,
 ) -> FastAPI:
     """Build the app. ``engine.start()`` runs in the background from the lifespan (``/health`` says
     "loading" until it is done); ``engine.close()`` runs at shutdown. ``store`` enables the
     conversations API; the web UI is served from ``web_dir`` when it holds a build (None: never).
-    ``voice`` defaults to the engines the settings name, built on first use.
+    ``voice`` defaults to the engines the settings name, built on first use. ``pyodide_dir``: where
+    the code runner finds Pyodide's files (served with the UI; absent, Python blocks cannot run).
     ``on_fatal(message)`` is called (on the event loop) when the engine fails to load or dies: the
     server cannot answer any more and should exit."""
     app = FastAPI(title="XiaoQ", version=__version__, lifespan=_lifespan, responses=COMMON_ERRORS)
@@ -186,6 +198,7 @@ def create_app(
     if web is not None and not web.available:
         web = None
     if web is not None:
+        _include_runner(app, pyodide_dir)
         _mount_web_ui(app, web)
     _add_guards(app, settings, web)
     # Outermost: every response, refusals included, carries its request id and gets its log line.
