@@ -89,23 +89,98 @@ def tts_stage(reps: int) -> dict[str, float]:
     return {"cpu_s": (_cpu() - c0) / reps, "wall_s": (time.perf_counter() - w0) / reps}
 
 
+def contention_stage(model: str, threads: int, seconds: float) -> dict[str, dict[str, float]]:
+    """A/B in one process, phase after phase, so both sides see the same machine: a chat stream's
+    tokens/s alone, while transcriptions and syntheses run back to back with the core lent
+    (the server's wiring) and without (speech niced only), then alone again."""
+    from bench.voice import espeak
+    from xiaoq.config import Settings
+    from xiaoq.engine.llama_engine import LlamaEngine
+    from xiaoq.engine.types import GenerationRequest, SamplingParams
+    from xiaoq.voice.service import VoiceService
+
+    settings = Settings(_env_file=None, threads=threads, parallel=1, kv_cache_mb=0, kv_disk_mb=0)
+    wav = espeak(QUESTION)
+
+    async def speech(service: VoiceService, until: float) -> tuple[int, float]:
+        jobs, asr_wall = 0, 0.0
+        while time.perf_counter() < until:
+            t0 = time.perf_counter()
+            await service.transcribe(wav, "en")
+            asr_wall += time.perf_counter() - t0
+            voice, pieces = service.prepare_speech("A short sentence to speak. And another one.", "en")
+            async for _ in service.speak(pieces, voice):
+                pass
+            jobs += 1
+        return jobs, asr_wall / max(jobs, 1)
+
+    async def run() -> dict[str, dict[str, float]]:
+        engine = LlamaEngine(Path(model), settings)
+        await engine.start()
+        services = {"lent": VoiceService(settings, lend_core=engine.lend_core), "niced only": VoiceService(settings)}
+        for service in services.values():
+            await service.transcribe(wav, "en")  # load Whisper before the clock runs
+        request = GenerationRequest(messages=[{"role": "user", "content": "Write a long essay about the history of tea."}],
+                                    sampling=SamplingParams(temperature=0.7, max_tokens=3000))
+        gen = await engine.submit(request)
+        stamps: list[float] = []
+
+        async def consume() -> None:
+            async for _ in gen:
+                stamps.append(time.perf_counter())
+
+        reader = asyncio.create_task(consume())
+        while len(stamps) < 5:
+            await asyncio.sleep(0.05)
+        out: dict[str, dict[str, float]] = {}
+        for phase in ("alone", "niced only", "lent", "alone again"):
+            c0, t0 = _cpu(), time.perf_counter()
+            n0 = len(stamps)
+            jobs, asr_wall = (await speech(services[phase], t0 + seconds)) if phase in services else (await asyncio.sleep(seconds) or (0, 0.0))
+            wall = time.perf_counter() - t0
+            out[phase] = {"tokens_per_s": (len(stamps) - n0) / wall, "cpu_s_per_s": (_cpu() - c0) / wall, "speech_jobs": jobs, "asr_wall_s": asr_wall}
+        gen.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+        for service in services.values():
+            service.close()
+        await engine.close()
+        return out
+
+    return asyncio.run(run())
+
+
+def print_contention(out: dict[str, dict[str, float]]) -> None:
+    alone = (out["alone"]["tokens_per_s"] + out["alone again"]["tokens_per_s"]) / 2
+    print("\n| chat stream while speech work runs | tokens/s | × alone | ASR wall per job | speech jobs | process CPU s per s |\n| --- | --- | --- | --- | --- | --- |")
+    for phase, row in out.items():
+        asr = f"{row['asr_wall_s']:.2f} s" if row["speech_jobs"] else "-"
+        print(f"| {phase} | {row['tokens_per_s']:.1f} | {row['tokens_per_s'] / alone:.2f} | {asr} | {row['speech_jobs']} | {row['cpu_s_per_s']:.2f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--stage", choices=["asr", "llm", "tts"], help=argparse.SUPPRESS)
+    ap.add_argument("--contention-seconds", type=float, default=6.0, help="length of each phase of the contention A/B (0: skip it)")
+    ap.add_argument("--stage", choices=["asr", "llm", "tts", "contention"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.stage:  # one stage in this fresh process
-        result = {"asr": lambda: asr_stage(args.reps), "llm": lambda: llm_stage(args.model, args.threads, args.reps), "tts": lambda: tts_stage(args.reps)}[args.stage]()
+        result = {"asr": lambda: asr_stage(args.reps), "llm": lambda: llm_stage(args.model, args.threads, args.reps), "tts": lambda: tts_stage(args.reps),
+                  "contention": lambda: contention_stage(args.model, args.threads, args.contention_seconds)}[args.stage]()
         print(json.dumps(result))
         return
     from bench.voice import default_model
 
     model = args.model or default_model()
+    from bench.voice import load_note
+
+    print(f"model {Path(model).name}, {args.threads} threads; {load_note()}\n")
     out = {}
-    for stage in ("asr", "llm", "tts"):
-        cmd = [sys.executable, __file__, "--stage", stage, "--model", model, "--threads", str(args.threads), "--reps", str(args.reps)]
+    stages = ("asr", "llm", "tts", "contention") if args.contention_seconds > 0 else ("asr", "llm", "tts")
+    for stage in stages:
+        cmd = [sys.executable, __file__, "--stage", stage, "--model", model, "--threads", str(args.threads), "--reps", str(args.reps),
+               "--contention-seconds", str(args.contention_seconds)]
         out[stage] = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
     a, l, t = out["asr"], out["llm"], out["tts"]
     idle = a["cpu_s"] + l["cpu_s"] / args.threads + t["cpu_s"]
@@ -113,7 +188,10 @@ def main() -> None:
     print(f"| Whisper tiny.en, {a['audio_s']:.1f} s question | {a['cpu_s']:.2f} | {a['wall_s']:.2f} | 1 |")
     print(f"| llama.cpp to the first clause ({l['tokens_to_first_clause']:.0f} tokens; the first token after {l['first_token_cpu_s']:.2f} CPU s) | {l['cpu_s']:.2f} | {l['wall_s']:.2f} | {args.threads} |")
     print(f"| espeak-ng, one clause | {t['cpu_s']:.2f} | {t['wall_s']:.2f} | 1 |")
-    print(f"\nEnd of speech → first audio on an idle machine ≈ **{idle:.2f} s** (CPU s / threads, summed)")
+    print(f"\nEnd of speech → first audio on an idle machine ≈ **{idle:.2f} s** (CPU s / threads, summed; {load_note()})")
+    if "contention" in out:
+        print_contention(out["contention"])
+        print(f"\n({load_note()})")
 
 
 if __name__ == "__main__":
