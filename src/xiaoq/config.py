@@ -8,6 +8,7 @@ its options from this model, so a new setting is added in exactly one place.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
@@ -70,6 +71,10 @@ def default_data_dir() -> Path:
     from platformdirs import user_data_dir
 
     return Path(user_data_dir("xiaoq", appauthor=False))
+
+
+AUTH_MODES = ("none", "key", "accounts", "trusted-header")
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
 
 
 def _flag(name: str) -> dict:
@@ -173,6 +178,19 @@ class Settings(BaseSettings):
     )
     api_key_file: Optional[Path] = Field(None, description="Read the API key from this file (first line; not visible in ps)", json_schema_extra=_flag("--api-key-file"))
     insecure: bool = Field(False, description="Allow a non-loopback bind without an API key", json_schema_extra=_flag("--insecure"))
+    auth: Optional[str] = Field(
+        None,
+        description="Who may use the server: none, key (the one --api-key), accounts (users log in; `xiaoq user add`) or 'trusted-header NAME' (the SSO proxy's user header, from --trusted-proxies only); default: key with a key, else none",
+        json_schema_extra=_flag("--auth"),
+    )
+    trusted_proxies: CommaList = Field(
+        default_factory=list,
+        description="Addresses or networks (10.0.0.5, 10.0.0.0/8) whose user header --auth trusted-header believes; from any other address the header is ignored. Repeatable; comma-separated in the env",
+        json_schema_extra=_flag("--trusted-proxies"),
+    )
+    user_streams: int = Field(2, ge=0, le=1000, description="With accounts: replies one user may have streaming at once (0: no limit)", json_schema_extra=_flag("--user-streams"))
+    user_rpm: int = Field(30, ge=0, le=100000, description="With accounts: replies one user may start per minute (0: no limit)", json_schema_extra=_flag("--user-rpm"))
+    session_hours: float = Field(168, gt=0, le=8760, description="With accounts: hours a login lasts", json_schema_extra=_flag("--session-hours"))
     allowed_hosts: CommaList = Field(
         default_factory=list,
         description="Host names served besides IP literals, localhost and *.localhost (e.g. xiaoq.lan, *.example.com); other Host headers get 400. Repeatable; comma-separated in the env",
@@ -280,12 +298,58 @@ class Settings(BaseSettings):
 
         return [normalize_origin(o) for o in v]
 
+    @field_validator("auth", mode="before")
+    @classmethod
+    def _check_auth(cls, v: Any) -> Any:
+        if v is None or v == "":
+            return None
+        words = str(v).split()
+        if words and words[0] == "trusted-header":
+            if len(words) != 2 or not _HEADER_NAME.fullmatch(words[1]):
+                raise ValueError("trusted-header needs the header's name: --auth trusted-header X-Forwarded-User")
+            return f"trusted-header {words[1].lower()}"
+        if len(words) != 1 or words[0] not in AUTH_MODES:
+            raise ValueError("use none, key, accounts or 'trusted-header NAME'")
+        return words[0]
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        try:
+            return [str(ipaddress.ip_network(p, strict=False)) for p in v]
+        except ValueError as e:
+            raise ValueError(f"not an address or network: {e}") from None
+
+    def auth_mode(self) -> str:
+        """``none``, ``key``, ``accounts`` or ``trusted-header`` (the default follows the key)."""
+        if self.auth is None:
+            return "key" if self.key() else "none"
+        return self.auth.split()[0]
+
+    def auth_header(self) -> Optional[str]:
+        """The trusted proxy's user header (lower case), in trusted-header mode."""
+        return self.auth.split()[1] if self.auth and self.auth.startswith("trusted-header ") else None
+
+    def multi_user(self) -> bool:
+        return self.auth_mode() in ("accounts", "trusted-header")
+
     @model_validator(mode="after")
     def _load_key_file(self) -> "Settings":
         if self.api_key_file is not None:
             if self.api_key:
                 raise ValueError("give the API key once: --api-key (XIAOQ_API_KEY) or --api-key-file (XIAOQ_API_KEY_FILE), not both")
             self._file_key = read_key_file(self.api_key_file)
+        return self
+
+    @model_validator(mode="after")
+    def _check_auth_key(self) -> "Settings":
+        mode = self.auth_mode()
+        if mode == "key" and not self.key():
+            raise ValueError("--auth key needs the key: --api-key-file FILE (or XIAOQ_API_KEY)")
+        if mode != "key" and self.auth is not None and self.key():
+            raise ValueError(f"--auth {mode} takes no --api-key (one shared key is --auth key; with accounts, users make their own)")
         return self
 
     def key(self) -> Optional[str]:

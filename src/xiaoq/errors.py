@@ -118,6 +118,18 @@ class Busy(XiaoQError):
         super().__init__(message, headers={"Retry-After": str(retry_after)}, retry_after=retry_after)
 
 
+class TooManyRequests(XiaoQError):
+    """A per-user limit or the login throttle (429 with Retry-After): slow down, then retry."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: float = 1, *, code: Optional[str] = None):
+        seconds = max(1, int(retry_after + 0.999))
+        super().__init__(message, code=code, headers={"Retry-After": str(seconds)}, retry_after=seconds)
+
+
 class ModelLoading(XiaoQError):
     """The model is not loaded yet (503)."""
 

@@ -112,6 +112,26 @@ def _include_conversations(app: FastAPI, store: object) -> None:
     app.include_router(routes_conversations.router)
 
 
+def _include_accounts(app: FastAPI, settings: Settings, store: Optional[object]) -> None:
+    """Users, sessions and keys live in the conversations' database. The store is switched to
+    per-user views only (``tenanted``); conversations kept before accounts go to the first admin."""
+    from xiaoq.api import routes_auth
+    from xiaoq.auth.accounts import Accounts
+    from xiaoq.auth.limits import UserLimits
+    from xiaoq.store.users import UserStore
+
+    if store is None:
+        raise XiaoQError(f"--auth {settings.auth_mode()} needs the conversations database (its users live there).")
+    users = UserStore(store.db)  # type: ignore[attr-defined]
+    admin = users.first_admin()
+    if admin is not None:
+        users.claim_unowned(admin.id)
+    store.tenanted = True  # type: ignore[attr-defined]
+    app.state.accounts = Accounts(users, session_hours=settings.session_hours)
+    app.state.user_limits = UserLimits(settings.user_streams, settings.user_rpm)
+    app.include_router(routes_auth.router)
+
+
 def _include_knowledge_bases(app: FastAPI, store: object) -> None:
     """Knowledge bases live in the conversations' database; ingest jobs yield to decoding slots."""
     from xiaoq.api import routes_embeddings, routes_kb
@@ -177,6 +197,7 @@ def create_app(
     app.state.voice = voice if voice is not None else VoiceService(settings, lend_core=core_lender(engine))
     app.state.kb = None
     app.state.kb_jobs = None
+    app.state.accounts = None
 
     install_error_handlers(app)
     app.include_router(routes_health.router)
@@ -184,6 +205,8 @@ def create_app(
     app.include_router(routes_openai.router)
     app.include_router(routes_voice.router)
     app.include_router(routes_tokenize.router)
+    if settings.multi_user():
+        _include_accounts(app, settings, store)
     if store is not None:
         _include_conversations(app, store)
         if getattr(store.db, "kind", "sqlite") == "sqlite":  # the KB's lexical index is SQLite's FTS5
@@ -216,7 +239,19 @@ def _add_guards(app: FastAPI, settings: Settings, web: Optional[WebUI]) -> None:
         max_json_bytes=settings.max_body_bytes,
         max_upload_bytes=settings.max_upload_mb * 1024 * 1024,
     )
-    app.add_middleware(ApiKeyMiddleware, api_key=settings.key(), is_public=public_path_checker(web))
+    if settings.multi_user():
+        from xiaoq.api.auth import AccountsMiddleware
+
+        app.add_middleware(
+            AccountsMiddleware,
+            accounts=app.state.accounts,
+            limits=app.state.user_limits,
+            is_public=public_path_checker(web),
+            user_header=settings.auth_header(),
+            trusted_proxies=settings.trusted_proxies,
+        )
+    else:
+        app.add_middleware(ApiKeyMiddleware, api_key=settings.key(), is_public=public_path_checker(web))
     if settings.allowed_origins:
         app.add_middleware(ListedOriginsCORS, allowed_origins=settings.allowed_origins)
     app.add_middleware(BrowserGuardMiddleware, allowed_hosts=settings.allowed_hosts + _bind_name(settings), allowed_origins=settings.allowed_origins)

@@ -39,11 +39,14 @@ def get_draining(request: Request) -> Draining:
 
 
 def get_conversations(request: Request) -> Any:
-    """The :class:`~xiaoq.chat.conversation.ConversationService` wired by ``create_app(store=...)``."""
+    """The :class:`~xiaoq.chat.conversation.ConversationService` wired by ``create_app(store=...)``,
+    seeing only the asking user's conversations when accounts are on (the store refuses
+    otherwise, so a route that skipped this would fail rather than show everyone's)."""
     service = getattr(request.app.state, "conversations", None)
     if service is None:
         raise XiaoQError("Conversation storage is not enabled on this server.")
-    return service
+    user = request.scope.get("xiaoq.user")
+    return service if user is None else service.for_owner(user.id)
 
 
 EngineDep = Annotated[Engine, Depends(get_engine)]

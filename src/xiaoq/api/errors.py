@@ -54,6 +54,7 @@ _DESCRIPTIONS = {
     409: "A reply is already being generated in this conversation",
     413: "Request body too large",
     415: "Unsupported content type",
+    429: "Too many requests: a per-user limit or the login throttle (Retry-After says when)",
     422: "A field is missing, of the wrong type or out of range (validation_error, naming it)",
     500: "Internal error, or the model failed to load",
     503: "Busy (queue_full, model_loading, server_shutting_down, storage_read_only): retry later",

@@ -47,7 +47,8 @@ async def config(request: Request, engine: EngineDep, settings: SettingsDep) -> 
     return {
         "model": engine.model_name,
         "version": __version__,
-        "auth_required": settings.key() is not None,
+        "auth_required": settings.auth_mode() != "none",
+        "auth": settings.auth_mode(),
         "n_ctx": engine.n_ctx,
         "default_max_tokens": policy.default_max_tokens(settings),
         "max_tokens": settings.max_tokens,

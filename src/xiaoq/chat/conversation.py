@@ -12,6 +12,7 @@ synchronous, so every call goes through ``asyncio.to_thread``.
 from __future__ import annotations
 
 import asyncio
+import copy
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -57,6 +58,14 @@ class ConversationService:
         self.settings = settings
         self._running: dict[str, ReplyTurn] = {}
         self._deps = TurnDeps(store, engine, Summaries(store, engine, settings), self._release)
+
+    def for_owner(self, user_id: int) -> "ConversationService":
+        """The same service seeing only ``user_id``'s conversations (its store is a view of the
+        user's rows); the registry of running turns stays shared, one reply per conversation."""
+        view = copy.copy(self)
+        view.store = self.store.for_owner(user_id)
+        view._deps = TurnDeps(view.store, self.engine, Summaries(view.store, self.engine, self.settings), self._release)
+        return view
 
     # ---- plain storage (async wrappers so routes never block the loop) -----------------------
     async def _db(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -152,7 +161,7 @@ class ConversationService:
     def stop(self, conversation_id: str) -> bool:
         """Cancel the reply being generated in this conversation; False when none runs."""
         turn = self._running.get(conversation_id)
-        if turn is None:
+        if turn is None or not self._mine(turn):
             return False
         turn.cancel()
         return True
@@ -165,7 +174,10 @@ class ConversationService:
     # ---- internals -------------------------------------------------------------------------------
     async def _turn(self, conversation_id: str, make_spec: Any) -> ReplyTurn:
         """Claim the conversation (before any await, so two sends cannot both pass), then open the turn."""
-        if conversation_id in self._running:
+        running = self._running.get(conversation_id)
+        if running is not None and not self._mine(running):
+            raise NotFound(f"No conversation with id {conversation_id!r}")
+        if running is not None:
             raise ConversationBusy("A reply is already being generated in this conversation; stop it or wait for it to finish.")
         turn = ReplyTurn(self._deps, TurnSpec(conversation_id, "", [], "", SamplingParams()))
         self._running[conversation_id] = turn
@@ -195,6 +207,10 @@ class ConversationService:
             user_message_id=user_message_id,
             replaces=[m["id"] for m in replaced or []],
         )
+
+    def _mine(self, turn: ReplyTurn) -> bool:
+        """Whether this view may see the running turn (the whole store sees every one)."""
+        return self.store.owner is None or turn.deps.store.owner == self.store.owner
 
     def _release(self, turn: ReplyTurn) -> None:
         if self._running.get(turn.conversation_id) is turn:

@@ -1,4 +1,4 @@
-"""The ``xiaoq`` command: ``serve``, ``chat``, ``pull``, ``kb``, ``backup``, ``restore`` and ``--version``.
+"""The ``xiaoq`` command: ``serve``, ``chat``, ``pull``, ``kb``, ``user``, ``backup``, ``restore`` and ``--version``.
 
 A thin client of the same pieces the server uses (DESIGN.md): settings come from the one Settings
 model (:mod:`xiaoq.cli.options`), model files from :mod:`xiaoq.engine.models`, the engine and the app
@@ -37,8 +37,9 @@ def _register() -> None:
     from xiaoq.cli.listen import listen
     from xiaoq.cli.pull import pull
     from xiaoq.cli.serve import serve
+    from xiaoq.cli.users import user
 
-    for command in (serve, chat, listen, pull, kb, backup, restore):
+    for command in (serve, chat, listen, pull, kb, user, backup, restore):
         cli.add_command(command)
 
 

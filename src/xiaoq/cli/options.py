@@ -59,6 +59,27 @@ def _default_text(field: FieldInfo) -> Optional[str]:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+class TwoWordAuth(click.Option):
+    """``--auth trusted-header NAME``: the mode takes the header's name as a second word (the other
+    modes are one word). Click options have a fixed number of values, so the word after
+    ``trusted-header`` is taken here; the setting holds both (``XIAOQ_AUTH="trusted-header NAME"``)."""
+
+    def add_to_parser(self, parser: Any, ctx: click.Context) -> None:
+        super().add_to_parser(parser, ctx)
+        for opt in self.opts:
+            option = parser._long_opt.get(opt)
+            if option is None:
+                continue
+            process = option.process
+
+            def two_words(value: Any, state: Any, process: Any = process) -> None:
+                if value == "trusted-header" and state.rargs and not state.rargs[0].startswith("-"):
+                    value = f"{value} {state.rargs.pop(0)}"
+                process(value, state)
+
+            option.process = two_words
+
+
 def option_decls(name: str, *, flag: Optional[str] = None, help: Optional[str] = None) -> tuple[list[str], dict[str, Any]]:
     """``click.option`` arguments for the Settings field ``name``; its value lands in kwargs as ``name``.
 
@@ -81,6 +102,8 @@ def option_decls(name: str, *, flag: Optional[str] = None, help: Optional[str] =
         return decls, {"type": click.Choice([str(a) for a in typing.get_args(typ)]), "default": None, "help": text}
     click_type: Any = click.Path(path_type=Path) if typ is Path else {int: int, float: float}.get(typ, str)
     metavar = {int: "INT", float: "FLOAT", Path: "PATH"}.get(typ, "TEXT")
+    if name == "auth":
+        return decls, {"cls": TwoWordAuth, "default": None, "metavar": "none|key|accounts|trusted-header NAME", "help": text}
     return decls, {"type": click_type, "default": None, "metavar": metavar, "help": text}
 
 

@@ -30,8 +30,8 @@ def is_loopback(host: str) -> bool:
 
 
 def check_bind(settings: Settings) -> None:
-    """Refuse to expose the server beyond this machine without an API key (unless --insecure)."""
-    if not is_loopback(settings.host) and not settings.key() and not settings.insecure:
+    """Refuse to expose the server beyond this machine without an API key or accounts (unless --insecure)."""
+    if not is_loopback(settings.host) and settings.auth_mode() == "none" and not settings.insecure:
         raise click.UsageError(
             f"refusing to listen on {settings.host} without an API key: anyone who can reach it could use it. "
             "Pass --api-key-file FILE (or XIAOQ_API_KEY_FILE, or XIAOQ_API_KEY), or --insecure to allow it anyway."

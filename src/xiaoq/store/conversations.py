@@ -9,6 +9,7 @@ Unknown ids raise :class:`~xiaoq.errors.NotFound`.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import sqlite3
 import threading
@@ -110,7 +111,18 @@ class Store:
 
     The SQL is plain and shared with :class:`PgStore`; the class attributes hold the few phrases
     the two databases spell differently.
+
+    Owners: :meth:`for_owner` gives a view of the same database that sees, changes and creates
+    only that user's conversations; every statement carries the condition, so a route cannot
+    forget it, and another user's id is :class:`NotFound` like a made-up one. The store itself
+    (``owner`` None) sees everything: the single-user modes and the command line. With
+    ``tenanted`` set (accounts), the store itself refuses conversation calls: only views work.
     """
+
+    #: The user whose conversations this view holds; None: every conversation.
+    owner: Optional[int] = None
+    #: Accounts are on: a call without an owner is a bug to refuse, not a reason to show all.
+    tenanted: bool = False
 
     #: Newest first; ties (same millisecond) in insertion order.
     _LIST_ORDER = "c.updated_at DESC, c.rowid DESC"
@@ -123,22 +135,45 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
+    def for_owner(self, user_id: int) -> "Store":
+        """A view of this store holding only ``user_id``'s conversations (shares the database)."""
+        view = copy.copy(self)
+        view.owner = int(user_id)
+        return view
+
+    def _scope(self, column: str = "c.owner_id") -> tuple[str, tuple[Any, ...]]:
+        """`` AND <column> = ?`` and its parameter for a view; nothing for the whole store."""
+        if self.owner is None:
+            if self.tenanted:
+                raise PermissionError("conversations are per user here: use store.for_owner(user_id)")
+            return "", ()
+        return f" AND {column} = ?", (self.owner,)
+
+    def _owned_messages(self, column: str = "conversation_id") -> tuple[str, tuple[Any, ...]]:
+        """The condition that a message row belongs to one of this view's conversations."""
+        cond, params = self._scope()
+        if not cond:
+            return "", ()
+        return f" AND {column} IN (SELECT c.id FROM conversations c WHERE 1 = 1{cond})", params
+
     # ---- conversations -----------------------------------------------------------------------
     def create_conversation(
         self, title: str = "", system_prompt: Optional[str] = None, settings: Optional[dict[str, Any]] = None
     ) -> dict[str, Any]:
         """Create a conversation and return it (``message_count`` 0)."""
         cid, now = new_id(), utc_now()
+        self._scope()
         with self.db.write() as conn:
             conn.execute(
-                "INSERT INTO conversations (id, title, system_prompt, settings, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (cid, title or "", system_prompt, _dump(settings or {}), now, now),
+                "INSERT INTO conversations (id, title, system_prompt, settings, created_at, updated_at, owner_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (cid, title or "", system_prompt, _dump(settings or {}), now, now, self.owner),
             )
         return self.get_conversation(cid)
 
     def get_conversation(self, conversation_id: str, *, messages: bool = False) -> dict[str, Any]:
         """The conversation object; with ``messages=True`` also ``"messages": [message…]`` in order."""
-        row = self.db.query_one(f"SELECT {_CONV_COLUMNS} FROM conversations c WHERE c.id = ?", (conversation_id,))
+        cond, own = self._scope()
+        row = self.db.query_one(f"SELECT {_CONV_COLUMNS} FROM conversations c WHERE c.id = ?{cond}", (conversation_id, *own))
         if row is None:
             raise NotFound(f"No conversation with id {conversation_id!r}")
         conv = conversation_dict(row)
@@ -148,9 +183,10 @@ class Store:
 
     def list_conversations(self, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
         """Conversations, most recently updated first."""
+        cond, own = self._scope()
         rows = self.db.query(
-            f"SELECT {_CONV_COLUMNS} FROM conversations c ORDER BY {self._LIST_ORDER} LIMIT ? OFFSET ?",
-            (max(0, int(limit)), max(0, int(offset))),
+            f"SELECT {_CONV_COLUMNS} FROM conversations c WHERE 1 = 1{cond} ORDER BY {self._LIST_ORDER} LIMIT ? OFFSET ?",
+            (*own, max(0, int(limit)), max(0, int(offset))),
         )
         return [conversation_dict(r) for r in rows]
 
@@ -176,16 +212,18 @@ class Store:
             params.append(_dump(settings or {}))
         sets.append("updated_at = ?")
         params.append(utc_now())
+        cond, own = self._scope("owner_id")
         with self.db.write() as conn:
-            cur = conn.execute(f"UPDATE conversations SET {', '.join(sets)} WHERE id = ?", (*params, conversation_id))
+            cur = conn.execute(f"UPDATE conversations SET {', '.join(sets)} WHERE id = ?{cond}", (*params, conversation_id, *own))
             if cur.rowcount == 0:
                 raise NotFound(f"No conversation with id {conversation_id!r}")
         return self.get_conversation(conversation_id)
 
     def delete_conversation(self, conversation_id: str) -> None:
         """Delete it and (ON DELETE CASCADE) all its messages."""
+        cond, own = self._scope("owner_id")
         with self.db.write() as conn:
-            if conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,)).rowcount == 0:
+            if conn.execute(f"DELETE FROM conversations WHERE id = ?{cond}", (conversation_id, *own)).rowcount == 0:
                 raise NotFound(f"No conversation with id {conversation_id!r}")
 
     # ---- messages ----------------------------------------------------------------------------
@@ -207,8 +245,9 @@ class Store:
         _check_status(status)
         cols, vals = _message_fields(fields)
         now = utc_now()
+        cond, own = self._scope("owner_id")
         with self.db.write() as conn:
-            if conn.execute("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,)).fetchone() is None:
+            if conn.execute(f"SELECT 1 FROM conversations WHERE id = ?{cond}", (conversation_id, *own)).fetchone() is None:
                 raise NotFound(f"No conversation with id {conversation_id!r}")
             names = ["conversation_id", "role", "content", "status", "created_at", "updated_at", *cols]
             cur = conn.execute(
@@ -220,7 +259,8 @@ class Store:
         return self.get_message(mid)
 
     def get_message(self, message_id: int) -> dict[str, Any]:
-        row = self.db.query_one(f"SELECT {_MSG_COLUMNS} FROM messages WHERE id = ?", (message_id,))
+        cond, own = self._owned_messages()
+        row = self.db.query_one(f"SELECT {_MSG_COLUMNS} FROM messages WHERE id = ?{cond}", (message_id, *own))
         if row is None:
             raise NotFound(f"No message with id {message_id}")
         return message_dict(row)
@@ -257,8 +297,9 @@ class Store:
         now = utc_now()
         sets.append("updated_at = ?")
         params.append(now)
+        cond, own = self._owned_messages()
         with self.db.write() as conn:
-            row = conn.execute("SELECT conversation_id FROM messages WHERE id = ?", (message_id,)).fetchone()
+            row = conn.execute(f"SELECT conversation_id FROM messages WHERE id = ?{cond}", (message_id, *own)).fetchone()
             if row is None:
                 raise NotFound(f"No message with id {message_id}")
             conn.execute(f"UPDATE messages SET {', '.join(sets)} WHERE id = ?", (*params, message_id))
@@ -279,14 +320,18 @@ class Store:
 
     def get_messages(self, conversation_id: str) -> list[dict[str, Any]]:
         """All messages of a conversation in order (no NotFound: an unknown id gives [])."""
-        rows = self.db.query(f"SELECT {_MSG_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY id", (conversation_id,))
+        cond, own = self._owned_messages()
+        rows = self.db.query(f"SELECT {_MSG_COLUMNS} FROM messages WHERE conversation_id = ?{cond} ORDER BY id", (conversation_id, *own))
         return [message_dict(r) for r in rows]
 
     def delete_messages(self, conversation_id: str, message_ids: Sequence[int]) -> None:
         """Delete these messages of the conversation (a reply that did not complete, the question
         it answered when that was new). A stored summary covering any of them is dropped too: it
         summarizes text that no longer exists (the budget makes a new one when needed)."""
+        cond, own = self._scope("owner_id")
         with self.db.write() as conn:
+            if conn.execute(f"SELECT 1 FROM conversations WHERE id = ?{cond}", (conversation_id, *own)).fetchone() is None:
+                return
             self._delete(conn, conversation_id, message_ids)
 
     @classmethod
@@ -300,36 +345,40 @@ class Store:
     # ---- token counts of contents (the context budget's cache) -------------------------------
     def token_counts(self, conversation_id: str, key: str) -> dict[int, int]:
         """``{message id: token count of its content}`` for the messages counted under ``key``."""
+        cond, own = self._owned_messages()
         rows = self.db.query(
-            "SELECT id, content_tokens FROM messages WHERE conversation_id = ? AND content_tokens_key = ? AND content_tokens IS NOT NULL",
-            (conversation_id, key),
+            f"SELECT id, content_tokens FROM messages WHERE conversation_id = ? AND content_tokens_key = ? AND content_tokens IS NOT NULL{cond}",
+            (conversation_id, key, *own),
         )
         return {int(r[0]): int(r[1]) for r in rows}
 
     def set_token_counts(self, key: str, counts: Iterable[tuple[int, str, int]]) -> None:
         """Record ``(message id, the content counted, its token count)`` made with tokenizer
         ``key``. A message whose content changed since (or that is gone) is left alone."""
-        rows = [(n, key, mid, content) for mid, content, n in counts]
+        cond, own = self._owned_messages()
+        rows = [(n, key, mid, content, *own) for mid, content, n in counts]
         if not rows:
             return
         with self.db.write() as conn:
-            conn.executemany("UPDATE messages SET content_tokens = ?, content_tokens_key = ? WHERE id = ? AND content = ?", rows)
+            conn.executemany(f"UPDATE messages SET content_tokens = ?, content_tokens_key = ? WHERE id = ? AND content = ?{cond}", rows)
 
     # ---- summary of earlier turns ------------------------------------------------------------
     def set_summary(self, conversation_id: str, summary: Optional[str], upto_message_id: Optional[int], tokens: Optional[int]) -> None:
         """Store the summary of the conversation up to and including ``upto_message_id``
         (``None`` everywhere clears it). Does not bump ``updated_at``: it is bookkeeping."""
+        cond, own = self._scope("owner_id")
         with self.db.write() as conn:
             cur = conn.execute(
-                "UPDATE conversations SET summary = ?, summary_upto_message_id = ?, summary_tokens = ? WHERE id = ?",
-                (summary, upto_message_id, tokens, conversation_id),
+                f"UPDATE conversations SET summary = ?, summary_upto_message_id = ?, summary_tokens = ? WHERE id = ?{cond}",
+                (summary, upto_message_id, tokens, conversation_id, *own),
             )
             if cur.rowcount == 0:
                 raise NotFound(f"No conversation with id {conversation_id!r}")
 
     def get_summary(self, conversation_id: str) -> Optional[dict[str, Any]]:
         """``{"summary", "upto_message_id", "tokens"}`` or None when there is none."""
-        row = self.db.query_one("SELECT summary, summary_upto_message_id, summary_tokens FROM conversations WHERE id = ?", (conversation_id,))
+        cond, own = self._scope("owner_id")
+        row = self.db.query_one(f"SELECT summary, summary_upto_message_id, summary_tokens FROM conversations WHERE id = ?{cond}", (conversation_id, *own))
         if row is None:
             raise NotFound(f"No conversation with id {conversation_id!r}")
         if row["summary"] is None:
@@ -361,7 +410,7 @@ class Store:
             "SELECT m.id, m.conversation_id, m.role, m.content, m.created_at, c.title "
             "FROM messages m JOIN conversations c ON c.id = m.conversation_id "
         )
-        rows = self._search_rows(base, q, limit)
+        rows = self._search_rows(base, q, limit, self._scope())
         return [
             {
                 "conversation_id": r["conversation_id"],
@@ -374,14 +423,15 @@ class Store:
             for r in rows
         ]
 
-    def _search_rows(self, base: str, q: str, limit: int) -> list[Any]:
+    def _search_rows(self, base: str, q: str, limit: int, scope: tuple[str, tuple[Any, ...]]) -> list[Any]:
+        cond, own = scope
         if len(q) >= 3:
             phrase = '"' + q.replace('"', '""') + '"'
             return self.db.query(
-                base + "WHERE m.id IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?) ORDER BY m.id DESC LIMIT ?",
-                (phrase, limit),
+                base + f"WHERE m.id IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?){cond} ORDER BY m.id DESC LIMIT ?",
+                (phrase, *own, limit),
             )
-        return self.db.query(base + "WHERE m.content LIKE ? ESCAPE '\\' ORDER BY m.id DESC LIMIT ?", (f"%{_like_escape(q)}%", limit))
+        return self.db.query(base + f"WHERE m.content LIKE ? ESCAPE '\\'{cond} ORDER BY m.id DESC LIMIT ?", (f"%{_like_escape(q)}%", *own, limit))
 
     def suggestions(self, q: str, limit: int = 8) -> list[str]:
         """Past user questions that start with ``q`` (first) or contain it, most recent first,
@@ -390,10 +440,11 @@ class Store:
         pattern = f"%{_like_escape(q)}%"
         prefix = f"{_like_escape(q)}%"
         like = self._LIKE
+        cond, own = self._owned_messages()
         rows = self.db.query(
-            f"SELECT content, max(id) AS last_id FROM messages WHERE role = 'user' AND content {like} ? ESCAPE '\\' "
+            f"SELECT content, max(id) AS last_id FROM messages WHERE role = 'user' AND content {like} ? ESCAPE '\\'{cond} "
             f"GROUP BY content ORDER BY (content {like} ? ESCAPE '\\') DESC, last_id DESC LIMIT ?",
-            (pattern, prefix, max(1, min(int(limit), 50))),
+            (pattern, *own, prefix, max(1, min(int(limit), 50))),
         )
         return [r["content"] for r in rows]
 
@@ -425,10 +476,11 @@ class PgStore(Store):
     _LIST_ORDER = "c.updated_at DESC, c.created_at DESC, c.id DESC"
     _LIKE = "ILIKE"
 
-    def _search_rows(self, base: str, q: str, limit: int) -> list[Any]:
+    def _search_rows(self, base: str, q: str, limit: int, scope: tuple[str, tuple[Any, ...]]) -> list[Any]:
         """ILIKE over the pg_trgm index: from three characters on the index finds the rows;
         shorter queries (two-character Chinese words) scan, as SQLite's LIKE fallback does."""
-        return self.db.query(base + "WHERE m.content ILIKE ? ESCAPE '\\' ORDER BY m.id DESC LIMIT ?", (f"%{_like_escape(q)}%", limit))
+        cond, own = scope
+        return self.db.query(base + f"WHERE m.content ILIKE ? ESCAPE '\\'{cond} ORDER BY m.id DESC LIMIT ?", (f"%{_like_escape(q)}%", *own, limit))
 
 
 def open_store(where: Union[str, Path]) -> Store:

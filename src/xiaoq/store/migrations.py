@@ -231,3 +231,50 @@ def m005_reply_finish_reason_citations(conn: sqlite3.Connection) -> None:
         ALTER TABLE messages ADD COLUMN citations TEXT;
         """,
     )
+
+
+@migration
+def m008_accounts(conn: sqlite3.Connection) -> None:
+    """Users (admin or user, in named groups), login sessions and per-user API keys, stored as
+    SHA-256 digests so a copy of the database opens nothing; an owner for every conversation and
+    knowledge base, and who else may use a knowledge base. Conversations stored before accounts
+    have no owner until the first admin claims them (:meth:`UserStore.claim_unowned`)."""
+    _script(
+        conn,
+        """
+        CREATE TABLE users (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            username TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            password_hash TEXT,
+            role TEXT NOT NULL DEFAULT 'user' CHECK (role IN ('admin', 'user')),
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE user_groups (
+            user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+            group_name TEXT NOT NULL,
+            PRIMARY KEY (user_id, group_name)
+        );
+        CREATE TABLE sessions (
+            token_hash TEXT PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL
+        );
+        CREATE INDEX sessions_user ON sessions (user_id);
+        CREATE TABLE api_keys (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+            name TEXT NOT NULL DEFAULT '',
+            prefix TEXT NOT NULL,
+            key_hash TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            last_used_at TEXT
+        );
+        CREATE INDEX api_keys_user ON api_keys (user_id);
+        ALTER TABLE conversations ADD COLUMN owner_id INTEGER REFERENCES users (id) ON DELETE CASCADE;
+        CREATE INDEX conversations_owner ON conversations (owner_id, updated_at);
+        ALTER TABLE knowledge_bases ADD COLUMN owner_id INTEGER REFERENCES users (id) ON DELETE SET NULL;
+        ALTER TABLE knowledge_bases ADD COLUMN visibility TEXT NOT NULL DEFAULT 'everyone' CHECK (visibility IN ('everyone', 'group', 'private'));
+        ALTER TABLE knowledge_bases ADD COLUMN group_name TEXT;
+        """,
+    )

@@ -193,3 +193,49 @@ def m005_reply_finish_reason_citations(conn: Any) -> None:
         ALTER TABLE messages ADD COLUMN citations TEXT
         """,
     )
+
+
+@migration
+def m008_accounts(conn: Any) -> None:
+    """Users, groups, sessions and API keys (digests only); owners of conversations and knowledge
+    bases. Usernames are unique whatever their case, as SQLite's ``COLLATE NOCASE`` makes them."""
+    _script(
+        conn,
+        """
+        CREATE TABLE users (
+            id BIGSERIAL PRIMARY KEY,
+            username TEXT NOT NULL,
+            password_hash TEXT,
+            role TEXT NOT NULL DEFAULT 'user' CHECK (role IN ('admin', 'user')),
+            created_at TEXT NOT NULL
+        );
+        CREATE UNIQUE INDEX users_username ON users (lower(username));
+        CREATE TABLE user_groups (
+            user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+            group_name TEXT NOT NULL,
+            PRIMARY KEY (user_id, group_name)
+        );
+        CREATE TABLE sessions (
+            token_hash TEXT PRIMARY KEY,
+            user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL
+        );
+        CREATE INDEX sessions_user ON sessions (user_id);
+        CREATE TABLE api_keys (
+            id BIGSERIAL PRIMARY KEY,
+            user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+            name TEXT NOT NULL DEFAULT '',
+            prefix TEXT NOT NULL,
+            key_hash TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            last_used_at TEXT
+        );
+        CREATE INDEX api_keys_user ON api_keys (user_id);
+        ALTER TABLE conversations ADD COLUMN owner_id BIGINT REFERENCES users (id) ON DELETE CASCADE;
+        CREATE INDEX conversations_owner ON conversations (owner_id, updated_at);
+        ALTER TABLE knowledge_bases ADD COLUMN owner_id BIGINT REFERENCES users (id) ON DELETE SET NULL;
+        ALTER TABLE knowledge_bases ADD COLUMN visibility TEXT NOT NULL DEFAULT 'everyone' CHECK (visibility IN ('everyone', 'group', 'private'));
+        ALTER TABLE knowledge_bases ADD COLUMN group_name TEXT
+        """,
+    )
