@@ -48,6 +48,8 @@ export interface ServerConfig {
   model: string
   version: string
   auth_required: boolean
+  /** none, key, accounts or trusted-header (older servers: absent). */
+  auth?: string
   n_ctx: number
   default_max_tokens: number
   max_tokens: number
@@ -100,10 +102,11 @@ export function setApiKey(key: string | null): void {
   }
 }
 
-let unauthorizedHandler: (() => void) | null = null
+let unauthorizedHandler: ((code?: string) => void) | null = null
 
-/** Called on any 401, so the app can ask for the key wherever the request came from. */
-export function onUnauthorized(fn: (() => void) | null): void {
+/** Called on any 401 with its error code, so the app can ask for the key (or a login) wherever the
+ * request came from. */
+export function onUnauthorized(fn: ((code?: string) => void) | null): void {
   unauthorizedHandler = fn
 }
 
@@ -148,7 +151,7 @@ export async function request(path: string, init: RequestInit = {}): Promise<Res
   }
   if (!res.ok) {
     const error = await errorFrom(res)
-    if (res.status === 401) unauthorizedHandler?.()
+    if (res.status === 401) unauthorizedHandler?.(error.code)
     throw error
   }
   return res
@@ -162,7 +165,22 @@ async function json<T>(path: string, init: RequestInit = {}): Promise<T> {
 
 const enc = encodeURIComponent
 
+export interface User {
+  id: number
+  username: string
+  role: 'admin' | 'user'
+  groups: string[]
+}
+
 export const api = {
+  login: (username: string, password: string) =>
+    json<{ user: User }>('/api/auth/login', { method: 'POST', body: JSON.stringify({ username, password }) }),
+  logout: () => json<void>('/api/auth/logout', { method: 'POST', body: '{}' }),
+  me: () => json<{ user: User }>('/api/auth/me'),
+  listUsers: () => json<{ data: User[] }>('/api/admin/users'),
+  createUser: (body: { username: string; password: string; role: string; groups: string[] }) =>
+    json<User>('/api/admin/users', { method: 'POST', body: JSON.stringify(body) }),
+  deleteUser: (username: string) => json<void>(`/api/admin/users/${enc(username)}`, { method: 'DELETE' }),
   /** GET /health never throws for 503: it tells "loading" from "ok". */
   async health(): Promise<'ok' | 'loading'> {
     let res: Response

@@ -16,6 +16,7 @@ import {
   type Message,
   type ServerConfig,
   type StreamKind,
+  type User,
 } from './api'
 import type { DonePayload } from './sse'
 
@@ -56,6 +57,10 @@ export const state = reactive({
   banner: null as string | null,
   needKey: false,
   keyRejected: false,
+  /** Accounts are on and nobody is logged in: the login dialog shows. */
+  needLogin: false,
+  /** The logged-in user (accounts), or null. */
+  user: null as User | null,
   config: null as ServerConfig | null,
   pendingDelete: null as { conversation: Conversation; index: number } | null,
   /** Bumped when a message is added, so the view can scroll to it. */
@@ -206,10 +211,13 @@ export async function loadConfig(): Promise<boolean> {
   try {
     state.config = await api.config()
     state.needKey = false
+    state.needLogin = false
+    if (state.config.auth === 'accounts' || state.config.auth === 'trusted-header') state.user = (await api.me()).user
     return true
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) {
-      state.needKey = true
+      if (err.code === 'login_required') state.needLogin = true
+      else state.needKey = true
     } else if (err instanceof NetworkError) {
       state.serverStatus = 'down'
       schedulePoll()
@@ -219,8 +227,9 @@ export async function loadConfig(): Promise<boolean> {
 }
 
 export async function boot(): Promise<void> {
-  onUnauthorized(() => {
-    state.needKey = true
+  onUnauthorized((code) => {
+    if (code === 'login_required') state.needLogin = true
+    else if (code !== 'invalid_credentials') state.needKey = true // a wrong password is the login dialog's to say
   })
   window.addEventListener('hashchange', () => {
     const id = idFromHash()
@@ -229,7 +238,7 @@ export async function boot(): Promise<void> {
   window.addEventListener('pagehide', commitPendingDelete)
   await checkHealth()
   if (!(await loadConfig())) {
-    if (state.needKey) return // the key dialog calls submitKey, which continues the boot
+    if (state.needKey || state.needLogin) return // the key or login dialog continues the boot
   }
   await afterAuth()
 }
@@ -257,6 +266,28 @@ export async function submitKey(key: string): Promise<boolean> {
   }
   state.keyRejected = state.needKey
   return false
+}
+
+/** The login dialog's form: log in, then continue the boot. The error goes back to the dialog. */
+export async function submitLogin(username: string, password: string): Promise<void> {
+  const { user } = await api.login(username, password)
+  state.user = user
+  if (await loadConfig()) await afterAuth()
+}
+
+/** Ends the session and starts the page afresh, so nothing of this user stays in memory. */
+export async function logout(): Promise<void> {
+  try {
+    await api.logout()
+  } finally {
+    window.location.hash = ''
+    try {
+      localStorage.removeItem(LAST_ID_KEY)
+    } catch {
+      /* storage blocked */
+    }
+    window.location.reload()
+  }
 }
 
 // ---------------------------------------------------------------- conversations

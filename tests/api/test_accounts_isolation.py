@@ -110,6 +110,7 @@ def test_two_users_cannot_touch_each_others_conversations(client):
         ("PATCH", f"/api/conversations/{cid}", {"title": "bob was here"}),
         ("POST", f"/api/conversations/{cid}/messages", {"content": "injected"}),
         ("POST", f"/api/conversations/{cid}/regenerate", {}),
+        ("POST", f"/api/conversations/{cid}/continue", {}),
         ("POST", f"/api/conversations/{cid}/messages/{msg_id}/edit", {"content": "rewritten"}),
         ("POST", f"/api/conversations/{cid}/stop", None),
         ("GET", f"/api/conversations/{cid}/export?format=md", None),

@@ -70,6 +70,7 @@ def test_another_users_ids_are_not_found_for_every_method(two):
     assert bob.token_counts(cid, "k") == {}
     bob.delete_messages(cid, [q["id"], a["id"]])
     bob.set_token_counts("k", [(q["id"], q["content"], 99)])
+    bob.restore_message({**a, "content": "rewritten by bob"})
     alice = two["alice"][0]
     kept = alice.get_conversation(cid, messages=True)
     assert kept["title"] == "alice title" and [m["content"] for m in kept["messages"]] == [q["content"], a["content"]]

@@ -315,8 +315,9 @@ class Store:
         cols, vals = _message_fields(fields)
         sets = ["content = ?", "status = ?", "updated_at = ?", *(f"{c} = ?" for c in cols)]
         params = [message["content"], message["status"], message["updated_at"], *vals]
+        cond, own = self._owned_messages()
         with self.db.write() as conn:
-            conn.execute(f"UPDATE messages SET {', '.join(sets)} WHERE id = ?", (*params, message["id"]))
+            conn.execute(f"UPDATE messages SET {', '.join(sets)} WHERE id = ?{cond}", (*params, message["id"], *own))
 
     def get_messages(self, conversation_id: str) -> list[dict[str, Any]]:
         """All messages of a conversation in order (no NotFound: an unknown id gives [])."""
