@@ -39,6 +39,8 @@ SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
 ]
 
 _COMPRESSIBLE = {".html", ".js", ".mjs", ".css", ".svg", ".json", ".txt", ".map", ".webmanifest"}
+#: Types the platform's table may lack (Python 3.10 has no .webmanifest; browsers check it).
+_MEDIA_TYPES = {".webmanifest": "application/manifest+json"}
 IMMUTABLE = "public, max-age=31536000, immutable"
 NO_CACHE = "no-cache"
 
@@ -84,8 +86,8 @@ class WebUI:
     @staticmethod
     def _load(path: Path, rel: str) -> WebFile:
         body = path.read_bytes()
-        media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        if media_type.startswith("text/") or media_type in ("application/javascript", "application/json"):
+        media_type = _MEDIA_TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        if media_type.startswith("text/") or media_type in ("application/javascript", "application/json", "application/manifest+json"):
             media_type += "; charset=utf-8"
         gz = None
         if path.suffix in _COMPRESSIBLE and len(body) > 512:
