@@ -23,10 +23,10 @@ from xiaoq.store import Store
 from tests.api.helpers import make_settings, parse_sse, wait_ready
 from tests.api.server import serve, wait_health
 
-CONV_KEYS = {"id", "title", "system_prompt", "settings", "created_at", "updated_at", "message_count"}
+CONV_KEYS = {"id", "title", "system_prompt", "settings", "kb", "created_at", "updated_at", "message_count"}
 MSG_KEYS = {
     "id", "conversation_id", "role", "content", "status", "prompt_tokens", "completion_tokens",
-    "cached_tokens", "timings", "budget", "error", "finish_reason", "citations", "created_at", "updated_at",
+    "cached_tokens", "timings", "budget", "error", "finish_reason", "citations", "retrieval", "created_at", "updated_at",
 }
 BUDGET_KEYS = {"turns_total", "turns_kept", "turns_summarized", "summary_tokens", "prompt_tokens", "trimmed"}
 LONG = "这是一个很长的回答，慢慢地流出来。" * 40

@@ -15,10 +15,10 @@ from xiaoq.errors import InvalidRequest, NotFound
 from xiaoq.store import Database, Store, iter_turns, open_store
 
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-CONV_KEYS = {"id", "title", "system_prompt", "settings", "created_at", "updated_at", "message_count"}
+CONV_KEYS = {"id", "title", "system_prompt", "settings", "kb", "created_at", "updated_at", "message_count"}
 MSG_KEYS = {
     "id", "conversation_id", "role", "content", "status", "prompt_tokens", "completion_tokens", "cached_tokens",
-    "timings", "budget", "error", "finish_reason", "citations", "created_at", "updated_at",
+    "timings", "budget", "error", "finish_reason", "citations", "retrieval", "created_at", "updated_at",
 }
 
 

@@ -108,7 +108,7 @@ def _include_conversations(app: FastAPI, store: object) -> None:
     from xiaoq.api import routes_conversations
     from xiaoq.chat.conversation import ConversationService
 
-    app.state.conversations = ConversationService(store, app.state.engine, app.state.settings)  # type: ignore[arg-type]
+    app.state.conversations = ConversationService(store, app.state.engine, app.state.settings, kbs=app.state.kb)  # type: ignore[arg-type]
     app.include_router(routes_conversations.router)
 
 
@@ -144,6 +144,7 @@ def _include_knowledge_bases(app: FastAPI, store: object) -> None:
     app.state.kb = KnowledgeBases(KnowledgeStore(store.db), app.state.settings, pause=engine_pause(engine.stats), run=run)  # type: ignore[attr-defined]
     app.state.kb_jobs = JobRunner()
     app.include_router(routes_kb.router)
+    app.include_router(routes_kb.files_router)
     app.include_router(routes_embeddings.router)
 
 
@@ -208,12 +209,13 @@ def create_app(
     if settings.multi_user():
         _include_accounts(app, settings, store)
     if store is not None:
-        _include_conversations(app, store)
         if getattr(store.db, "kind", "sqlite") == "sqlite":  # the KB's lexical index is SQLite's FTS5
             _include_knowledge_bases(app, store)
+            _include_conversations(app, store)
         else:
             from xiaoq.api import routes_kb
 
+            _include_conversations(app, store)
             app.state.kb_unavailable = "Knowledge bases are not available with a PostgreSQL database yet (their search index is SQLite's)."
             app.include_router(routes_kb.router)
 

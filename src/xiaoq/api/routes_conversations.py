@@ -68,6 +68,7 @@ class ConversationSettings(SamplingBody):
 
 class MessageBody(SamplingBody):
     content: Text = Field(min_length=1, description="The user message")
+    kb: Optional[str] = Field(None, max_length=64, description="Answer this turn from this knowledge base instead of the conversation's ('' for none)")
 
 
 class ConversationBody(BaseModel):
@@ -75,6 +76,7 @@ class ConversationBody(BaseModel):
     title: Optional[Text] = Field(None, max_length=200)
     system_prompt: Optional[Text] = Field(None, max_length=20_000)
     settings: Optional[ConversationSettings] = None
+    kb: Optional[str] = Field(None, max_length=64, description="The knowledge base this conversation answers from ('' for none)")
 
 
 def _settings_dict(s: Optional[ConversationSettings]) -> Optional[dict[str, Any]]:
@@ -92,7 +94,7 @@ async def list_conversations(
 @router.post(ROUTE, status_code=201)
 async def create_conversation(service: ConversationsDep, body: Optional[ConversationBody] = None) -> dict[str, Any]:
     body = body or ConversationBody()
-    return await service.create(body.title, body.system_prompt, _settings_dict(body.settings))
+    return await service.create(body.title, body.system_prompt, _settings_dict(body.settings), kb=await service.check_kb(body.kb))
 
 
 @router.get(ROUTE + "/{conversation_id}")
@@ -110,6 +112,8 @@ async def update_conversation(conversation_id: ConversationId, body: Conversatio
         fields["system_prompt"] = body.system_prompt  # null clears it (the server default applies)
     if "settings" in given:
         fields["settings"] = _settings_dict(body.settings) or {}
+    if "kb" in given:
+        fields["kb"] = await service.check_kb(body.kb)  # null or "" clears it
     return await service.update(conversation_id, **fields)
 
 
@@ -155,7 +159,7 @@ async def send_message(
 ) -> EventStream:
     started = time.perf_counter()
     log_prompt(settings.log_prompts, ROUTE + "/{id}/messages", body.content)
-    turn = await service.send(conversation_id, body.content, body.overrides())
+    turn = await service.send(conversation_id, body.content, body.overrides(), kb=body.kb)
     return stream_turn(turn, metrics, started, draining)
 
 
@@ -192,7 +196,7 @@ async def edit_message(
 ) -> EventStream:
     started = time.perf_counter()
     log_prompt(settings.log_prompts, ROUTE + "/{id}/messages/{id}/edit", body.content)
-    turn = await service.edit(conversation_id, message_id, body.content, body.overrides())
+    turn = await service.edit(conversation_id, message_id, body.content, body.overrides(), kb=body.kb)
     return stream_turn(turn, metrics, started, draining)
 
 
@@ -219,7 +223,7 @@ async def conversation_chat(request: Request, body: Any, metrics: Metrics) -> Ev
         repeat_penalty=body.repeat_penalty,
         loop_guard=body.loop_guard,
     )
-    turn = await service.send(body.conversation_id, body.prompt, overrides)
+    turn = await service.send(body.conversation_id, body.prompt, overrides, kb=getattr(body, "kb", None))
     return stream_turn(turn, metrics, started, request.app.state.draining, classic=True, route="/chat")
 
 

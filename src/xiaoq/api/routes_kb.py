@@ -19,9 +19,11 @@ from xiaoq.api.errors import error_responses
 from xiaoq.errors import Conflict, InvalidRequest, NotFound, XiaoQError
 from xiaoq.kb.jobs import JobRunner
 from xiaoq.kb.service import KnowledgeBases
-from xiaoq.kb.types import check_kb_name
+from xiaoq.kb.types import check_kb_name, conversation_scope
 
 router = APIRouter(prefix="/api/kb", tags=["knowledge bases"], responses=error_responses(404, 409, 507))
+#: A conversation's own files: a knowledge base of its own, gone with the conversation.
+files_router = APIRouter(prefix="/api/conversations", tags=["knowledge bases"], responses=error_responses(404, 507))
 
 
 def get_kbs(request: Request) -> KnowledgeBases:
@@ -156,3 +158,31 @@ async def search(
     kb = await asyncio.to_thread(kbs.store.get_kb, check_kb_name(name))
     hits = await asyncio.to_thread(kbs.retriever.search, [kb["id"]], q, k, mode)
     return {"data": [h.to_dict(q) for h in hits]}
+
+
+async def _conversation_scope(request: Request, kbs: KnowledgeBases, conversation_id: str) -> dict[str, Any]:
+    store = request.app.state.store
+    await asyncio.to_thread(store.get_conversation, conversation_id)  # 404 for an unknown conversation
+    return await asyncio.to_thread(kbs.store.ensure_kb, conversation_scope(conversation_id), conversation_id)
+
+
+@files_router.post("/{conversation_id}/files", status_code=202)
+async def upload_files(conversation_id: str, request: Request, kbs: KbsDep, jobs: JobsDep, files: list[UploadFile] = File(...)) -> JSONResponse:
+    """Attach files to a conversation (ingested in the background: 202 with the job to poll); its
+    answers then draw on them, and "summarise this file" reads them whole."""
+    scope = await _conversation_scope(request, kbs, conversation_id)
+    job = await submit_uploads(kbs, jobs, scope, files)
+    return JSONResponse(job.to_dict(), status_code=202, headers={"Location": f"/api/kb/jobs/{job.id}"})
+
+
+@files_router.get("/{conversation_id}/files")
+async def list_files(conversation_id: str, request: Request, kbs: KbsDep) -> dict[str, Any]:
+    scope = await _conversation_scope(request, kbs, conversation_id)
+    return {"data": await asyncio.to_thread(kbs.store.list_documents, scope["id"])}
+
+
+@files_router.delete("/{conversation_id}/files/{document_id}", status_code=204)
+async def delete_file(conversation_id: str, document_id: int, request: Request, kbs: KbsDep) -> Response:
+    scope = await _conversation_scope(request, kbs, conversation_id)
+    await asyncio.to_thread(kbs.store.delete_document, document_id, scope["id"])
+    return Response(status_code=204)

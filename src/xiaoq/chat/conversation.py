@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from xiaoq.chat import policy
+from xiaoq.chat.kb_turn import KnowledgeTurns
+from xiaoq.kb.types import check_kb_name
 from xiaoq.chat.summaries import Summaries
 from xiaoq.chat.titles import heuristic_title
 from xiaoq.chat.turn import ReplyTurn, TurnDeps, TurnSpec, open_turn
@@ -52,10 +54,11 @@ class SamplingOverrides:
 class ConversationService:
     """Stored conversations over one engine. Create once per app; :meth:`close` at shutdown."""
 
-    def __init__(self, store: Store, engine: Engine, settings: Settings):
+    def __init__(self, store: Store, engine: Engine, settings: Settings, kbs: Any = None):
         self.store = store
         self.engine = engine
         self.settings = settings
+        self.knowledge = KnowledgeTurns(kbs, engine) if kbs is not None else None
         self._running: dict[str, ReplyTurn] = {}
         self._deps = TurnDeps(store, engine, Summaries(store, engine, settings), self._release)
 
@@ -74,8 +77,17 @@ class ConversationService:
     async def list(self, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
         return await self._db(self.store.list_conversations, limit, offset)
 
-    async def create(self, title: Optional[str] = None, system_prompt: Optional[str] = None, settings: Optional[dict[str, Any]] = None) -> dict[str, Any]:
-        return await self._db(self.store.create_conversation, title or "", system_prompt, settings)
+    async def create(self, title: Optional[str] = None, system_prompt: Optional[str] = None, settings: Optional[dict[str, Any]] = None, kb: Optional[str] = None) -> dict[str, Any]:
+        return await self._db(self.store.create_conversation, title or "", system_prompt, settings, kb)
+
+    async def check_kb(self, name: Optional[str]) -> Optional[str]:
+        """A conversation's knowledge base: None for none, else an existing one's name (404 otherwise)."""
+        if not name:
+            return None
+        if self.knowledge is None:
+            raise InvalidRequest("Knowledge bases are not enabled on this server.", code="kb_unavailable")
+        kb = await self._db(self.knowledge.kbs.store.get_kb, check_kb_name(name))
+        return str(kb["name"])
 
     async def get(self, conversation_id: str, messages: bool = True) -> dict[str, Any]:
         return await self._db(self.store.get_conversation, conversation_id, messages=messages)
@@ -104,8 +116,9 @@ class ConversationService:
         return conversation_id in self._running
 
     # ---- turns ---------------------------------------------------------------------------------
-    async def send(self, conversation_id: str, content: str, overrides: Optional[SamplingOverrides] = None) -> ReplyTurn:
-        """Commit ``content`` as the next user message and start the reply."""
+    async def send(self, conversation_id: str, content: str, overrides: Optional[SamplingOverrides] = None, kb: Optional[str] = None) -> ReplyTurn:
+        """Commit ``content`` as the next user message and start the reply (``kb``: answer from
+        this knowledge base for this turn instead of the conversation's; "" for none)."""
         _check_content(content)
 
         async def spec(conv: dict[str, Any], messages: list[dict[str, Any]]) -> TurnSpec:
@@ -113,9 +126,9 @@ class ConversationService:
                 await self._db(self.store.update_conversation, conversation_id, title=heuristic_title(content))
             return self._spec(conv, messages, content, overrides)
 
-        return await self._turn(conversation_id, spec)
+        return await self._turn(conversation_id, spec, kb)
 
-    async def regenerate(self, conversation_id: str, overrides: Optional[SamplingOverrides] = None) -> ReplyTurn:
+    async def regenerate(self, conversation_id: str, overrides: Optional[SamplingOverrides] = None, kb: Optional[str] = None) -> ReplyTurn:
         """Answer the last user message again; the reply after it (if any) is replaced once the new
         one completes."""
 
@@ -126,9 +139,9 @@ class ConversationService:
             i = users[-1]
             return self._spec(conv, messages[:i], messages[i]["content"], overrides, messages[i]["id"], messages[i + 1 :])
 
-        return await self._turn(conversation_id, spec)
+        return await self._turn(conversation_id, spec, kb)
 
-    async def edit(self, conversation_id: str, message_id: int, content: str, overrides: Optional[SamplingOverrides] = None) -> ReplyTurn:
+    async def edit(self, conversation_id: str, message_id: int, content: str, overrides: Optional[SamplingOverrides] = None, kb: Optional[str] = None) -> ReplyTurn:
         """Ask user message ``message_id`` again with new content; it and everything after it are
         replaced once the new reply completes. Idempotent, so a client may retry it after a 503."""
         _check_content(content)
@@ -141,7 +154,7 @@ class ConversationService:
                 raise InvalidRequest("Only user messages can be edited.", code="not_a_user_message")
             return self._spec(conv, messages[:i], content, overrides, None, messages[i:])
 
-        return await self._turn(conversation_id, spec)
+        return await self._turn(conversation_id, spec, kb)
 
     async def continue_reply(self, conversation_id: str, overrides: Optional[SamplingOverrides] = None) -> ReplyTurn:
         """Let the model go on with its last reply (cut by ``max_tokens``, stopped, or ended by the
@@ -172,7 +185,7 @@ class ConversationService:
             await turn.wait_settled()
 
     # ---- internals -------------------------------------------------------------------------------
-    async def _turn(self, conversation_id: str, make_spec: Any) -> ReplyTurn:
+    async def _turn(self, conversation_id: str, make_spec: Any, kb: Optional[str] = None) -> ReplyTurn:
         """Claim the conversation (before any await, so two sends cannot both pass), then open the turn."""
         running = self._running.get(conversation_id)
         if running is not None and not self._mine(running):
@@ -184,6 +197,10 @@ class ConversationService:
         try:
             conv = await self.get(conversation_id, messages=True)
             turn.spec = await make_spec(conv, conv["messages"])
+            if self.knowledge is not None:
+                await self.knowledge.apply(conv, turn.spec, kb)
+            elif kb:
+                raise InvalidRequest("Knowledge bases are not enabled on this server.", code="kb_unavailable")
         except BaseException:
             self._release(turn)
             raise

@@ -56,6 +56,14 @@ class TurnSpec:
     user_message_id: Optional[int] = None  # the stored question; None: store ``question`` as new
     replaces: list[int] = field(default_factory=list)  # deleted when the reply completes
     continues: Optional[dict[str, Any]] = None  # the stored reply this turn goes on with
+    #: What the model reads as the question when it differs from what is stored (the question with
+    #: its retrieved passages as data); None: ``question``.
+    prompt: Optional[str] = None
+    #: The knowledge-base grounding of this turn (citations and what was retrieved), if any.
+    grounding: Optional[Any] = None
+    #: Work that must run inside the stream before the reply is submitted (a document summary's
+    #: map step); it yields status events and sets ``prompt``.
+    prepare: Optional[Callable[["ReplyTurn"], AsyncIterator[dict[str, Any]]]] = None
 
 
 @dataclass
@@ -81,7 +89,7 @@ async def open_turn(deps: TurnDeps, spec: TurnSpec, turn: "ReplyTurn") -> "Reply
             turn.reply_tokens = await _reply_tokens(deps.engine, spec.continues)
         # The reply so far is part of the prompt: the plan keeps room for it as for the answer.
         room = spec.sampling.max_tokens + turn.reply_tokens
-        planned = await deps.summaries.plan(spec.conversation_id, spec.system, spec.past, spec.question, room)
+        planned = await deps.summaries.plan(spec.conversation_id, spec.system, spec.past, spec.prompt or spec.question, room)
         await turn.admit(planned)
         reply = spec.continues or await asyncio.to_thread(
             deps.store.add_message, spec.conversation_id, "assistant", "", "incomplete", budget=planned.plan.report
@@ -135,8 +143,11 @@ class ReplyTurn:
 
     # ---- admission -----------------------------------------------------------------------------
     async def admit(self, planned: Planned) -> None:
-        """Submit the summary request when one is due (and the engine takes it), else the reply."""
+        """Submit the summary request when one is due (and the engine takes it), else the reply
+        (unless the turn has work to prepare first: the reply is then submitted after it)."""
         self.planned = planned
+        if self.spec.prepare is not None:
+            return
         if planned.plan.summarize is not None:
             run = SummaryRun(self.deps.engine, planned)
             if await run.begin():
@@ -178,6 +189,11 @@ class ReplyTurn:
                 yield {"status": "summarizing"}
                 plan = await self.deps.summaries.finish(self.conversation_id, self.planned, self.summary)  # type: ignore[arg-type]
                 await self._submit(plan)
+            if self.spec.prepare is not None:
+                async for event in self.spec.prepare(self):
+                    yield event
+                s = self.spec
+                await self._submit((await self.deps.summaries.plan(s.conversation_id, s.system, s.past, s.prompt or s.question, s.sampling.max_tokens)).plan)
             assert self.generation is not None
             async for text in self._sent(track(self.generation) if track else self.generation):
                 yield {"token": text}
@@ -250,7 +266,16 @@ class ReplyTurn:
             "usage": result.usage.to_openai(),
             "timings": result.timings.to_dict(result.usage.completion_tokens),
             "budget": self.budget,
+            **self._grounding(event=True),
         }
+
+    def _grounding(self, event: bool) -> dict[str, Any]:
+        """``citations`` (and what was retrieved) of a knowledge-base answer, for the done event
+        (``retrieved``) or the stored message (``retrieval``)."""
+        g = self.spec.grounding
+        if g is None:
+            return {}
+        return {"citations": g.citations(), ("retrieved" if event else "retrieval"): g.retrieval_report()}
 
     async def _fail(self, error: XiaoQError, result: Optional[GenerationResult], stored: Optional[str] = None) -> dict[str, Any]:
         await self._settle("error", result, error=stored or error.message)
@@ -267,7 +292,7 @@ class ReplyTurn:
         await asyncio.shield(self._settled)
 
     def _fields(self, status: str, result: Optional[GenerationResult], error: Optional[str]) -> dict[str, Any]:
-        fields: dict[str, Any] = {"budget": self.budget, "finish_reason": "error" if error else self._result().finish_reason}
+        fields: dict[str, Any] = {"budget": self.budget, "finish_reason": "error" if error else self._result().finish_reason, **self._grounding(event=False)}
         if error is not None:
             fields["error"] = error
         if result is not None:

@@ -61,9 +61,12 @@ def reduce_content(request: str, partials: Sequence[str]) -> str:
     return f"{data_block('summaries of the document parts', body)}\n\n{REDUCE_RULES}\n\n{request}"
 
 
-async def map_parts(engine: Engine, parts: Sequence[str], max_tokens: int = 160) -> AsyncIterator[tuple[int, str]]:
-    """Summarise each part in turn at low priority; yields ``(parts done, summary)`` as each ends."""
+async def map_parts(engine: Engine, parts: Sequence[str], max_tokens: int = 160, stopped: Callable[[], bool] = lambda: False) -> AsyncIterator[tuple[int, str]]:
+    """Summarise each part in turn at low priority; yields ``(parts done, summary)`` as each ends
+    (stops early when ``stopped()`` turns true: the user pressed stop or went away)."""
     for n, part in enumerate(parts, 1):
+        if stopped():
+            return
         request = GenerationRequest(messages=map_messages(part, n, len(parts)), sampling=SamplingParams(temperature=0.2, max_tokens=max_tokens), priority=-1)
         gen = await engine.submit(request)
         try:

@@ -13,6 +13,12 @@ NAME_RE = re.compile(r"[a-z0-9_-]{1,64}")
 DEFAULT_KB = "default"
 
 
+def conversation_scope(conversation_id: str) -> str:
+    """The internal knowledge base holding one conversation's attached files ('@' is never valid
+    in a user's knowledge-base name, so the two can never collide)."""
+    return f"@{conversation_id}"
+
+
 def check_kb_name(name: str) -> str:
     """The name unchanged when valid; :class:`InvalidRequest` naming the rule otherwise."""
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):

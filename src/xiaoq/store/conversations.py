@@ -27,12 +27,12 @@ ROLES = ("system", "user", "assistant")
 _UNSET: Any = object()
 
 _CONV_COLUMNS = (
-    "c.id, c.title, c.system_prompt, c.settings, c.created_at, c.updated_at, "
+    "c.id, c.title, c.system_prompt, c.settings, c.kb, c.created_at, c.updated_at, "
     "(SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) AS message_count"
 )
 _MSG_COLUMNS = (
     "id, conversation_id, role, content, status, prompt_tokens, completion_tokens, cached_tokens, "
-    "timings, budget, error, finish_reason, citations, created_at, updated_at"
+    "timings, budget, error, finish_reason, citations, retrieval, created_at, updated_at"
 )
 
 
@@ -61,6 +61,7 @@ def conversation_dict(row: sqlite3.Row) -> dict[str, Any]:
         "title": row["title"],
         "system_prompt": row["system_prompt"],
         "settings": _json_or_none(row["settings"]) or {},
+        "kb": row["kb"],
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],
         "message_count": row["message_count"],
@@ -82,6 +83,7 @@ def message_dict(row: sqlite3.Row) -> dict[str, Any]:
         "error": row["error"],
         "finish_reason": row["finish_reason"],
         "citations": _json_or_none(row["citations"]),
+        "retrieval": _json_or_none(row["retrieval"]),
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],
     }
@@ -158,15 +160,16 @@ class Store:
 
     # ---- conversations -----------------------------------------------------------------------
     def create_conversation(
-        self, title: str = "", system_prompt: Optional[str] = None, settings: Optional[dict[str, Any]] = None
+        self, title: str = "", system_prompt: Optional[str] = None, settings: Optional[dict[str, Any]] = None, kb: Optional[str] = None
     ) -> dict[str, Any]:
-        """Create a conversation and return it (``message_count`` 0)."""
+        """Create a conversation and return it (``message_count`` 0); ``kb`` is the knowledge base
+        it answers from (None: none)."""
         cid, now = new_id(), utc_now()
         self._scope()
         with self.db.write() as conn:
             conn.execute(
-                "INSERT INTO conversations (id, title, system_prompt, settings, created_at, updated_at, owner_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (cid, title or "", system_prompt, _dump(settings or {}), now, now, self.owner),
+                "INSERT INTO conversations (id, title, system_prompt, settings, kb, created_at, updated_at, owner_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (cid, title or "", system_prompt, _dump(settings or {}), kb, now, now, self.owner),
             )
         return self.get_conversation(cid)
 
@@ -197,8 +200,9 @@ class Store:
         title: Optional[str] = _UNSET,
         system_prompt: Optional[str] = _UNSET,
         settings: Optional[dict[str, Any]] = _UNSET,
+        kb: Optional[str] = _UNSET,
     ) -> dict[str, Any]:
-        """Change the fields given (``None`` clears ``system_prompt``); bumps ``updated_at``."""
+        """Change the fields given (``None`` clears ``system_prompt`` and ``kb``); bumps ``updated_at``."""
         sets: list[str] = []
         params: list[Any] = []
         if title is not _UNSET:
@@ -210,6 +214,9 @@ class Store:
         if settings is not _UNSET:
             sets.append("settings = ?")
             params.append(_dump(settings or {}))
+        if kb is not _UNSET:
+            sets.append("kb = ?")
+            params.append(kb or None)
         sets.append("updated_at = ?")
         params.append(utc_now())
         cond, own = self._scope("owner_id")
@@ -499,8 +506,8 @@ def _check_status(status: str) -> None:
         raise InvalidRequest(f"status must be one of {STATUSES}, not {status!r}")
 
 
-_MESSAGE_FIELDS = {"prompt_tokens", "completion_tokens", "cached_tokens", "timings", "budget", "error", "finish_reason", "citations"}
-_JSON_FIELDS = {"timings", "budget", "citations"}
+_MESSAGE_FIELDS = {"prompt_tokens", "completion_tokens", "cached_tokens", "timings", "budget", "error", "finish_reason", "citations", "retrieval"}
+_JSON_FIELDS = {"timings", "budget", "citations", "retrieval"}
 
 
 def _message_fields(fields: dict[str, Any]) -> tuple[list[str], list[Any]]:

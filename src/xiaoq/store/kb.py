@@ -59,6 +59,10 @@ class KnowledgeStore:
             raise NotFound(f"No knowledge base named {name!r}", code="kb_not_found")
         return _kb_dict(row)
 
+    def find_kb(self, name: str) -> Optional[dict[str, Any]]:
+        row = self.db.query_one(f"SELECT {_KB_COLUMNS} FROM knowledge_bases k WHERE k.name = ?", (name,))
+        return _kb_dict(row) if row else None
+
     def ensure_kb(self, name: str, conversation_id: Optional[str] = None, description: str = "") -> dict[str, Any]:
         """The knowledge base ``name``, created when missing."""
         now = utc_now()

@@ -234,6 +234,20 @@ def m005_reply_finish_reason_citations(conn: sqlite3.Connection) -> None:
 
 
 @migration
+def m006_conversation_kb_retrieval(conn: sqlite3.Connection) -> None:
+    """The knowledge base a conversation answers from (``conversations.kb``, NULL: none; a real
+    column, so no client keeps it in free-form settings), and what was retrieved for a reply
+    (``messages.retrieval``: every candidate with its scores, JSON) beside its ``citations``."""
+    _script(
+        conn,
+        """
+        ALTER TABLE conversations ADD COLUMN kb TEXT;
+        ALTER TABLE messages ADD COLUMN retrieval TEXT;
+        """,
+    )
+
+
+@migration
 def m008_accounts(conn: sqlite3.Connection) -> None:
     """Users (admin or user, in named groups), login sessions and per-user API keys, stored as
     SHA-256 digests so a copy of the database opens nothing; an owner for every conversation and
