@@ -166,7 +166,7 @@ async def _conversation_scope(request: Request, kbs: KnowledgeBases, conversatio
     return await asyncio.to_thread(kbs.store.ensure_kb, conversation_scope(conversation_id), conversation_id)
 
 
-@files_router.post("/{conversation_id}/files", status_code=202)
+@files_router.post("/{conversation_id}/files", status_code=202, openapi_extra=UPLOAD_BODY)
 async def upload_files(conversation_id: str, request: Request, kbs: KbsDep, jobs: JobsDep, files: list[UploadFile] = File(...)) -> JSONResponse:
     """Attach files to a conversation (ingested in the background: 202 with the job to poll); its
     answers then draw on them, and "summarise this file" reads them whole."""
