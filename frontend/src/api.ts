@@ -3,6 +3,7 @@
  * the API key, turns the one error shape into `ApiError` and a failed connection into
  * `NetworkError`, so the UI can tell "busy", "loading", "down" and "wrong key" apart.
  */
+import type { Citation, Retrieved } from './kb'
 import { readEvents, type Budget, type StreamEvent, type Timings } from './sse'
 
 export interface Conversation {
@@ -10,6 +11,8 @@ export interface Conversation {
   title: string | null
   system_prompt?: string | null
   settings?: Record<string, unknown> | null
+  /** The knowledge base it answers from (null: none). */
+  kb?: string | null
   created_at: string
   updated_at: string
   message_count?: number
@@ -28,6 +31,8 @@ export interface Message {
   timings?: Timings | null
   budget?: Budget | null
   error?: string | null
+  citations?: Citation[] | null
+  retrieval?: Retrieved[] | null
   created_at?: string
 }
 

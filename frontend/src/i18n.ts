@@ -6,6 +6,18 @@ import { computed, ref } from 'vue'
 
 const zh = {
   appName: '小Q',
+  references: '参考资料',
+  passage: '段落',
+  score: '得分',
+  wordsRank: '词匹配名次',
+  meaningRank: '语义名次',
+  showRetrieved: '查看检索到的内容',
+  hideRetrieved: '收起检索结果',
+  knowledgeBase: '知识库',
+  noKnowledgeBase: '不使用',
+  attach: '添加文件',
+  uploading: '上传中 {pct}%',
+  ingesting: '正在读取文件 {done}/{total}',
   newChat: '新对话',
   search: '搜索对话…',
   noResults: '没有找到',
@@ -102,6 +114,18 @@ const zh = {
 export type MessageKey = keyof typeof zh
 
 const en: Record<MessageKey, string> = {
+  references: 'References',
+  passage: 'Passage',
+  score: 'Score',
+  wordsRank: 'Words rank',
+  meaningRank: 'Meaning rank',
+  showRetrieved: 'What was retrieved',
+  hideRetrieved: 'Hide what was retrieved',
+  knowledgeBase: 'Knowledge base',
+  noKnowledgeBase: 'None',
+  attach: 'Attach files',
+  uploading: 'Uploading {pct}%',
+  ingesting: 'Reading files {done}/{total}',
   appName: 'XiaoQ',
   newChat: 'New chat',
   search: 'Search chats…',

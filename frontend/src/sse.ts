@@ -5,6 +5,7 @@
  * routes are POSTs. So we read `response.body` ourselves. Network chunks split events (and even
  * lines, and the `\r\n` pair) anywhere, so the parser keeps the unfinished tail between feeds.
  */
+import type { Citation, Retrieved } from './kb'
 
 export interface SseMessage {
   /** The `event:` field, "message" when absent. */
@@ -110,6 +111,8 @@ export interface DonePayload {
   usage?: Record<string, unknown>
   timings?: Timings | null
   budget?: Budget | null
+  citations?: Citation[]
+  retrieved?: Retrieved[]
 }
 
 /**

@@ -419,17 +419,33 @@ export async function send(text: string): Promise<void> {
   )
   if (!id) {
     try {
-      const conv = await api.createConversation() // the server titles it from the first question
-      id = conv.id
-      state.conversations.unshift(conv)
-      state.currentId = id
-      remember(id)
+      id = await createCurrent()
     } catch (err) {
       fail(assistant, err)
       return
     }
   }
   await runStream(id, { kind: 'send', content }, assistant, user)
+}
+
+async function createCurrent(): Promise<string> {
+  const conv = await api.createConversation() // the server titles it from the first question
+  state.conversations.unshift(conv)
+  state.currentId = conv.id
+  remember(conv.id)
+  return conv.id
+}
+
+/** The open conversation's id, creating it first when none is open (attaching files, picking a
+ * knowledge base before the first question); null when the server refused. */
+export async function ensureConversation(): Promise<string | null> {
+  if (state.currentId) return state.currentId
+  try {
+    return await createCurrent()
+  } catch (err) {
+    state.banner = describe(err)
+    return null
+  }
 }
 
 /** Answers the last question again (replacing the last answer once the new one completes). */
@@ -545,6 +561,8 @@ function applyDone(assistant: UiMessage, p: DonePayload, base: string) {
     assistant.content = base + firstChars(assistant.content.slice(base.length), p.text_length)
   }
   assistant.finish_reason = p.finish_reason ?? null
+  assistant.citations = p.citations ?? null
+  assistant.retrieval = p.retrieved ?? null
   assistant.timings = p.timings ?? null
   assistant.budget = p.budget ?? null
   assistant.status = p.finish_reason === 'cancelled' ? 'incomplete' : 'complete'
