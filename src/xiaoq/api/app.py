@@ -141,7 +141,8 @@ def _include_knowledge_bases(app: FastAPI, store: object) -> None:
 
     engine: Engine = app.state.engine
     run = getattr(engine, "call_on_scheduler", None)  # a GGUF embedder shares the decoding thread
-    app.state.kb = KnowledgeBases(KnowledgeStore(store.db), app.state.settings, pause=engine_pause(engine.stats), run=run)  # type: ignore[attr-defined]
+    db = getattr(store, "db", None)  # the schema-only apps of the fuzz tests pass a bare object
+    app.state.kb = KnowledgeBases(KnowledgeStore(db), app.state.settings, pause=engine_pause(engine.stats), run=run)  # type: ignore[arg-type]
     app.state.kb_jobs = JobRunner()
     app.include_router(routes_kb.router)
     app.include_router(routes_kb.files_router)

@@ -9,22 +9,31 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 import numpy as np
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints, field_validator
 
+from xiaoq.api.errors import error_responses
 from xiaoq.errors import NotFound
 
-router = APIRouter(prefix="/v1", tags=["openai"])
+router = APIRouter(prefix="/v1", tags=["openai"], responses=error_responses(404))
 
-#: Bounds that keep the largest valid body (64 x 8,000 characters) under the default body limit, so
-#: an oversized request is a 422 naming the field rather than a 413; the embedders read at most
-#: 512 tokens of a text anyway.
-Text = Annotated[str, StringConstraints(max_length=8_000)]
+#: Characters of input per request: embedding runs on one core beside the chat model, and the
+#: models read at most 512 tokens of each text anyway.
+MAX_CHARS = 8_000
+Text = Annotated[str, StringConstraints(max_length=MAX_CHARS)]
 
 
 class EmbeddingsBody(BaseModel):
-    input: Union[Text, Annotated[list[Text], Field(min_length=1, max_length=64)]]
-    model: Optional[str] = None
+    input: Union[Text, Annotated[list[Text], Field(min_length=1, max_length=16)]]
+    model: Optional[str] = Field(None, max_length=200)
     encoding_format: Literal["float", "base64"] = "float"
+
+    @field_validator("input")
+    @classmethod
+    def _bounded(cls, v: Union[str, list[str]]) -> Union[str, list[str]]:
+        total = len(v) if isinstance(v, str) else sum(len(t) for t in v)
+        if total > MAX_CHARS:
+            raise ValueError(f"at most {MAX_CHARS} characters of input per request, not {total}")
+        return v
 
 
 def _embedder(request: Request) -> Any:
