@@ -196,6 +196,19 @@ def m005_reply_finish_reason_citations(conn: Any) -> None:
 
 
 @migration
+def m006_conversation_kb_retrieval(conn: Any) -> None:
+    """The knowledge base a conversation answers from (NULL: none) and what was retrieved for a
+    reply (JSON text, like ``citations``)."""
+    _script(
+        conn,
+        """
+        ALTER TABLE conversations ADD COLUMN kb TEXT;
+        ALTER TABLE messages ADD COLUMN retrieval TEXT
+        """,
+    )
+
+
+@migration
 def m008_accounts(conn: Any) -> None:
     """Users, groups, sessions and API keys (digests only); owners of conversations and knowledge
     bases. Usernames are unique whatever their case, as SQLite's ``COLLATE NOCASE`` makes them."""
