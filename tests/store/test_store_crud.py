@@ -70,6 +70,23 @@ def test_conversation_crud_and_shapes(store):
         store.update_conversation(c["id"], title="x")
 
 
+def test_conversation_kb_and_reply_retrieval_round_trip(store):
+    """The knowledge base a conversation answers from is a column of its own; a reply keeps
+    what was retrieved beside its citations (on both backends)."""
+    c = store.create_conversation(title="t", kb="handbook")
+    assert c["kb"] == "handbook" and store.get_conversation(c["id"])["kb"] == "handbook"
+    assert store.update_conversation(c["id"], title="u")["kb"] == "handbook"
+    assert store.update_conversation(c["id"], kb="")["kb"] is None
+    assert store.update_conversation(c["id"], kb="other")["kb"] == "other"
+    assert store.update_conversation(c["id"], kb=None)["kb"] is None
+    assert store.create_conversation()["kb"] is None
+    reply = store.add_message(c["id"], "assistant", "", "incomplete")
+    retrieval = {"query": "年假", "hits": [{"chunk_id": 3, "lexical": 1.5, "dense": None, "score": 0.03}]}
+    row = store.update_message(reply["id"], status="complete", citations=[{"n": 1, "chunk_id": 3}], retrieval=retrieval)
+    assert row["retrieval"] == retrieval and row["citations"] == [{"n": 1, "chunk_id": 3}]
+    assert store.get_conversation(c["id"], messages=True)["messages"][0]["retrieval"] == retrieval
+
+
 def test_list_newest_updated_first_with_paging(store):
     ids = [store.create_conversation(title=f"c{i}")["id"] for i in range(5)]
     time.sleep(0.005)  # timestamps have millisecond resolution: make the bump a later one
