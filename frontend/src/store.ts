@@ -412,11 +412,12 @@ export function commitPendingDelete(): void {
 export async function send(text: string): Promise<void> {
   const content = text.trim()
   if (!content || isStreaming.value) return
-  let id = state.currentId
   const [user, assistant] = pushMessages(
     { id: --tempId, role: 'user', content, status: 'complete', key: newKey() },
     placeholder(),
   )
+  await setup
+  let id = state.currentId
   if (!id) {
     try {
       id = await createCurrent()
@@ -428,12 +429,27 @@ export async function send(text: string): Promise<void> {
   await runStream(id, { kind: 'send', content }, assistant, user)
 }
 
-async function createCurrent(): Promise<string> {
-  const conv = await api.createConversation() // the server titles it from the first question
-  state.conversations.unshift(conv)
-  state.currentId = conv.id
-  remember(conv.id)
-  return conv.id
+/** Conversation set-up still in flight (creating it, choosing its knowledge base): a question
+ * sent meanwhile waits for it, so it goes to that conversation and is answered from that
+ * knowledge base. */
+let setup: Promise<unknown> = Promise.resolve()
+let creating: Promise<string> | null = null
+
+/** Registers `work` as set-up that the next question must wait for; returns it. */
+export function settingUp<T>(work: Promise<T>): Promise<T> {
+  setup = Promise.all([setup, work.catch(() => undefined)])
+  return work
+}
+
+function createCurrent(): Promise<string> {
+  creating ??= (async () => {
+    const conv = await api.createConversation() // the server titles it from the first question
+    state.conversations.unshift(conv)
+    state.currentId = conv.id
+    remember(conv.id)
+    return conv.id
+  })().finally(() => (creating = null))
+  return creating
 }
 
 /** The open conversation's id, creating it first when none is open (attaching files, picking a

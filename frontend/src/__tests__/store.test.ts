@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { installFakeFetch, jsonResponse, sseResponse } from './fakeFetch'
-import { continueReply, deleteConversation, editAndResend, openConversation, regenerate, send, state, stopStreaming, undoDelete } from '../store'
+import { continueReply, deleteConversation, editAndResend, ensureConversation, openConversation, regenerate, send, settingUp, state, stopStreaming, undoDelete } from '../store'
+import { kbApi } from '../kb'
 import { setApiKey } from '../api'
 
 const CONV = { id: 'c1', title: 'hi', created_at: '2026-11-29T00:00:00Z', updated_at: '2026-11-29T00:00:00Z' }
@@ -54,6 +55,34 @@ describe('sending', () => {
     const post = f.calls.find((c) => c.url.endsWith('/messages'))!
     expect(post.body).toEqual({ content: 'hello' })
     expect(state.streams).toEqual({})
+  })
+
+  it('a question sent while the knowledge base is being chosen waits for it, in the same conversation', async () => {
+    const f = installFakeFetch()
+    let release!: () => void
+    const gate = new Promise<void>((r) => (release = r))
+    f.on('GET', /\/api\/conversations\?/, () => jsonResponse({ data: [CONV] }))
+    f.on('POST', /\/api\/conversations$/, async () => {
+      await gate
+      return jsonResponse(CONV, 201)
+    })
+    f.on('PATCH', /\/api\/conversations\/c1$/, () => jsonResponse({ ...CONV, kb: 'office' }))
+    f.on('POST', /\/api\/conversations\/c1\/messages$/, (_c, signal) => {
+      const s = sseResponse(signal)
+      queueMicrotask(() => {
+        s.push({ done: true, message_id: 2, finish_reason: 'stop' })
+        s.close()
+      })
+      return s.response
+    })
+    const choosing = settingUp(ensureConversation().then((id) => kbApi.setConversationKb(id!, 'office')))
+    const sending = send('停车证几点发放？')
+    await settle()
+    release()
+    await Promise.all([choosing, sending])
+    await settle()
+    const order = f.calls.map((c) => `${c.method} ${new URL(c.url, 'http://x').pathname}`).filter((c) => !c.startsWith('GET'))
+    expect(order).toEqual(['POST /api/conversations', 'PATCH /api/conversations/c1', 'POST /api/conversations/c1/messages'])
   })
 
   it('retries after a 503 busy, using Retry-After, and shows the countdown', async () => {
