@@ -135,9 +135,8 @@ def m003_message_token_counts(conn: Any) -> None:
 
 @migration
 def m004_knowledge_bases(conn: Any) -> None:
-    """The knowledge bases' tables, so a conversation's attached scope goes with it. No lexical
-    index yet: knowledge-base search (SQLite's FTS5 over jieba words and CJK bigrams) is not
-    ported, so a PostgreSQL server answers the knowledge-base routes with a clear error."""
+    """The knowledge bases' tables, so a conversation's attached scope goes with it (their
+    lexical index joins in m006)."""
     _script(
         conn,
         """
@@ -198,12 +197,16 @@ def m005_reply_finish_reason_citations(conn: Any) -> None:
 @migration
 def m006_conversation_kb_retrieval(conn: Any) -> None:
     """The knowledge base a conversation answers from (NULL: none) and what was retrieved for a
-    reply (JSON text, like ``citations``)."""
+    reply (JSON text, like ``citations``). Also the passages' lexical index, which SQLite keeps in
+    FTS5 since m004: ``kb_chunks.lex``, a tsvector of the same jieba words (weight A) and CJK
+    bigrams (weight B) built in Python (:mod:`xiaoq.store.pg_kb`), under a GIN index."""
     _script(
         conn,
         """
         ALTER TABLE conversations ADD COLUMN kb TEXT;
-        ALTER TABLE messages ADD COLUMN retrieval TEXT
+        ALTER TABLE messages ADD COLUMN retrieval TEXT;
+        ALTER TABLE kb_chunks ADD COLUMN lex TSVECTOR;
+        CREATE INDEX kb_chunks_lex ON kb_chunks USING gin (lex)
         """,
     )
 
