@@ -12,13 +12,14 @@ from tests.api.helpers import make_settings, wait_ready
 from tests.kb import docs
 from xiaoq.api.app import create_app
 from xiaoq.engine.fake import FakeEngine
-from xiaoq.store import Store
+from xiaoq.store import open_store
 
 
-@pytest.fixture()
-def client(tmp_path: Path) -> Iterator[TestClient]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClient]:
+    """The app over a real SQLite file, and over a fresh database of a real PostgreSQL."""
     settings = make_settings(kb_dense=False)
-    store = Store(tmp_path / "x.db")
+    store = open_store(tmp_path / "x.db" if request.param == "sqlite" else request.getfixturevalue("pg_url"))
     with TestClient(create_app(settings, FakeEngine(settings), store=store, web_dir=None)) as c:
         wait_ready(c)
         yield c
@@ -93,3 +94,18 @@ def test_bad_bodies_are_4xx(client: TestClient) -> None:
     assert client.post("/api/kb", json={"name": "UPPER"}).json()["error"]["code"] == "invalid_kb_name"
     assert client.post("/api/kb/default/documents", files=[("files", ("", b"x"))]).status_code in (400, 422)
     assert client.get("/api/kb/default/search", params={"q": "x", "k": 0}).status_code == 422
+
+
+def test_odd_values_are_4xx_or_empty_on_both_stores(client: TestClient) -> None:
+    """Values a database may refuse (ids past 64 bits, NUL characters) never reach it as a 5xx."""
+    client.post("/api/kb", json={"name": "odd"})
+    big = 2**70
+    for r in (client.get(f"/api/kb/chunks/{big}"), client.delete(f"/api/kb/odd/documents/{big}")):
+        assert 400 <= r.status_code < 500 and "error" in r.json(), r.text
+    for q in ("年假\x00", "\x00", "x" * 5000):
+        r = client.get("/api/kb/odd/search", params={"q": q})
+        assert r.status_code in (200, 400, 422) and ("data" in r.json() or "error" in r.json()), (q[:8], r.text)
+    job = _upload(client, "odd", [("odd.txt", "年假有十五\x00天。".encode())])  # PostgreSQL text cannot hold NUL
+    assert (job["status"], job["progress"]["added"]) == ("done", 1), job
+    hits = client.get("/api/kb/odd/search", params={"q": "年假"}).json()["data"]
+    assert [h["source"] for h in hits] == ["odd.txt"]

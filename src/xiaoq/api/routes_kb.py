@@ -10,16 +10,20 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any, Literal, Optional
 
-from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Path, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from xiaoq.api.body_limits import UPLOAD_BODY
 from xiaoq.api.errors import error_responses
+from xiaoq.api.fields import Text
 from xiaoq.errors import Conflict, InvalidRequest, NotFound, XiaoQError
 from xiaoq.kb.jobs import JobRunner
 from xiaoq.kb.service import KnowledgeBases
 from xiaoq.kb.types import check_kb_name, conversation_scope
+
+#: A row id: databases hold 64-bit integers, so a larger one is a 422, never a database error.
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 router = APIRouter(prefix="/api/kb", tags=["knowledge bases"], responses=error_responses(404, 409, 507))
 #: A conversation's own files: a knowledge base of its own, gone with the conversation.
@@ -29,7 +33,7 @@ files_router = APIRouter(prefix="/api/conversations", tags=["knowledge bases"], 
 def get_kbs(request: Request) -> KnowledgeBases:
     kbs = getattr(request.app.state, "kb", None)
     if kbs is None:
-        raise XiaoQError(getattr(request.app.state, "kb_unavailable", None) or "Knowledge bases need conversation storage, which is not enabled on this server.")
+        raise XiaoQError("Knowledge bases need conversation storage, which is not enabled on this server.")
     return kbs
 
 
@@ -85,7 +89,7 @@ async def get_job(job_id: str, jobs: JobsDep) -> dict[str, Any]:
 
 
 @router.get("/chunks/{chunk_id}")
-async def get_chunk(chunk_id: int, kbs: KbsDep) -> dict[str, Any]:
+async def get_chunk(chunk_id: RowId, kbs: KbsDep) -> dict[str, Any]:
     chunk = await asyncio.to_thread(kbs.store.get_chunk, chunk_id)
     return {k: chunk[k] for k in ("id", "kb", "document_id", "source", "title", "heading", "anchor", "page", "position", "text")}
 
@@ -141,7 +145,7 @@ def _upload_name(filename: Optional[str]) -> str:
 
 
 @router.delete("/{name}/documents/{document_id}", status_code=204)
-async def delete_document(name: str, document_id: int, kbs: KbsDep) -> Response:
+async def delete_document(name: str, document_id: RowId, kbs: KbsDep) -> Response:
     kb = await asyncio.to_thread(kbs.store.get_kb, check_kb_name(name))
     await asyncio.to_thread(kbs.store.delete_document, document_id, kb["id"])
     return Response(status_code=204)
@@ -151,7 +155,7 @@ async def delete_document(name: str, document_id: int, kbs: KbsDep) -> Response:
 async def search(
     name: str,
     kbs: KbsDep,
-    q: str = Query(..., min_length=1, max_length=2000),
+    q: Text = Query(..., min_length=1, max_length=2000),
     k: int = Query(5, ge=1, le=50),
     mode: Literal["hybrid", "lexical", "dense"] = "hybrid",
 ) -> dict[str, Any]:
@@ -182,7 +186,7 @@ async def list_files(conversation_id: str, request: Request, kbs: KbsDep) -> dic
 
 
 @files_router.delete("/{conversation_id}/files/{document_id}", status_code=204)
-async def delete_file(conversation_id: str, document_id: int, request: Request, kbs: KbsDep) -> Response:
+async def delete_file(conversation_id: str, document_id: RowId, request: Request, kbs: KbsDep) -> Response:
     scope = await _conversation_scope(request, kbs, conversation_id)
     await asyncio.to_thread(kbs.store.delete_document, document_id, scope["id"])
     return Response(status_code=204)
