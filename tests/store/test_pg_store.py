@@ -96,8 +96,9 @@ def test_two_xiaoq_servers_share_conversations(pg_url: str) -> None:
             assert [m["content"] for m in messages if m["role"] == "user"] == ["第一句在甲", "第二句在乙"]
             assert [m["status"] for m in messages] == ["complete"] * 4
             assert {h["conversation_id"] for h in httpx.get(b + "/api/search", params={"q": "在甲"}).json()["data"]} == {cid}
-            # knowledge bases are SQLite-only for now: a clear error, not a crash
-            assert "PostgreSQL" in httpx.get(a + "/api/kb").json()["error"]["message"]
+            # knowledge bases live in the shared database too
+            assert httpx.post(a + "/api/kb", json={"name": "shared"}).status_code == 201
+            assert [k["name"] for k in httpx.get(b + "/api/kb").json()["data"]] == ["shared"]
     finally:
         for store in stores:
             store.close()

@@ -137,12 +137,12 @@ def _include_knowledge_bases(app: FastAPI, store: object) -> None:
     from xiaoq.api import routes_embeddings, routes_kb
     from xiaoq.kb.jobs import JobRunner, engine_pause
     from xiaoq.kb.service import KnowledgeBases
-    from xiaoq.store.kb import KnowledgeStore
+    from xiaoq.store.kb import knowledge_store
 
     engine: Engine = app.state.engine
     run = getattr(engine, "call_on_scheduler", None)  # a GGUF embedder shares the decoding thread
     db = getattr(store, "db", None)  # the schema-only apps of the fuzz tests pass a bare object
-    app.state.kb = KnowledgeBases(KnowledgeStore(db), app.state.settings, pause=engine_pause(engine.stats), run=run)  # type: ignore[arg-type]
+    app.state.kb = KnowledgeBases(knowledge_store(db), app.state.settings, pause=engine_pause(engine.stats), run=run)  # type: ignore[arg-type]
     app.state.kb_jobs = JobRunner()
     app.include_router(routes_kb.router)
     app.include_router(routes_kb.files_router)
@@ -210,15 +210,8 @@ def create_app(
     if settings.multi_user():
         _include_accounts(app, settings, store)
     if store is not None:
-        if getattr(store.db, "kind", "sqlite") == "sqlite":  # the KB's lexical index is SQLite's FTS5
-            _include_knowledge_bases(app, store)
-            _include_conversations(app, store)
-        else:
-            from xiaoq.api import routes_kb
-
-            _include_conversations(app, store)
-            app.state.kb_unavailable = "Knowledge bases are not available with a PostgreSQL database yet (their search index is SQLite's)."
-            app.include_router(routes_kb.router)
+        _include_knowledge_bases(app, store)
+        _include_conversations(app, store)
 
     web = WebUI(web_dir, exclude=_data_folders(settings)) if web_dir is not None else None
     if web is not None and not web.available:

@@ -26,11 +26,11 @@ def _kb_name(ctx: click.Context, param: click.Parameter, value: Optional[str]) -
 
 def _open(given: dict[str, Any]):  # type: ignore[no-untyped-def]
     from xiaoq.kb.service import KnowledgeBases
-    from xiaoq.store.db import Database
-    from xiaoq.store.kb import KnowledgeStore
+    from xiaoq.store import open_store
+    from xiaoq.store.kb import knowledge_store
 
     settings = build_settings(given)
-    return KnowledgeBases(KnowledgeStore(Database(settings.db_path())), settings)
+    return KnowledgeBases(knowledge_store(open_store(settings.database()).db), settings)
 
 
 @click.group("kb")

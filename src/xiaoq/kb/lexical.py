@@ -1,11 +1,12 @@
-"""Lexical terms for SQLite FTS5 with the plain ``unicode61`` tokenizer.
+"""Lexical terms of passages and queries, segmented here so that any store can index them as they are.
 
 FTS5's ``trigram`` tokenizer never matches a 2-character Chinese word (年假, 发票: most Chinese
 words), and ``unicode61`` on raw Chinese makes a whole run between punctuation one token. So the
 segmentation happens here: jieba's ``cut_for_search`` (its dictionary ships in the package) turns
-documents and queries into space-joined words that ``unicode61`` then splits on the spaces, and
-``bm25()`` ranks them. A second column holds CJK character bigrams, the fallback for words jieba
-segments differently in a short query than in the document. No SQLite extension is needed.
+documents and queries into words; CJK character bigrams beside them catch the words jieba segments
+differently in a short query than in the document. SQLite indexes the space-joined words in an
+FTS5 ``unicode61`` column ranked by ``bm25()``; PostgreSQL in a weighted ``tsvector`` (see
+:mod:`xiaoq.store.kb` and :mod:`xiaoq.store.pg_kb`). No database extension is needed.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from typing import Iterable
 
 _CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
 _TOKEN_CHARS = re.compile(r"\w", re.UNICODE)
@@ -66,17 +66,13 @@ def index_columns(text: str) -> tuple[str, str]:
     return " ".join(words(text)), " ".join(bigrams(text))
 
 
-def _or_query(tokens: Iterable[str]) -> str:
-    unique = dict.fromkeys(t for t in tokens if t)
-    return " OR ".join('"' + t.replace('"', '""') + '"' for t in unique)
-
-
-def word_query(text: str) -> str:
-    """An FTS5 MATCH expression over the words column ('' when nothing searchable is left)."""
+def query_words(text: str) -> list[str]:
+    """The words a query searches for: its words without stopwords (all of them when only
+    stopwords are left, rather than searching for nothing), each once, in order."""
     kept = [w for w in words(text) if w not in STOPWORDS]
-    return _or_query(kept or words(text))
+    return list(dict.fromkeys(kept or words(text)))
 
 
-def bigram_query(text: str) -> str:
-    """An FTS5 MATCH expression over the bigram column ('' for a query without Chinese)."""
-    return _or_query(bigrams(text))
+def query_bigrams(text: str) -> list[str]:
+    """The CJK bigrams a query searches for, each once ([] for a query without Chinese)."""
+    return list(dict.fromkeys(bigrams(text)))

@@ -1,4 +1,4 @@
-"""Retrieval: lexical (FTS5 bm25 over jieba words and CJK bigrams) and dense (e5 vectors, numpy)
+"""Retrieval: lexical (the store's ranking of jieba words and CJK bigrams) and dense (e5 vectors, numpy)
 rankings fused with reciprocal rank fusion.
 
 Either stage may fail or find nothing (no vectors yet, no embedder installed, a query of stop
@@ -131,11 +131,10 @@ class Retriever:
         return vector
 
     def lexical(self, kb_ids: Sequence[int], query: str, limit: int = CANDIDATES) -> list[tuple[int, float]]:
-        """bm25 over words and bigrams together: a Chinese word jieba cuts differently in the
-        question than in the document still meets its bigrams."""
-        parts = [f"words : ({q})" for q in [lexical.word_query(query)] if q]
-        parts += [f"grams : ({q})" for q in [lexical.bigram_query(query)] if q]
-        return self.store.lexical_search(kb_ids, " OR ".join(parts), limit) if parts else []
+        """The store's word ranking (bm25 or its PostgreSQL equivalent) of the query's words and
+        CJK bigrams together: a Chinese word jieba cuts differently in the question than in the
+        document still meets its bigrams."""
+        return self.store.lexical_search(kb_ids, lexical.query_words(query), lexical.query_bigrams(query), limit)
 
     def dense(self, kb_ids: Sequence[int], query: str, limit: int = CANDIDATES) -> list[tuple[int, float]]:
         if self.embedder is None or not query.strip():

@@ -1,8 +1,10 @@
 """Knowledge bases, documents and chunks: the :class:`KnowledgeStore` repository.
 
-Search lives here too, behind plain methods (``lexical_search``, ``chunk_vectors``), so another
-store (PostgreSQL) can implement them its own way; the caller passes the already segmented
-query (:mod:`xiaoq.kb.lexical`). Every method blocks; async callers use ``asyncio.to_thread``.
+Search lives here too, behind plain methods (``lexical_search``, ``chunk_vectors``), so every
+query goes through one place and the PostgreSQL store (:mod:`xiaoq.store.pg_kb`) implements the
+two that differ its own way; callers pass already segmented terms (:mod:`xiaoq.kb.lexical`).
+Every method blocks; async callers use ``asyncio.to_thread``; :func:`knowledge_store` picks the
+class for a database.
 """
 
 from __future__ import annotations
@@ -42,6 +44,28 @@ def chunk_dict(row: sqlite3.Row) -> dict[str, Any]:
     return {k: row[k] for k in row.keys()}
 
 
+def _fts_any(terms: Iterable[str]) -> str:
+    """Terms OR-ed, each a quoted FTS5 string (so no term is read as FTS5 syntax)."""
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in dict.fromkeys(t for t in terms if t))
+
+
+def fts_match(words: Sequence[str], grams: Sequence[str]) -> str:
+    """The FTS5 MATCH expression for passages holding any of ``words`` (the words column) or
+    ``grams`` (the bigrams column); '' when there is nothing to search for."""
+    parts = [f"{column} : ({q})" for column, q in (("words", _fts_any(words)), ("grams", _fts_any(grams))) if q]
+    return " OR ".join(parts)
+
+
+def knowledge_store(db: Any) -> "KnowledgeStore":
+    """The knowledge-base repository for a database: SQLite's, or PostgreSQL's for a
+    :class:`~xiaoq.store.pg.PgDatabase`."""
+    if getattr(db, "kind", "sqlite") == "postgresql":
+        from xiaoq.store.pg_kb import PgKnowledgeStore
+
+        return PgKnowledgeStore(db)
+    return KnowledgeStore(db)
+
+
 def _marks(ids: Sequence[Any]) -> str:
     return ",".join("?" * len(ids))
 
@@ -68,7 +92,7 @@ class KnowledgeStore:
         now = utc_now()
         with self.db.write() as conn:
             conn.execute(
-                "INSERT OR IGNORE INTO knowledge_bases (name, conversation_id, description, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO knowledge_bases (name, conversation_id, description, created_at, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (name, conversation_id, description, now, now),
             )
         return self.get_kb(name)
@@ -104,12 +128,12 @@ class KnowledgeStore:
         now = utc_now()
         with self.db.write() as conn:
             conn.execute("DELETE FROM kb_documents WHERE kb_id = ? AND source = ?", (kb_id, source))
-            cur = conn.execute(
-                "INSERT INTO kb_documents (kb_id, source, title, content_hash, bytes, pages, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            row = conn.execute(
+                "INSERT INTO kb_documents (kb_id, source, title, content_hash, bytes, pages, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (kb_id, source, title, content_hash, size, pages, now, now),
-            )
+            ).fetchone()
             conn.execute("UPDATE knowledge_bases SET updated_at = ? WHERE id = ?", (now, kb_id))
-        return int(cur.lastrowid or 0)
+        return int(row[0])
 
     def add_chunks(self, document_id: int, kb_id: int, rows: Iterable[ChunkRow]) -> None:
         """Insert one batch of chunks and their index rows in one short transaction."""
@@ -168,9 +192,12 @@ class KnowledgeStore:
         rows = self.db.query(f"SELECT {_CHUNK_COLUMNS} FROM {_CHUNK_JOIN} WHERE c.document_id = ? ORDER BY c.position", (document_id,))
         return [chunk_dict(r) for r in rows]
 
-    def lexical_search(self, kb_ids: Sequence[int], match: str, limit: int) -> list[tuple[int, float]]:
-        """``(chunk_id, score)`` best first for an FTS5 MATCH expression; higher score is better
-        (``-bm25``). A syntax error in ``match`` finds nothing rather than failing the answer."""
+    def lexical_search(self, kb_ids: Sequence[int], words: Sequence[str], grams: Sequence[str], limit: int) -> list[tuple[int, float]]:
+        """``(chunk_id, score)`` best first for the passages holding any of these words or bigrams
+        (bm25 over both columns: a Chinese word jieba cuts differently in the question than in the
+        document still meets its bigrams); higher score is better (``-bm25``). A syntax error in
+        the MATCH finds nothing rather than failing the answer."""
+        match = fts_match(words, grams)
         if not kb_ids or not match:
             return []
         sql = (
