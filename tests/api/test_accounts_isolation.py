@@ -197,3 +197,24 @@ def test_single_user_modes_have_no_account_routes(tmp_path):
         assert c.post("/api/auth/login", json={"username": "a", "password": "b"}).status_code == 404
         assert c.post("/api/conversations", json={}).status_code == 201
     s.close()
+
+
+def test_attached_files_are_the_conversation_owners_alone(client):
+    """A conversation's files (its own knowledge base) answer its owner; another user gets the
+    404 an unknown conversation gets, for listing, attaching and removing."""
+    alice, bob = login(client, "alice"), login(client, "bob")
+    cid = client.post("/api/conversations", json={"title": "mine"}, headers=alice).json()["id"]
+    r = client.post(f"/api/conversations/{cid}/files", files=[("files", ("n.md", "# 通知\n\n墨盒在前台。".encode()))], headers=alice)
+    assert r.status_code == 202, r.text
+    for _ in range(500):
+        if client.get(f"/api/kb/jobs/{r.json()['id']}", headers=alice).json()["status"] in ("done", "error"):
+            break
+        __import__("time").sleep(0.02)
+    files = client.get(f"/api/conversations/{cid}/files", headers=alice).json()["data"]
+    assert [f["source"] for f in files] == ["n.md"]
+    for method, path in (("GET", f"/api/conversations/{cid}/files"), ("DELETE", f"/api/conversations/{cid}/files/{files[0]['id']}")):
+        r = client.request(method, path, headers=bob)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", r.text
+    r = client.post(f"/api/conversations/{cid}/files", files=[("files", ("x.md", b"# x"))], headers=bob)
+    assert r.status_code == 404, r.text
+    assert [f["source"] for f in client.get(f"/api/conversations/{cid}/files", headers=alice).json()["data"]] == ["n.md"]

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from xiaoq.api.body_limits import UPLOAD_BODY
+from xiaoq.api.deps import get_conversations
 from xiaoq.api.errors import error_responses
 from xiaoq.api.fields import Text
 from xiaoq.errors import Conflict, InvalidRequest, NotFound, XiaoQError
@@ -165,8 +166,7 @@ async def search(
 
 
 async def _conversation_scope(request: Request, kbs: KnowledgeBases, conversation_id: str) -> dict[str, Any]:
-    store = request.app.state.store
-    await asyncio.to_thread(store.get_conversation, conversation_id)  # 404 for an unknown conversation
+    await get_conversations(request).get(conversation_id, messages=False)  # 404 unless the asker's own
     return await asyncio.to_thread(kbs.store.ensure_kb, conversation_scope(conversation_id), conversation_id)
 
 
