@@ -322,7 +322,7 @@ class UpstreamEngine:
                                 "max_tokens": max_tokens, **sampling_fields(request.sampling), "cache_prompt": True}
         if request.prompt is not None:
             return "/v1/completions", {**body, "prompt": request.prompt}
-        if request.continue_last:  # vLLM's spelling; llama-server continues a final assistant message by itself
+        if request.continue_last:  # vLLM's spelling; llama-server leaves a final assistant message open itself (its assistant prefill, on unless --no-prefill-assistant)
             body.update(continue_final_message=True, add_generation_prompt=False)
         messages = [{"role": m["role"], "content": m["content"]} for m in request.messages]
         return "/v1/chat/completions", {**body, "messages": messages}
