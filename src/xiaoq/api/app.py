@@ -213,6 +213,8 @@ def create_app(
         _include_knowledge_bases(app, store)
         _include_conversations(app, store)
 
+    if settings.multi_user() and app.state.kb is not None:
+        app.state.kb.store.tenanted = True  # only a user's view may look (deps.viewer_kbs)
     web = WebUI(web_dir, exclude=_data_folders(settings)) if web_dir is not None else None
     if web is not None and not web.available:
         web = None

@@ -49,6 +49,13 @@ def get_conversations(request: Request) -> Any:
     return service if user is None else service.for_owner(user.id)
 
 
+def viewer_kbs(request: Request, kbs: Any) -> Any:
+    """The knowledge bases (``app.state.kb``) as the request's user may see them; unchanged
+    without accounts. With accounts the unscoped store refuses, so skipping this fails closed."""
+    user = request.scope.get("xiaoq.user")
+    return kbs.for_viewer(user) if kbs is not None and user is not None else kbs
+
+
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]

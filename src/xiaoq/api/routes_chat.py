@@ -20,7 +20,7 @@ from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, WithJsonSchema
 
-from xiaoq.api.deps import EngineDep, MetricsDep, SettingsDep
+from xiaoq.api.deps import EngineDep, MetricsDep, SettingsDep, viewer_kbs
 from xiaoq.api.errors import error_responses
 from xiaoq.api.fields import Bool, Float, Int, Text
 from xiaoq.api.sampling import MAX_STOP_LENGTH, MAX_STOP_SEQUENCES, generation_request
@@ -95,7 +95,7 @@ async def chat(body: ChatBody, http: Request, engine: EngineDep, settings: Setti
     messages = build_messages(policy.system_prompt(settings, body.system, body.prompt), [t.model_dump() for t in body.history], body.prompt)
     grounding = None
     if body.kb is not None:
-        messages, grounding = await ground_messages(http.app.state.kb, engine, body.kb, messages)
+        messages, grounding = await ground_messages(viewer_kbs(http, http.app.state.kb), engine, body.kb, messages)
     request = await generation_request(
         settings,
         engine,

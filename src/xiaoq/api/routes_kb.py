@@ -12,10 +12,10 @@ from typing import Annotated, Any, Literal, Optional
 
 from fastapi import APIRouter, Depends, File, Path, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from xiaoq.api.body_limits import UPLOAD_BODY
-from xiaoq.api.deps import get_conversations
+from xiaoq.api.deps import get_conversations, viewer_kbs
 from xiaoq.api.errors import error_responses
 from xiaoq.api.fields import Text
 from xiaoq.errors import Conflict, InvalidRequest, NotFound, XiaoQError
@@ -32,10 +32,11 @@ files_router = APIRouter(prefix="/api/conversations", tags=["knowledge bases"], 
 
 
 def get_kbs(request: Request) -> KnowledgeBases:
+    """The knowledge bases the asking user may see (all of them in the single-user modes)."""
     kbs = getattr(request.app.state, "kb", None)
     if kbs is None:
         raise XiaoQError("Knowledge bases need conversation storage, which is not enabled on this server.")
-    return kbs
+    return viewer_kbs(request, kbs)
 
 
 def get_jobs(request: Request) -> JobRunner:
@@ -51,8 +52,15 @@ class NewKnowledgeBase(BaseModel):
     description: str = Field("", max_length=2000)
 
 
+class Sharing(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    visibility: Literal["everyone", "group", "private"]
+    group: Optional[str] = Field(None, min_length=1, max_length=64)
+
+
 def _public_kb(kb: dict[str, Any]) -> dict[str, Any]:
-    return {k: kb[k] for k in ("name", "description", "document_count", "chunk_count", "created_at", "updated_at")}
+    keys = ("name", "description", "document_count", "chunk_count", "created_at", "updated_at", "owner", "visibility", "group_name")
+    return {k: kb[k] for k in keys}
 
 
 @router.get("")
@@ -73,6 +81,12 @@ async def create_kb(body: NewKnowledgeBase, kbs: KbsDep) -> dict[str, Any]:
         raise Conflict(f"A knowledge base named {name!r} exists already.", code="kb_exists")
 
     return _public_kb(await asyncio.to_thread(create))
+
+
+@router.patch("/{name}")
+async def share_kb(name: str, body: Sharing, kbs: KbsDep) -> dict[str, Any]:
+    """Who else may use it: everyone, one group, or only its owner (owner or admin only)."""
+    return _public_kb(await asyncio.to_thread(kbs.store.share, check_kb_name(name), body.visibility, body.group))
 
 
 @router.delete("/{name}", status_code=204)
@@ -105,7 +119,8 @@ async def list_documents(name: str, kbs: KbsDep) -> dict[str, Any]:
 async def upload_documents(name: str, request: Request, kbs: KbsDep, jobs: JobsDep, files: list[UploadFile] = File(...)) -> JSONResponse:
     """Queue the uploaded files for ingest; 202 with the job to poll (the knowledge base is created when missing)."""
     check_kb_name(name)
-    kb = await asyncio.to_thread(kbs.store.ensure_kb, name)
+    await asyncio.to_thread(kbs.store.ensure_kb, name)
+    kb = await asyncio.to_thread(kbs.store.writable, name)
     job = await submit_uploads(kbs, jobs, kb, files)
     return JSONResponse(job.to_dict(), status_code=202, headers={"Location": f"/api/kb/jobs/{job.id}"})
 
@@ -147,7 +162,7 @@ def _upload_name(filename: Optional[str]) -> str:
 
 @router.delete("/{name}/documents/{document_id}", status_code=204)
 async def delete_document(name: str, document_id: RowId, kbs: KbsDep) -> Response:
-    kb = await asyncio.to_thread(kbs.store.get_kb, check_kb_name(name))
+    kb = await asyncio.to_thread(kbs.store.writable, check_kb_name(name))
     await asyncio.to_thread(kbs.store.delete_document, document_id, kb["id"])
     return Response(status_code=204)
 

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
-from xiaoq.api.deps import EngineDep, MetricsDep, SettingsDep
+from xiaoq.api.deps import EngineDep, MetricsDep, SettingsDep, viewer_kbs
 from xiaoq.api.errors import error_responses
 from xiaoq.api.fields import Bool, Float, Int, Text
 from xiaoq.api.routes_chat import Seed, Stop, check_list_length
@@ -157,7 +157,7 @@ async def chat_completions(
     log_prompt(settings.log_prompts, "/v1/chat/completions", str(messages[-1]["content"]))
     grounding = None
     if body.kb is not None:
-        messages, grounding = await ground_messages(request.app.state.kb, engine, body.kb, messages)
+        messages, grounding = await ground_messages(viewer_kbs(request, request.app.state.kb), engine, body.kb, messages)
     gen_request = await generation_request(
         settings,
         engine,

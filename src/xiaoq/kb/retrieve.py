@@ -10,6 +10,7 @@ one matrix product and one FTS query.
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from collections import OrderedDict
@@ -114,6 +115,12 @@ class Retriever:
         self._queries: "OrderedDict[str, np.ndarray]" = OrderedDict()
         self._queries_lock = threading.Lock()
 
+    def for_store(self, store: KnowledgeStore) -> "Retriever":
+        """This retriever over a viewer's store, sharing the vector and query caches."""
+        view = copy.copy(self)
+        view.store = store
+        return view
+
     def query_vector(self, query: str) -> np.ndarray:
         """The embedder's vector for ``query``, from a small LRU when it was asked recently."""
         assert self.embedder is not None
@@ -155,7 +162,9 @@ class Retriever:
             return []
 
     def search(self, kb_ids: Sequence[int], query: str, k: int = 5, mode: Mode = "hybrid") -> list[Hit]:
-        """The ``k`` best passages, fused, with their chunk rows attached."""
+        """The ``k`` best passages, fused, with their chunk rows attached. Only the knowledge
+        bases the store's viewer may use are searched (the vector cache is keyed by that scope)."""
+        kb_ids = self.store.visible_ids(kb_ids)
         lex = self._safe("lexical", kb_ids, query) if mode in ("lexical", "hybrid") else []
         den = self._safe("dense", kb_ids, query) if mode in ("dense", "hybrid") else []
         chunks = self.store.get_chunks(list(dict.fromkeys(cid for cid, _ in lex + den)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable, Optional
 
 from xiaoq.config import Settings
@@ -47,6 +48,14 @@ class KnowledgeBases:
         self.embedder = embedder if embedder is not None else embedder_for(settings, run)
         self.retriever = Retriever(store, self.embedder)
         self.pause = pause
+
+    def for_viewer(self, user: Any) -> "KnowledgeBases":
+        """The same pieces seeing only what ``user`` may use (the store's view; the retriever
+        shares its caches, and its scope is cut to the visible knowledge bases before they are used)."""
+        view = copy.copy(self)
+        view.store = self.store.for_viewer(user)
+        view.retriever = self.retriever.for_store(view.store)
+        return view
 
     def ingestor(self) -> Ingestor:
         return Ingestor(self.store, self.embedder, limits=limits(self.settings), pause=self.pause)

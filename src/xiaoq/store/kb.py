@@ -9,15 +9,18 @@ class for a database.
 
 from __future__ import annotations
 
+import copy
 import sqlite3
 from typing import Any, Iterable, Optional, Sequence
 
-from xiaoq.errors import NotFound
+from xiaoq.auth.types import User
+from xiaoq.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from xiaoq.store.conversations import utc_now
 from xiaoq.store.db import Database
 
 _KB_COLUMNS = (
-    "k.id, k.name, k.conversation_id, k.description, k.created_at, k.updated_at, "
+    "k.id, k.name, k.conversation_id, k.description, k.created_at, k.updated_at, k.owner_id, k.visibility, k.group_name, "
+    "(SELECT u.username FROM users u WHERE u.id = k.owner_id) AS owner, "
     "(SELECT count(*) FROM kb_documents d WHERE d.kb_id = k.id) AS document_count, "
     "(SELECT count(*) FROM kb_chunks c WHERE c.kb_id = k.id) AS chunk_count"
 )
@@ -70,42 +73,117 @@ def _marks(ids: Sequence[Any]) -> str:
     return ",".join("?" * len(ids))
 
 
+VISIBILITIES = ("everyone", "group", "private")
+
+
 class KnowledgeStore:
-    """Knowledge bases over a :class:`~xiaoq.store.db.Database` (the conversations' file)."""
+    """Knowledge bases over a :class:`~xiaoq.store.db.Database` (the conversations' file).
+
+    Who may see what: :meth:`for_viewer` gives a view for one user that finds, lists, searches
+    and cites only the knowledge bases that user may use: their own, those shared with everyone,
+    those shared with one of their groups (an admin: with any group; a private one stays its
+    owner's, whoever asks). A conversation's own
+    knowledge base (its attached files) is its owner's alone. Changing one (documents, sharing,
+    deleting) is for its owner or an admin. The store itself (no viewer) sees everything: the
+    single-user modes and ``xiaoq kb``; with ``tenanted`` set it refuses to look without a viewer.
+    """
+
+    viewer: Optional[User] = None
+    tenanted: bool = False
 
     def __init__(self, db: Database):
         self.db = db
 
+    def for_viewer(self, user: User) -> "KnowledgeStore":
+        view = copy.copy(self)
+        view.viewer = user
+        return view
+
+    def _visible(self, alias: str = "k") -> tuple[str, tuple[Any, ...]]:
+        """`` AND <the viewer may use knowledge base alias>`` with its parameters."""
+        if self.viewer is None:
+            if self.tenanted:
+                raise PermissionError("knowledge bases are per user here: use store.for_viewer(user)")
+            return "", ()
+        u = self.viewer
+        return (
+            f" AND (({alias}.conversation_id IS NULL AND ({alias}.owner_id = ? OR {alias}.visibility = 'everyone'"
+            f" OR ({alias}.visibility = 'group' AND (? = 1 OR {alias}.group_name IN (SELECT g.group_name FROM user_groups g WHERE g.user_id = ?)))))"
+            f" OR {alias}.conversation_id IN (SELECT cv.id FROM conversations cv WHERE cv.owner_id = ?))",
+            (u.id, int(u.is_admin), u.id, u.id),
+        )
+
+    def _in_visible(self, column: str) -> tuple[str, tuple[Any, ...]]:
+        cond, params = self._visible()
+        return (f" AND {column} IN (SELECT k.id FROM knowledge_bases k WHERE 1 = 1{cond})", params) if cond else ("", ())
+
+    def visible_ids(self, kb_ids: Sequence[int]) -> list[int]:
+        """Those of ``kb_ids`` the viewer may use (all for the store itself), in the given order."""
+        cond, params = self._visible()
+        if not cond or not kb_ids:
+            return list(kb_ids)
+        rows = self.db.query(f"SELECT k.id FROM knowledge_bases k WHERE k.id IN ({_marks(kb_ids)}){cond}", [*kb_ids, *params])
+        seen = {int(r[0]) for r in rows}
+        return [i for i in kb_ids if i in seen]
+
+    def writable(self, name: str) -> dict[str, Any]:
+        """The knowledge base ``name`` when the viewer may change it: NotFound when they cannot
+        see it, Forbidden when they may only use it."""
+        kb = self.get_kb(name)
+        u = self.viewer
+        mine = kb["owner_id"] == u.id or kb["conversation_id"] is not None if u is not None else True  # files: visible to the conversation's owner only
+        if u is not None and not mine and not u.is_admin:
+            raise Forbidden(f"The knowledge base {name!r} is shared with you to use, not to change.", code="kb_read_only")
+        return kb
+
+    def share(self, name: str, visibility: str, group: Optional[str] = None) -> dict[str, Any]:
+        """Who else may use it: ``everyone``, one ``group``, or nobody (``private``)."""
+        if visibility not in VISIBILITIES or (visibility == "group") != bool(group):
+            raise InvalidRequest("visibility is everyone, private, or group with a group name", code="invalid_visibility")
+        kb = self.writable(name)
+        with self.db.write() as conn:
+            conn.execute("UPDATE knowledge_bases SET visibility = ?, group_name = ?, updated_at = ? WHERE id = ?", (visibility, group, utc_now(), kb["id"]))
+        return self.get_kb(name)
+
     # ---- knowledge bases --------------------------------------------------------------------
     def get_kb(self, name: str) -> dict[str, Any]:
-        row = self.db.query_one(f"SELECT {_KB_COLUMNS} FROM knowledge_bases k WHERE k.name = ?", (name,))
+        cond, params = self._visible()
+        row = self.db.query_one(f"SELECT {_KB_COLUMNS} FROM knowledge_bases k WHERE k.name = ?{cond}", (name, *params))
         if row is None:
             raise NotFound(f"No knowledge base named {name!r}", code="kb_not_found")
         return _kb_dict(row)
 
     def find_kb(self, name: str) -> Optional[dict[str, Any]]:
-        row = self.db.query_one(f"SELECT {_KB_COLUMNS} FROM knowledge_bases k WHERE k.name = ?", (name,))
+        cond, params = self._visible()
+        row = self.db.query_one(f"SELECT {_KB_COLUMNS} FROM knowledge_bases k WHERE k.name = ?{cond}", (name, *params))
         return _kb_dict(row) if row else None
 
     def ensure_kb(self, name: str, conversation_id: Optional[str] = None, description: str = "") -> dict[str, Any]:
         """The knowledge base ``name``, created when missing."""
         now = utc_now()
+        owner, visibility = (self.viewer.id, "private") if self.viewer is not None else (None, "everyone")
         with self.db.write() as conn:
             conn.execute(
-                "INSERT INTO knowledge_bases (name, conversation_id, description, created_at, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (name, conversation_id, description, now, now),
+                "INSERT INTO knowledge_bases (name, conversation_id, description, created_at, updated_at, owner_id, visibility) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (name, conversation_id, description, now, now, owner, visibility),
             )
-        return self.get_kb(name)
+        try:
+            return self.get_kb(name)
+        except NotFound:  # someone else's private one: the name is taken, not free
+            raise Conflict(f"The name {name!r} is taken by a knowledge base you cannot use; choose another.", code="kb_exists") from None
 
     def list_kbs(self) -> list[dict[str, Any]]:
         """Named knowledge bases (conversation scopes are not listed), by name."""
-        rows = self.db.query(f"SELECT {_KB_COLUMNS} FROM knowledge_bases k WHERE k.conversation_id IS NULL ORDER BY k.name")
+        cond, params = self._visible()
+        rows = self.db.query(f"SELECT {_KB_COLUMNS} FROM knowledge_bases k WHERE k.conversation_id IS NULL{cond} ORDER BY k.name", params)
         return [_kb_dict(r) for r in rows]
 
     def delete_kb(self, name: str) -> None:
         """Delete it with its documents and chunks (cascade; the FTS rows go by trigger)."""
+        kb = self.writable(name)
         with self.db.write() as conn:
-            if conn.execute("DELETE FROM knowledge_bases WHERE name = ?", (name,)).rowcount == 0:
+            if conn.execute("DELETE FROM knowledge_bases WHERE id = ?", (kb["id"],)).rowcount == 0:
                 raise NotFound(f"No knowledge base named {name!r}", code="kb_not_found")
 
     # ---- documents ---------------------------------------------------------------------------
@@ -114,13 +192,15 @@ class KnowledgeStore:
         return _doc_dict(row) if row else None
 
     def get_document(self, document_id: int) -> dict[str, Any]:
-        row = self.db.query_one(f"SELECT {_DOC_COLUMNS} FROM kb_documents WHERE id = ?", (document_id,))
+        cond, params = self._in_visible("kb_id")
+        row = self.db.query_one(f"SELECT {_DOC_COLUMNS} FROM kb_documents WHERE id = ?{cond}", (document_id, *params))
         if row is None:
             raise NotFound(f"No document with id {document_id}", code="document_not_found")
         return _doc_dict(row)
 
     def list_documents(self, kb_id: int) -> list[dict[str, Any]]:
-        rows = self.db.query(f"SELECT {_DOC_COLUMNS} FROM kb_documents WHERE kb_id = ? ORDER BY source", (kb_id,))
+        cond, params = self._in_visible("kb_id")
+        rows = self.db.query(f"SELECT {_DOC_COLUMNS} FROM kb_documents WHERE kb_id = ?{cond} ORDER BY source", (kb_id, *params))
         return [_doc_dict(r) for r in rows]
 
     def begin_document(self, kb_id: int, source: str, *, content_hash: str, size: int, title: str = "", pages: Optional[int] = None) -> int:
@@ -178,7 +258,8 @@ class KnowledgeStore:
     def get_chunks(self, chunk_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         if not chunk_ids:
             return {}
-        rows = self.db.query(f"SELECT {_CHUNK_COLUMNS} FROM {_CHUNK_JOIN} WHERE c.id IN ({_marks(chunk_ids)})", list(chunk_ids))
+        cond, params = self._visible()
+        rows = self.db.query(f"SELECT {_CHUNK_COLUMNS} FROM {_CHUNK_JOIN} WHERE c.id IN ({_marks(chunk_ids)}){cond}", [*chunk_ids, *params])
         return {r["id"]: chunk_dict(r) for r in rows}
 
     def get_chunk(self, chunk_id: int) -> dict[str, Any]:
@@ -189,7 +270,8 @@ class KnowledgeStore:
 
     def document_chunks(self, document_id: int) -> list[dict[str, Any]]:
         """A document's chunks in reading order (summaries read them all)."""
-        rows = self.db.query(f"SELECT {_CHUNK_COLUMNS} FROM {_CHUNK_JOIN} WHERE c.document_id = ? ORDER BY c.position", (document_id,))
+        cond, params = self._visible()
+        rows = self.db.query(f"SELECT {_CHUNK_COLUMNS} FROM {_CHUNK_JOIN} WHERE c.document_id = ?{cond} ORDER BY c.position", (document_id, *params))
         return [chunk_dict(r) for r in rows]
 
     def lexical_search(self, kb_ids: Sequence[int], words: Sequence[str], grams: Sequence[str], limit: int) -> list[tuple[int, float]]:
@@ -197,6 +279,7 @@ class KnowledgeStore:
         (bm25 over both columns: a Chinese word jieba cuts differently in the question than in the
         document still meets its bigrams); higher score is better (``-bm25``). A syntax error in
         the MATCH finds nothing rather than failing the answer."""
+        kb_ids = self.visible_ids(kb_ids)
         match = fts_match(words, grams)
         if not kb_ids or not match:
             return []
@@ -231,6 +314,7 @@ class KnowledgeStore:
 
     def chunk_vectors(self, kb_ids: Sequence[int], embedder: str) -> list[tuple[int, bytes]]:
         """``(chunk_id, vector blob)`` of the ready chunks embedded by ``embedder``."""
+        kb_ids = self.visible_ids(kb_ids)
         if not kb_ids:
             return []
         rows = self.db.query(
