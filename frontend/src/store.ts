@@ -226,11 +226,15 @@ export async function loadConfig(): Promise<boolean> {
   }
 }
 
+/** A 401 from anywhere: ask for a login (accounts) or for the key; a wrong password is the login
+ * dialog's own error to show. */
+export function onAuthProblem(code?: string): void {
+  if (code === 'login_required') state.needLogin = true
+  else if (code !== 'invalid_credentials') state.needKey = true
+}
+
 export async function boot(): Promise<void> {
-  onUnauthorized((code) => {
-    if (code === 'login_required') state.needLogin = true
-    else if (code !== 'invalid_credentials') state.needKey = true // a wrong password is the login dialog's to say
-  })
+  onUnauthorized(onAuthProblem)
   window.addEventListener('hashchange', () => {
     const id = idFromHash()
     if (id !== state.currentId) void openConversation(id)
