@@ -177,6 +177,13 @@ export interface User {
   groups: string[]
 }
 
+export interface KbSharing {
+  name: string
+  owner: string | null
+  visibility: 'everyone' | 'group' | 'private'
+  group_name: string | null
+}
+
 export const api = {
   login: (username: string, password: string) =>
     json<{ user: User }>('/api/auth/login', { method: 'POST', body: JSON.stringify({ username, password }) }),
@@ -186,6 +193,9 @@ export const api = {
   createUser: (body: { username: string; password: string; role: string; groups: string[] }) =>
     json<User>('/api/admin/users', { method: 'POST', body: JSON.stringify(body) }),
   deleteUser: (username: string) => json<void>(`/api/admin/users/${enc(username)}`, { method: 'DELETE' }),
+  listKbSharing: () => json<{ data: KbSharing[] }>('/api/kb'),
+  shareKb: (name: string, visibility: string, group: string | null) =>
+    json<KbSharing>(`/api/kb/${enc(name)}`, { method: 'PATCH', body: JSON.stringify({ visibility, group }) }),
   /** GET /health never throws for 503: it tells "loading" from "ok". */
   async health(): Promise<'ok' | 'loading'> {
     let res: Response

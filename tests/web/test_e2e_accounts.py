@@ -1,7 +1,8 @@
 """Two users in Debian's Chromium against a server with ``--auth accounts`` (FakeEngine, real
 SQLite, uvicorn on 127.0.0.1): each logs in through the page; neither sees, opens, searches or
 deletes the other's conversation, by the sidebar, by a guessed URL or by fetch with their own
-session; logging out ends the session; only the admin gets the user page, which adds a user."""
+session; logging out ends the session; only the admin gets the user page, which adds a user and
+shares a knowledge base (bob can open it only while it is shared with him)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from playwright.sync_api import expect
 
 from xiaoq.auth.accounts import Accounts
 from xiaoq.engine.fake import FakeEngine
+from xiaoq.kb.ingest import Ingestor
 from xiaoq.store import Store
+from xiaoq.store.kb import KnowledgeStore
 from xiaoq.store.users import UserStore
 
 from tests.web.conftest import conversation_id, open_page, screenshot, send, wait_answer_done, xiaoq_server
@@ -28,8 +31,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     db = tmp_path_factory.mktemp("web-accounts") / "xiaoq.db"
     store = Store(db)
     accounts = Accounts(UserStore(store.db))
-    accounts.create("alice", PASSWORDS["alice"], "admin")
+    alice = accounts.create("alice", PASSWORDS["alice"], "admin")
     accounts.create("bob", PASSWORDS["bob"], "user")
+    ks = KnowledgeStore(store.db).for_viewer(alice)
+    Ingestor(ks).add_bytes(ks.ensure_kb("hr")["id"], "leave.md", "# 年假\n\n正式员工每年享有年假十五天。\n".encode())
     store.close()
     with xiaoq_server(lambda s: FakeEngine(s, ["收到。"] * 20), db, auth="accounts", allowed_hosts=[]) as url:
         yield url
@@ -53,6 +58,16 @@ def ask(page: Any, text: str) -> str:
 
 def fetch_status(page: Any, method: str, path: str) -> int:
     return int(page.evaluate("([m, p]) => fetch(p, {method: m, headers: {'Content-Type': 'application/json'}, body: m === 'GET' ? undefined : '{}'}).then(r => r.status)", [method, path]))
+
+
+def poll_status(page: Any, path: str, status: int, tries: int = 50) -> bool:
+    """Whether GET ``path`` answers ``status`` within a bounded number of tries (a click's PATCH
+    may still be on its way)."""
+    for _ in range(tries):
+        if fetch_status(page, "GET", path) == status:
+            return True
+        page.wait_for_timeout(100)
+    return False
 
 
 def test_two_users_in_the_browser_are_isolated(browser: Any, server: str) -> None:
@@ -89,6 +104,16 @@ def test_two_users_in_the_browser_are_isolated(browser: Any, server: str) -> Non
         admin.locator("input[name=new-password]").fill("carol-password")
         admin.locator("button[type=submit]").click()
         expect(admin.get_by_test_id("user-carol")).to_be_visible()
+        assert fetch_status(bob, "GET", "/api/kb/hr/documents") == 404  # alice's, private
+        row = admin.get_by_test_id("kb-hr")
+        row.locator("select").select_option("everyone")
+        row.get_by_test_id("kb-save").click()
+        expect(row.locator(".muted")).to_have_text("alice")
+        assert poll_status(bob, "/api/kb/hr/documents", 200)
+        row.locator("select").select_option("group")
+        row.locator("input").fill("hr")
+        row.get_by_test_id("kb-save").click()
+        assert poll_status(bob, "/api/kb/hr/documents", 404)  # bob is in no group
         screenshot(alice, "accounts-admin")
 
         bob.get_by_test_id("logout").click()
