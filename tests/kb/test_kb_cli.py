@@ -79,3 +79,40 @@ def test_errors_are_one_line(cli_env: dict[str, str], tmp_path: Path, run_xiaoq_
     assert_one_line_error(run_xiaoq(["kb", "search", "--kb", "missing", "x"], env), 1, "No knowledge base named 'missing'")
     r = run_xiaoq_inproc(["kb", "add", str(tmp_path / "absent.md")], env)
     assert r.returncode == 1 and "skipped" in r.stderr and "No such file" in r.stderr
+
+
+def test_share_with_a_group_then_everyone(cli_env: dict[str, str], tmp_path: Path, run_xiaoq_inproc) -> None:  # type: ignore[no-untyped-def]
+    """The company's steps: users with groups, an HR knowledge base given to its admin and shared
+    with the group hr; who may use it follows, as the server's views see it."""
+    from xiaoq.auth.accounts import Accounts
+    from xiaoq.store import Store
+    from xiaoq.store.kb import KnowledgeStore
+    from xiaoq.store.users import UserStore
+
+    env = _env(cli_env)
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    (folder / "leave.md").write_text(docs.MARKDOWN, encoding="utf-8")
+    store = Store(env["XIAOQ_DB"])
+    accounts = Accounts(UserStore(store.db))
+    users = {n: accounts.create(n, None, role, groups) for n, role, groups in (("root", "admin", ()), ("hana", "user", ("hr",)), ("bob", "user", ()))}
+    store.close()
+    assert run_xiaoq_inproc(["kb", "add", "--kb", "hr", str(folder)], env).returncode == 0
+    r = run_xiaoq_inproc(["kb", "share", "--kb", "hr", "--group", "hr", "--owner", "root"], env)
+    assert r.returncode == 0 and "hr: group hr (owner: root)" in r.stdout, r.stderr
+
+    def visible() -> dict[str, list[str]]:
+        s = Store(env["XIAOQ_DB"])
+        try:
+            ks = KnowledgeStore(s.db)
+            return {n: [k["name"] for k in ks.for_viewer(u).list_kbs()] for n, u in users.items()}
+        finally:
+            s.close()
+
+    assert visible() == {"root": ["hr"], "hana": ["hr"], "bob": []}
+    assert run_xiaoq_inproc(["kb", "share", "--kb", "hr", "--everyone"], env).returncode == 0
+    assert visible()["bob"] == ["hr"]
+    assert run_xiaoq_inproc(["kb", "share", "--kb", "hr", "--private"], env).returncode == 0
+    assert visible() == {"root": ["hr"], "hana": [], "bob": []}
+    assert_one_line_error(run_xiaoq_inproc(["kb", "share", "--kb", "hr"], env), 2, "one of --everyone")
+    assert_one_line_error(run_xiaoq_inproc(["kb", "share", "--kb", "hr", "--everyone", "--owner", "nobody"], env), 1, "nobody")

@@ -115,6 +115,27 @@ def remove(kb_name: str, paths: tuple[Path, ...], **given: Any) -> None:
     click.echo(f"removed {n} document{'s' if n != 1 else ''} from {kb_name}")
 
 
+@kb.command("share")
+@click.option("--kb", "kb_name", required=True, callback=_kb_name, help="Knowledge base")
+@click.option("--group", default=None, help="Share with this group only (see `xiaoq user add --group`)")
+@click.option("--everyone", is_flag=True, help="Share with every user")
+@click.option("--private", is_flag=True, help="Only its owner may use it")
+@click.option("--owner", default=None, help="Give it to this user")
+@settings_options(("data_dir", "db"))
+def share(kb_name: str, group: Optional[str], everyone: bool, private: bool, owner: Optional[str], **given: Any) -> None:
+    """Who may use a knowledge base when the server has accounts: everyone, one group, or its owner."""
+    if (group is not None) + everyone + private != 1:
+        raise click.UsageError("give one of --everyone, --group NAME, --private")
+    kbs = _open(given)
+    if owner is not None:
+        from xiaoq.store.users import UserStore
+
+        kbs.store.set_owner(kb_name, UserStore(kbs.store.db).by_name(owner).id)
+    visibility = "group" if group is not None else "everyone" if everyone else "private"
+    kb = kbs.store.share(kb_name, visibility, group)
+    click.echo(f"{kb_name}: {visibility}{' ' + group if group else ''} (owner: {kb['owner'] or 'none'})")
+
+
 @kb.command("search")
 @click.option("--kb", "kb_name", default=DEFAULT_KB, show_default=True, callback=_kb_name, help="Knowledge base")
 @click.option("-k", "k", default=5, show_default=True, type=click.IntRange(1, 50), help="Passages to show")

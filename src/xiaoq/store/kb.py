@@ -136,6 +136,13 @@ class KnowledgeStore:
             raise Forbidden(f"The knowledge base {name!r} is shared with you to use, not to change.", code="kb_read_only")
         return kb
 
+    def set_owner(self, name: str, user_id: int) -> dict[str, Any]:
+        """Give the knowledge base to another user (owner or admin only)."""
+        kb = self.writable(name)
+        with self.db.write() as conn:
+            conn.execute("UPDATE knowledge_bases SET owner_id = ?, updated_at = ? WHERE id = ?", (user_id, utc_now(), kb["id"]))
+        return self.get_kb(name)
+
     def share(self, name: str, visibility: str, group: Optional[str] = None) -> dict[str, Any]:
         """Who else may use it: ``everyone``, one ``group``, or nobody (``private``)."""
         if visibility not in VISIBILITIES or (visibility == "group") != bool(group):
