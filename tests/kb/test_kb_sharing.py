@@ -1,7 +1,8 @@
 """Who may use which knowledge base, with accounts: an HR knowledge base shared with the group
 ``hr``, one shared with everyone, one kept private. Checked in the store (listing, lookup,
 passages, search, the vector cache shared by everyone) and over HTTP through what an answer
-cites: a user outside the group gets no passage of it, by name, by passage id or by search."""
+cites: a user outside the group gets no passage of it, by name, by passage id or by search. On
+SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ from xiaoq.engine.fake import FakeEngine
 from xiaoq.errors import Conflict, Forbidden, NotFound
 from xiaoq.kb.ingest import Ingestor
 from xiaoq.kb.service import KnowledgeBases
-from xiaoq.store import Store
-from xiaoq.store.kb import KnowledgeStore
+from xiaoq.store import open_store
+from xiaoq.store.kb import knowledge_store
 from xiaoq.store.users import UserStore
 
 from tests.api.helpers import make_settings, parse_sse, wait_ready
@@ -29,16 +30,17 @@ PUBLIC_TEXT = "# 打印机\n\n打印机墨盒在前台领取，年假期间前�
 BOB_TEXT = "# 私人笔记\n\n我的年假计划是去海边。\n"
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    store = Store(tmp_path / "x.db")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def world(request, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """The same world on a SQLite file and on a real PostgreSQL."""
+    store = open_store(tmp_path / "x.db" if request.param == "sqlite" else request.getfixturevalue("pg_url"))
     accounts = Accounts(UserStore(store.db))
     users = {
         "alice": accounts.create("alice", None, "admin"),
         "hana": accounts.create("hana", None, "user", ["hr"]),
         "bob": accounts.create("bob", None, "user"),
     }
-    ks = KnowledgeStore(store.db)
+    ks = knowledge_store(store.db)
     ids = {}
     for owner, name, text, sharing in (("alice", "hr", HR_TEXT, ("group", "hr")), ("alice", "public", PUBLIC_TEXT, ("everyone", None)), ("bob", "bobs", BOB_TEXT, None)):
         view = ks.for_viewer(users[owner])
@@ -166,3 +168,18 @@ def test_answers_cite_only_what_the_asker_may_see(client, world):
     assert client.patch("/api/kb/hr", json={"visibility": "group"}, headers=alice).status_code == 400
     made = client.post("/api/kb", json={"name": "bob-new"}, headers=bob).json()
     assert made["owner"] == "bob" and made["visibility"] == "private"
+
+
+def test_conversations_answer_from_a_knowledge_base_only_while_it_is_shared(client, world):
+    hana, bob, alice = as_(world, "hana"), as_(world, "bob"), as_(world, "alice")
+    r = client.post("/api/conversations", json={"kb": "hr"}, headers=bob)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "kb_not_found"
+    cid = client.post("/api/conversations", json={"kb": "hr"}, headers=hana).json()["id"]
+    r = client.post(f"/api/conversations/{cid}/messages", json={"content": "年假有几天？", "max_tokens": 4}, headers=hana)
+    assert {c["source"] for c in parse_sse(r.text)[-1]["citations"]} == {"hr.md"}
+    mine = client.post("/api/conversations", json={}, headers=bob).json()["id"]
+    r = client.post(f"/api/conversations/{mine}/messages", json={"content": "年假有几天？", "kb": "hr", "max_tokens": 4}, headers=bob)
+    assert r.status_code == 404
+    assert client.patch("/api/kb/hr", json={"visibility": "private"}, headers=alice).status_code == 200
+    r = client.post(f"/api/conversations/{cid}/messages", json={"content": "年假有几天？", "max_tokens": 4}, headers=hana)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "kb_not_found"  # her conversation's knowledge base is no longer hers to use

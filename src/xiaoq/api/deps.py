@@ -46,7 +46,7 @@ def get_conversations(request: Request) -> Any:
     if service is None:
         raise XiaoQError("Conversation storage is not enabled on this server.")
     user = request.scope.get("xiaoq.user")
-    return service if user is None else service.for_owner(user.id)
+    return service if user is None else service.for_user(user)
 
 
 def viewer_kbs(request: Request, kbs: Any) -> Any:

@@ -62,12 +62,15 @@ class ConversationService:
         self._running: dict[str, ReplyTurn] = {}
         self._deps = TurnDeps(store, engine, Summaries(store, engine, settings), self._release)
 
-    def for_owner(self, user_id: int) -> "ConversationService":
-        """The same service seeing only ``user_id``'s conversations (its store is a view of the
-        user's rows); the registry of running turns stays shared, one reply per conversation."""
+    def for_user(self, user: Any) -> "ConversationService":
+        """The same service seeing only ``user``'s conversations (its store is a view of the
+        user's rows) and the knowledge bases shared with them; the registry of running turns
+        stays shared, one reply per conversation."""
         view = copy.copy(self)
-        view.store = self.store.for_owner(user_id)
+        view.store = self.store.for_owner(user.id)
         view._deps = TurnDeps(view.store, self.engine, Summaries(view.store, self.engine, self.settings), self._release)
+        if self.knowledge is not None:
+            view.knowledge = KnowledgeTurns(self.knowledge.kbs.for_viewer(user), self.engine)
         return view
 
     # ---- plain storage (async wrappers so routes never block the loop) -----------------------

@@ -83,7 +83,7 @@ class KnowledgeStore:
     and cites only the knowledge bases that user may use: their own, those shared with everyone,
     those shared with one of their groups (an admin: with any group; a private one stays its
     owner's, whoever asks). A conversation's own
-    knowledge base (its attached files) is its owner's alone. Changing one (documents, sharing,
+    knowledge base (its attached files) is the conversation owner's alone. Changing one (documents, sharing,
     deleting) is for its owner or an admin. The store itself (no viewer) sees everything: the
     single-user modes and ``xiaoq kb``; with ``tenanted`` set it refuses to look without a viewer.
     """
@@ -131,10 +131,9 @@ class KnowledgeStore:
         see it, Forbidden when they may only use it."""
         kb = self.get_kb(name)
         u = self.viewer
-        mine = kb["owner_id"] == u.id or kb["conversation_id"] is not None if u is not None else True  # files: visible to the conversation's owner only
-        if u is not None and not mine and not u.is_admin:
-            raise Forbidden(f"The knowledge base {name!r} is shared with you to use, not to change.", code="kb_read_only")
-        return kb
+        if u is None or u.is_admin or kb["owner_id"] == u.id or kb["conversation_id"] is not None:  # files: seen by their conversation's owner only
+            return kb
+        raise Forbidden(f"The knowledge base {name!r} is shared with you to use, not to change.", code="kb_read_only")
 
     def set_owner(self, name: str, user_id: int) -> dict[str, Any]:
         """Give the knowledge base to another user (owner or admin only)."""

@@ -97,6 +97,7 @@ class PgKnowledgeStore(KnowledgeStore):
         """``(chunk_id, score)`` best first for the passages holding any of these words or
         bigrams, scored like bm25 (see the module's docstring); higher is better."""
         terms = query_terms(words, grams)
+        kb_ids = self.visible_ids(kb_ids)
         if not kb_ids or not terms:
             return []
         ids = [int(i) for i in kb_ids]
