@@ -8,11 +8,15 @@
    usage.prompt_tokens_details.cached_tokens) and time to first token per turn, with reuse ON
    (the history's prefix is unchanged from turn to turn) and OFF (every request opens with a
    different system-prompt nonce, so no cached prefix can match).
-2. Three users alternating turns in their own conversations, with XiaoQ's per-conversation RAM
-   state cache on (default ``--kv-cache-mb``) and off (``--kv-cache-mb 0``, a second server start).
+2. Three users alternating turns in their own conversations, with the server's per-conversation
+   state cache on and off (a second server start).
 
-``--target llama-server`` runs the same against llama-server (cache off there = ``--cache-ram 0
--np 1``), to check the harness or to compare. Raw numbers go to bench/results/reuse-<time>.json.
+"Cache off" is the same configuration on both targets: one slot and no state cache (XiaoQ
+``--parallel 1 --kv-cache-mb 0``, llama-server ``-np 1 --cache-ram 0``), so only the last prompt's
+prefix, still in the one slot, can be reused. "Cache on" is 4 slots and a RAM state cache of
+``--kv-cache-mb`` on both (XiaoQ ``--kv-cache-mb``, llama-server ``--cache-ram``); XiaoQ runs in a
+temporary data directory without its disk tier. ``--target llama-server`` runs the same against
+llama-server, to check the harness or to compare. Raw numbers go to bench/results/reuse-<time>.json.
 """
 
 from __future__ import annotations
@@ -113,6 +117,17 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def cache_spec(target: str, cache_on: bool, *, model: str, threads: int, ctx: int, cache_mb: int,
+               bindir: Optional[Path] = None, extra: tuple[str, ...] = ()) -> ServerSpec:
+    """The server of one run: the same slots and state-cache budget whichever the target."""
+    parallel, mb = (4, cache_mb) if cache_on else (1, 0)
+    if target == "xiaoq":
+        return xiaoq_spec(model, threads=threads, ctx=ctx, parallel=parallel, kv_cache_mb=mb, extra=extra)
+    assert bindir is not None
+    return llama_server_spec(bindir / "llama-server", model, threads=threads, ctx=ctx, parallel=parallel,
+                             extra=("--cache-ram", str(mb)))
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model")
@@ -139,15 +154,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             raise SystemExit(err)
 
     def spec(cache_on: bool) -> ServerSpec:
-        if args.target == "xiaoq":
-            return xiaoq_spec(model, threads=threads, ctx=args.ctx, kv_cache_mb=args.kv_cache_mb if cache_on else 0,
-                              extra=tuple(args.xiaoq_arg))
-        assert bindir is not None
-        if cache_on:
-            return llama_server_spec(bindir / "llama-server", model, threads=threads, ctx=args.ctx, parallel=4,
-                                     extra=("--cache-ram", str(args.kv_cache_mb)))
-        return llama_server_spec(bindir / "llama-server", model, threads=threads, ctx=args.ctx, parallel=1,
-                                 extra=("--cache-ram", "0"))
+        return cache_spec(args.target, cache_on, model=model, threads=threads, ctx=args.ctx,
+                          cache_mb=args.kv_cache_mb, bindir=bindir, extra=tuple(args.xiaoq_arg))
 
     plan = [("cache_on", True, ["reuse_on", "reuse_off", "alternating"]), ("cache_off", False, ["alternating"])]
     try:

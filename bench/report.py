@@ -2,7 +2,13 @@
 
 Pure functions over the results dict that ``bench/run.py`` writes to JSON, so a saved run can be
 re-rendered (``python -m bench.report bench/results/<file>.json``) and the smoke test can feed it
-synthetic numbers. Targets are the ones issue 5 sets.
+synthetic numbers.
+
+Sides: ``xiaoq`` and ``llama-server`` (its defaults) in every scenario; ``llama-server-b``, an
+identical second llama-server, whose ratio to the first is the run's noise line; and
+``llama-server-matched``, llama-server at XiaoQ's batch size, in the scenarios where the batch
+size decides the figure. A repetition whose scenario reported an error is a failed one: the tables
+say n of m, and the medians count it as the worst value for its side.
 """
 
 from __future__ import annotations
@@ -11,26 +17,39 @@ import json
 import sys
 from typing import Any, Callable, Optional
 
-from bench.stats import Row, fmt, fmt_ratio, markdown_table, median, meets, percentile, ratio, side_by_side
+from bench.stats import (Row, fmt, fmt_ratio, markdown_table, median, median_counting_failures, meets, percentile,
+                         ratio, side_by_side, verdict)
 
 X, L = "xiaoq", "llama-server"
+#: The noise line: a second, identical llama-server, compared with the first.
+LB = "llama-server-b"
+#: llama-server at XiaoQ's batch size (-b N -ub N).
+LM = "llama-server-matched"
 
 TARGETS = {
     "decode": ">=0.97",
     "decode_vs_tg": ">=0.90",
-    "ttft": "<=1.10",
-    "agg4": ">=1.00",
+    "ttft": "<=1.00",
+    "prefill": ">=1.00",
+    "agg1": ">=1.00",
+    "agg2": ">=1.00",
+    "agg4": ">=1.05",
     "alt_mean": "<=0.50",
     "pause": "<=0.50",
+    "disk": "<=0.15",
 }
 MEMORY_MARGIN_MB = 150.0
+
+
+def _scenario_data(rep: dict, side: str, scenario: str) -> Any:
+    return (rep.get(side) or {}).get(scenario)
 
 
 def per_rep(results: dict, side: str, scenario: str, get: Callable[[dict], Any]) -> list[Any]:
     """One value per repetition (None where the scenario or the value is missing)."""
     out = []
     for rep in results.get("reps", []):
-        data = (rep.get(side) or {}).get(scenario)
+        data = _scenario_data(rep, side, scenario)
         try:
             out.append(get(data) if data else None)
         except (KeyError, TypeError, IndexError):
@@ -38,8 +57,29 @@ def per_rep(results: dict, side: str, scenario: str, get: Callable[[dict], Any])
     return out
 
 
-def med(results: dict, side: str, scenario: str, get: Callable[[dict], Any], scale: float = 1.0) -> Optional[float]:
-    m = median(per_rep(results, side, scenario, get))
+def failed_reps(results: dict, side: str, scenario: str) -> list[bool]:
+    """Per repetition: did this side's run of the scenario report an error (or time out)?"""
+    return [bool(isinstance(d, dict) and d.get("errors")) for d in
+            (_scenario_data(rep, side, scenario) for rep in results.get("reps", []))]
+
+
+def runs_ok(results: dict, side: str, scenario: str) -> tuple[int, int]:
+    """(repetitions without error, repetitions that ran) of one side's scenario: "n of m"."""
+    ran = [d for d in (_scenario_data(rep, side, scenario) for rep in results.get("reps", [])) if isinstance(d, dict)]
+    return sum(1 for d in ran if not d.get("errors")), len(ran)
+
+
+def better_for(unit: str) -> Optional[str]:
+    """Which way a figure improves, from its unit: rates up, times down."""
+    return {"tok/s": "higher", "ms": "lower"}.get(unit)
+
+
+def med(results: dict, side: str, scenario: str, get: Callable[[dict], Any], scale: float = 1.0,
+        better: Optional[str] = None) -> Optional[float]:
+    """Median over repetitions; with ``better``, a failed repetition counts as the worst value."""
+    values = per_rep(results, side, scenario, get)
+    m = (median_counting_failures(values, failed_reps(results, side, scenario), better) if better
+         else median(values))
     return None if m is None else m * scale
 
 
@@ -51,18 +91,27 @@ def pooled(results: dict, side: str, scenario: str, get: Callable[[dict], list])
     return out
 
 
-def single_stream_rows(r: dict) -> list[Row]:
+Pair = Callable[..., Row]
+
+
+def _pair(r: dict, xs: str, ref: str, scenario: str) -> Pair:
+    """A row builder for one scenario: ``xs``'s and ``ref``'s medians of one figure."""
+    def row(label: str, get: Callable[[dict], Any], unit: str = "ms", digits: int = 0, scale: float = 1000,
+            target: Optional[str] = None) -> Row:
+        b = better_for(unit)
+        return Row(label, med(r, xs, scenario, get, scale, b), med(r, ref, scenario, get, scale, b), unit, digits,
+                   target)
+    return row
+
+
+def single_stream_rows(r: dict, xs: str = X, ref: str = L) -> list[Row]:
+    row = _pair(r, xs, ref, "single")
     return [
-        Row("TTFT, short prompt", med(r, X, "single", lambda d: d["ttft"], 1000),
-            med(r, L, "single", lambda d: d["ttft"], 1000), "ms", 0, TARGETS["ttft"]),
-        Row("decode tokens/s", med(r, X, "single", lambda d: d["decode_tps"]),
-            med(r, L, "single", lambda d: d["decode_tps"]), "tok/s", 1, TARGETS["decode"]),
-        Row("prefill tokens/s (long prompt alone)", med(r, X, "single", lambda d: d["prefill_tps"]),
-            med(r, L, "single", lambda d: d["prefill_tps"]), "tok/s", 0),
-        Row("tokens generated", med(r, X, "single", lambda d: d["decode_tokens"]),
-            med(r, L, "single", lambda d: d["decode_tokens"]), "", 0),
-        Row("prompt tokens (short prompt)", med(r, X, "single", lambda d: d["prompt_tokens"]),
-            med(r, L, "single", lambda d: d["prompt_tokens"]), "", 0),
+        row("TTFT, short prompt", lambda d: d["ttft"], target=TARGETS["ttft"]),
+        row("decode tokens/s", lambda d: d["decode_tps"], "tok/s", 1, 1, TARGETS["decode"]),
+        row("prefill tokens/s (long prompt alone)", lambda d: d["prefill_tps"], "tok/s", 0, 1, TARGETS["prefill"]),
+        row("tokens generated", lambda d: d["decode_tokens"], "", 0, 1),
+        row("prompt tokens (short prompt)", lambda d: d["prompt_tokens"], "", 0, 1),
     ]
 
 
@@ -99,45 +148,70 @@ def conversation_table(r: dict, scenario: str = "conversation") -> str:
                            "XiaoQ TTFT", "llama-server TTFT", "ratio"], rows)
 
 
-def alternating_rows(r: dict) -> list[Row]:
-    def row(label: str, key: str, target: Optional[str] = None) -> Row:
-        return Row(label, med(r, X, "alternating", lambda d: d[key], 1000),
-                   med(r, L, "alternating", lambda d: d[key], 1000), "ms", 0, target)
-    return [row("mean TTFT, all turns", "mean_ttft", TARGETS["alt_mean"]), row("p95 TTFT, all turns", "p95_ttft"),
-            row("mean TTFT, turns 2+", "mean_ttft_later"), row("p95 TTFT, turns 2+", "p95_ttft_later")]
+def alternating_rows(r: dict, xs: str = X, ref: str = L, scenario: str = "alternating",
+                     target_key: str = "mean_ttft") -> list[Row]:
+    row = _pair(r, xs, ref, scenario)
+    goal = {"mean_ttft": TARGETS["alt_mean"], "mean_ttft_later": TARGETS["disk"]}
+
+    def fig(label: str, key: str) -> Row:
+        return row(label, lambda d: d[key], target=goal.get(key) if key == target_key else None)
+    return [fig("mean TTFT, all turns", "mean_ttft"), fig("p95 TTFT, all turns", "p95_ttft"),
+            fig("mean TTFT, turns 2+", "mean_ttft_later"), fig("p95 TTFT, turns 2+", "p95_ttft_later")]
 
 
-def concurrency_rows(r: dict) -> list[Row]:
-    rows: list[Row] = []
-    keys = sorted({k for rep in r.get("reps", []) for s in (X, L)
+def stream_counts(r: dict) -> list[str]:
+    return sorted({k for rep in r.get("reps", []) for s in (X, L)
                    for k in ((rep.get(s) or {}).get("concurrent") or {}) if k.isdigit()}, key=int)
-    for n in keys:
-        def agg(side: str) -> Optional[float]:
-            return med(r, side, "concurrent", lambda d: d[n]["aggregate_tps"])
 
-        def pct(side: str, key: str, p: float) -> Optional[float]:
-            v = percentile(pooled(r, side, "concurrent", lambda d: d[n][key]), p)
-            return None if v is None else v * 1000
+
+def _p95(r: dict, side: str, n: str, key: str, p: float) -> Optional[float]:
+    v = percentile(pooled(r, side, "concurrent", lambda d: d[n][key]), p)
+    return None if v is None else v * 1000
+
+
+def concurrency_rows(r: dict, xs: str = X, ref: str = L) -> list[Row]:
+    rows: list[Row] = []
+    row = _pair(r, xs, ref, "concurrent")
+    for n in stream_counts(r):
         label = f"{n} stream{'' if n == '1' else 's'}"
         rows += [
-            Row(f"{label}: aggregate tokens/s", agg(X), agg(L), "tok/s", 1, TARGETS["agg4"] if n == "4" else None),
-            Row(f"{label}: p50 TTFT", pct(X, "ttft", 50), pct(L, "ttft", 50), "ms", 0),
-            Row(f"{label}: p95 TTFT", pct(X, "ttft", 95), pct(L, "ttft", 95), "ms", 0),
-            Row(f"{label}: p95 gap between tokens", pct(X, "gaps", 95), pct(L, "gaps", 95), "ms", 0),
+            row(f"{label}: aggregate tokens/s", lambda d, n=n: d[n]["aggregate_tps"], "tok/s", 1, 1,
+                TARGETS.get(f"agg{n}")),
+            Row(f"{label}: p50 TTFT", _p95(r, xs, n, "ttft", 50), _p95(r, ref, n, "ttft", 50), "ms", 0),
+            Row(f"{label}: p95 TTFT", _p95(r, xs, n, "ttft", 95), _p95(r, ref, n, "ttft", 95), "ms", 0),
+            Row(f"{label}: p95 gap between tokens", _p95(r, xs, n, "gaps", 95), _p95(r, ref, n, "gaps", 95), "ms", 0),
         ]
     return rows
 
 
-def interference_rows(r: dict) -> list[Row]:
-    def row(label: str, key: str, unit: str = "ms", scale: float = 1000, target: Optional[str] = None) -> Row:
-        return Row(label, med(r, X, "interference", lambda d: d[key], scale),
-                   med(r, L, "interference", lambda d: d[key], scale), unit, 0, target)
-    return [row("longest pause of the running stream", "max_pause", target=TARGETS["pause"]),
-            row("its longest gap before the long prompt", "baseline_max_gap"),
-            row("its median gap between tokens", "median_gap"),
-            row("its tokens after the long prompt was sent", "tokens_after", "", 1),
-            row("long prompt: TTFT", "long_ttft"),
-            row("long prompt: prompt tokens", "long_prompt_tokens", "", 1)]
+def curve_points(r: dict, side: str) -> list[tuple[int, float, float]]:
+    """(streams, p95 gap in ms, aggregate tokens/s) of one side: the throughput-latency curve."""
+    out = []
+    for n in stream_counts(r):
+        agg = med(r, side, "concurrent", lambda d, n=n: d[n]["aggregate_tps"])
+        gap = _p95(r, side, n, "gaps", 95)
+        if agg is not None and gap is not None:
+            out.append((int(n), gap, agg))
+    return out
+
+
+def interference_rows(r: dict, xs: str = X, ref: str = L) -> list[Row]:
+    row = _pair(r, xs, ref, "interference")
+    return [row("longest pause of the running stream", lambda d: d["max_pause"], target=TARGETS["pause"]),
+            row("its longest gap before the long prompt", lambda d: d["baseline_max_gap"]),
+            row("its median gap between tokens", lambda d: d["median_gap"]),
+            row("its tokens after the long prompt was sent", lambda d: d["tokens_after"], "", 1, 1),
+            row("long prompt: TTFT", lambda d: d["long_ttft"]),
+            row("long prompt: prompt tokens", lambda d: d["long_prompt_tokens"], "", 1, 1)]
+
+
+def with_noise(r: dict, rows_of: Callable[..., list[Row]], ref: str = L, **kw: Any) -> list[Row]:
+    """``rows_of(r, X, ref)`` with each row's noise: the same figure, llama-server B / llama-server."""
+    rows = rows_of(r, X, ref, **kw)
+    if any(rep.get(LB) for rep in r.get("reps", [])):
+        for row, twin in zip(rows, rows_of(r, LB, L, **kw)):
+            row.noise = twin.ratio
+    return rows
 
 
 def memory_rows(r: dict) -> list[Row]:
@@ -152,32 +226,57 @@ def memory_rows(r: dict) -> list[Row]:
     return [Row("peak resident memory (VmHWM)", xm, lm, "MB", 0, None, note)]
 
 
-def targets(r: dict) -> list[dict[str, Any]]:
-    """Issue 5's targets, each with its measured ratio (or difference) and whether it is met."""
-    def find(rows: list[Row], figure: str) -> Optional[Row]:
-        return next((x for x in rows if x.figure == figure), None)
+def _find(rows: list[Row], figure: str) -> Optional[Row]:
+    return next((x for x in rows if x.figure == figure), None)
 
+
+def target_rows(r: dict) -> list[tuple[str, str, Optional[Row]]]:
+    """(target, measure, row) for every ratio target, each with its noise."""
+    single = with_noise(r, single_stream_rows)
+    conc = with_noise(r, concurrency_rows)
+    vs = "XiaoQ / llama-server"
+    return [
+        ("single-stream decode tokens/s", vs, _find(single, "decode tokens/s")),
+        ("TTFT, single short prompt", vs, _find(single, "TTFT, short prompt")),
+        ("prefill tokens/s, a long prompt alone", vs, _find(single, "prefill tokens/s (long prompt alone)")),
+        ("prefill tokens/s, a long prompt alone (matched batch)", "XiaoQ / llama-server -b/-ub = XiaoQ's batch",
+         _find(with_noise(r, single_stream_rows, LM), "prefill tokens/s (long prompt alone)")),
+        ("1 stream, aggregate tokens/s", vs, _find(conc, "1 stream: aggregate tokens/s")),
+        ("2 streams, aggregate tokens/s", vs, _find(conc, "2 streams: aggregate tokens/s")),
+        ("4 streams, aggregate tokens/s", vs, _find(conc, "4 streams: aggregate tokens/s")),
+        ("three alternating users, mean TTFT", vs, _find(with_noise(r, alternating_rows), "mean TTFT, all turns")),
+        ("longest pause during a long prefill (matched batch)", "XiaoQ / llama-server -b/-ub = XiaoQ's batch",
+         _find(with_noise(r, interference_rows, LM), "longest pause of the running stream")),
+        ("disk tier: 12 users over a 64 MB RAM cache, mean TTFT turns 2+", vs,
+         _find(with_noise(r, alternating_rows, scenario="disk_tier", target_key="mean_ttft_later"),
+               "mean TTFT, turns 2+")),
+    ]
+
+
+def targets(r: dict) -> list[dict[str, Any]]:
+    """Every target with its measured ratio (or difference), its noise and its verdict."""
     out = []
-    single = single_stream_rows(r)
-    picks = [("single-stream decode tokens/s", find(single, "decode tokens/s")),
-             ("TTFT, single short prompt", find(single, "TTFT, short prompt")),
-             ("4 streams, aggregate tokens/s", find(concurrency_rows(r), "4 streams: aggregate tokens/s")),
-             ("three alternating users, mean TTFT", find(alternating_rows(r), "mean TTFT, all turns")),
-             ("longest pause during a 1,500-token prefill", find(interference_rows(r), "longest pause of the running stream"))]
-    for label, row in picks:
-        if row is not None:
-            out.append({"target": label, "measure": "XiaoQ / llama-server", "value": row.ratio, "goal": row.target,
-                        "met": None if row.ratio is None or not row.target else meets(row.ratio, row.target)})
-    xd = med(r, X, "single", lambda d: d["decode_tps"])
+    for label, measure, row in target_rows(r):
+        if row is None or not row.target:
+            continue
+        v = row.ratio
+        out.append({"target": label, "measure": measure, "value": v, "goal": row.target, "noise": row.noise,
+                    "met": None if v is None else meets(v, row.target),
+                    "verdict": verdict(v, row.target, row.noise)})
+    xd = med(r, X, "single", lambda d: d["decode_tps"], better="higher")
     tg = (r.get("llama_bench") or {}).get("tg_tps")
     v = ratio(xd, tg)
+    goal = TARGETS["decode_vs_tg"]
     out.insert(1, {"target": "single-stream decode vs llama-bench tg", "measure": "XiaoQ / llama-bench tg", "value": v,
-                   "goal": TARGETS["decode_vs_tg"], "met": None if v is None else meets(v, TARGETS["decode_vs_tg"])})
+                   "goal": goal, "noise": None, "met": None if v is None else meets(v, goal),
+                   "verdict": "— not measured" if v is None else ("✓ met" if meets(v, goal) else "✗ missed")})
     xm = ((r.get("sides") or {}).get(X) or {}).get("peak_rss_mb")
     lm = ((r.get("sides") or {}).get(L) or {}).get("peak_rss_mb")
     diff = None if xm is None or lm is None else xm - lm
-    out.append({"target": "peak memory", "measure": "XiaoQ − llama-server (MB)", "value": diff,
-                "goal": f"<={MEMORY_MARGIN_MB:.0f}", "met": None if diff is None else diff <= MEMORY_MARGIN_MB})
+    met = None if diff is None else diff <= MEMORY_MARGIN_MB
+    out.append({"target": "peak memory", "measure": "XiaoQ − llama-server (MB)", "value": diff, "noise": None,
+                "goal": f"<={MEMORY_MARGIN_MB:.0f}", "met": met,
+                "verdict": {True: "✓ met", False: "✗ missed", None: "— not measured"}[met]})
     return out
 
 
@@ -185,10 +284,9 @@ def targets_table(r: dict) -> str:
     rows = []
     for t in targets(r):
         digits = 0 if t["target"] == "peak memory" else 2
-        value = "—" if t["value"] is None else (f"{t['value']:+.0f}" if digits == 0 else f"{t['value']:.2f}")
-        mark = {True: "✓ met", False: "✗ missed", None: "— not measured"}[t["met"]]
-        rows.append([t["target"], t["measure"], value, t["goal"], mark])
-    return markdown_table(["target", "measure", "value", "goal", ""], rows)
+        value = fmt_ratio(t["value"]) if digits else ("—" if t["value"] is None else f"{t['value']:+.0f}")
+        rows.append([t["target"], t["measure"], value, t["goal"], fmt_ratio(t["noise"]), t["verdict"]])
+    return markdown_table(["target", "measure", "value", "goal", "noise (llama-server B / A)", "verdict"], rows)
 
 
 # (label, XiaoQ metric, llama-server metric): the servers' own counters over the whole run.
@@ -228,7 +326,13 @@ def counters_table(r: dict) -> Optional[str]:
     return markdown_table(["counter (whole run, from /metrics)", "XiaoQ", "llama-server"], rows)
 
 
-SCENARIO_NAMES = {"1": "single", "2": "conversation", "3": "alternating", "4": "concurrent", "5": "interference"}
+SCENARIO_NAMES = {"1": "single", "2": "conversation", "3": "alternating", "4": "concurrent", "5": "interference",
+                  "7": "disk_tier"}
+SIDE_LABELS = {X: "XiaoQ", L: "llama-server", LB: "llama-server B", LM: "llama-server (matched batch)"}
+
+
+def _present(r: dict, scenario: str) -> list[str]:
+    return [s for s in (X, L, LB, LM) if any(_scenario_data(rep, s, scenario) for rep in r.get("reps", []))]
 
 
 def noise_line(r: dict, scenario: str) -> str:
@@ -236,20 +340,69 @@ def noise_line(r: dict, scenario: str) -> str:
     def cells(side: str) -> str:
         vals = per_rep(r, side, scenario, lambda d: d["foreign_cores"])
         return ", ".join("?" if v is None else f"{v:.2f}" for v in vals) or "—"
-    return f"_Other work on the machine meanwhile (cores, per repetition): XiaoQ runs {cells(X)}; llama-server runs {cells(L)}._"
+    parts = [f"{SIDE_LABELS[s]} runs {cells(s)}" for s in (_present(r, scenario) or [X, L])]
+    return f"_Other work on the machine meanwhile (cores, per repetition): {'; '.join(parts)}._"
 
 
-def render(r: dict) -> str:
-    """The whole report as Markdown."""
+def reps_line(r: dict, scenario: str) -> str:
+    """n of m repetitions per side; failed ones are listed under "Request errors"."""
+    parts = []
+    for s in _present(r, scenario):
+        ok, m = runs_ok(r, s, scenario)
+        parts.append(f"{SIDE_LABELS[s]} {ok} of {m}")
+    if not parts:
+        return "_Not run._"
+    return ("_Repetitions without error: " + "; ".join(parts) +
+            " (a failed one counts in the medians as its side's worst value)._")
+
+
+def _section_tables(r: dict) -> list[tuple[str, str, Callable[[], str]]]:
+    lm_label = "llama-server, matched batch"
+    matched = any(rep.get(LM) for rep in r.get("reps", []))
+
+    def single() -> str:
+        out = side_by_side(with_noise(r, single_stream_rows)) + "\n\n" + ceilings_table(r)
+        if matched:
+            out += "\n\nAgainst llama-server at XiaoQ's batch size:\n\n" + side_by_side(
+                with_noise(r, single_stream_rows, LM)[:3], lm_label)
+        return out
+
+    def interference() -> str:
+        out = ""
+        if matched:
+            out = "Against llama-server at XiaoQ's batch size (the target's reference):\n\n" + side_by_side(
+                with_noise(r, interference_rows, LM), lm_label) + "\n\nAgainst llama-server's defaults:\n\n"
+        return out + side_by_side(with_noise(r, interference_rows))
+
+    def disk() -> str:
+        return side_by_side(with_noise(r, alternating_rows, scenario="disk_tier", target_key="mean_ttft_later"))
+    return [
+        ("1", "1. Single stream", single),
+        ("2", "2. A 12-turn conversation (history resent each turn)", lambda: conversation_table(r)),
+        ("3", "3. Users alternating turns", lambda: side_by_side(with_noise(r, alternating_rows))),
+        ("4", "4. Concurrent streams", lambda: side_by_side(with_noise(r, concurrency_rows))),
+        ("5", "5. A long prompt arriving while another stream decodes", interference),
+        ("6", "6. Memory", lambda: side_by_side(memory_rows(r))),
+        ("7", "7. The disk tier: 12 users over a 64 MB RAM cache (XiaoQ with its disk tier, llama-server with "
+              "--cache-ram 64; a row of its own, not a head-to-head of equal configurations)", disk),
+    ]
+
+
+def _header(r: dict) -> list[str]:
     cfg = r.get("config", {})
     machine = r.get("machine", {})
     sides = r.get("sides", {})
     out = [f"# XiaoQ vs llama-server — {r.get('started', '')}", ""]
     out.append(f"Model `{cfg.get('model')}`; threads {cfg.get('threads')}, ctx {cfg.get('ctx')}, "
                f"parallel {cfg.get('parallel')}, {cfg.get('reps')} repetition(s){' (quick)' if cfg.get('quick') else ''}; "
-               "greedy sampling (temperature 0, seed 1234). Medians over repetitions; ratios are XiaoQ / llama-server.")
-    for name in (X, L):
-        s = sides.get(name) or {}
+               "greedy sampling (temperature 0, seed 1234). Medians over repetitions; ratios are XiaoQ / llama-server. "
+               "A target is met when its median meets it and the ratio is farther from 1 than the same figure's "
+               "noise (llama-server B / llama-server A, two identical servers in this run); otherwise it is "
+               "inconclusive.")
+    for name in (X, L, LB, LM):
+        s = sides.get(name)
+        if s is None:
+            continue
         state = "ok" if s.get("available") else f"UNAVAILABLE: {s.get('error', 'not run')}"
         lc, sup = s.get("length_control", "none"), s.get("length_control_supported", s.get("length_control", "none"))
         eos = (f"replies run to max_tokens via `{lc}`" if lc != "none"
@@ -257,6 +410,9 @@ def render(r: dict) -> str:
                    "this server has no ignore_eos/logit_bias" if sup == "none"
                    else f"it supports `{sup}`, the other server does not") + ")")
         out.append(f"- **{s.get('label', name)}**: {state}" + (f"; {eos}; `{' '.join(s.get('argv', []))}`" if s.get("available") else ""))
+    for name, s in (r.get("disk_sides") or {}).items():
+        out.append(f"- scenario 7, **{SIDE_LABELS.get(name, name)}**: `{' '.join(s.get('argv', []))}`"
+                   + ("" if s.get("available") else f" UNAVAILABLE: {s.get('error')}"))
     if machine:
         out.append(f"- machine: {machine.get('cpu', '?')}, memory bandwidth {fmt(machine.get('read_gbs'), 'GB/s')} read "
                    f"on {cfg.get('threads')} thread(s), {fmt(machine.get('copy_gbs'), 'GB/s')} copy (read + write); "
@@ -266,21 +422,25 @@ def render(r: dict) -> str:
     lb = r.get("llama_bench") or {}
     if lb.get("error"):
         out.append(f"- llama-bench: {lb['error']}")
-    out += ["", "## Targets (issue 5)", "", targets_table(r), ""]
-    sections = [
-        ("1", "1. Single stream", lambda: side_by_side(single_stream_rows(r)) + "\n\n" + ceilings_table(r)),
-        ("2", "2. A 12-turn conversation (history resent each turn)", lambda: conversation_table(r)),
-        ("3", "3. Three users alternating turns", lambda: side_by_side(alternating_rows(r))),
-        ("4", "4. Concurrent streams", lambda: side_by_side(concurrency_rows(r))),
-        ("5", "5. A long prompt arriving while another stream decodes", lambda: side_by_side(interference_rows(r))),
-        ("6", "6. Memory", lambda: side_by_side(memory_rows(r))),
-    ]
+    if not any(rep.get(LB) for rep in r.get("reps", [])):
+        out.append("- no noise line in this run (`--no-noise`): every verdict is a plain comparison")
+    return out
+
+
+def render(r: dict) -> str:
+    """The whole report as Markdown."""
+    cfg = r.get("config", {})
+    out = _header(r)
+    out += ["", "## Targets", "", targets_table(r), ""]
+    if r.get("curve_image"):
+        out += ["## Throughput against latency (scenario 4)", "",
+                f"![aggregate tokens/s against p95 gap between tokens]({r['curve_image']})", ""]
     wanted = set(cfg.get("scenarios") or "12345") | {"6"}
-    for key, title, table in sections:
+    for key, title, table in _section_tables(r):
         if key in wanted:
             out += [f"## {title}", "", table(), ""]
             if key in SCENARIO_NAMES:
-                out += [noise_line(r, SCENARIO_NAMES[key]), ""]
+                out += [reps_line(r, SCENARIO_NAMES[key]), "", noise_line(r, SCENARIO_NAMES[key]), ""]
     counters = counters_table(r)
     if counters:
         out += ["## Server counters", "", counters, ""]
@@ -293,11 +453,11 @@ def render(r: dict) -> str:
                     [[f"`{f}`", f"{s_:.1f}", f"{t:.1f}"] for f, s_, t in frames]), ""]
     elif r.get("profile_error"):
         out += [f"(no profile: {r['profile_error']})", ""]
-    errors = [(rep_i, side, e) for rep_i, rep in enumerate(r.get("reps", [])) for side in (X, L)
-              for scen in (rep.get(side) or {}).values() if isinstance(scen, dict) for e in scen.get("errors", [])]
+    errors = [(rep_i, side, name, e) for rep_i, rep in enumerate(r.get("reps", [])) for side in (X, L, LB, LM)
+              for name, scen in (rep.get(side) or {}).items() if isinstance(scen, dict) for e in scen.get("errors", [])]
     if errors:
-        out.append("## Request errors")
-        out += [f"- rep {i + 1}, {side}: {e}" for i, side, e in errors[:30]]
+        out.append(f"## Request errors ({len(errors)})")
+        out += [f"- rep {i + 1}, {side}, {name}: {e}" for i, side, name, e in errors[:40]]
         out.append("")
     return "\n".join(out)
 
@@ -313,3 +473,4 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main(sys.argv[1:]))
+

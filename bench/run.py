@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx  # noqa: E402
 
-from bench import membw, model_file, report  # noqa: E402
+from bench import curve, membw, model_file, report  # noqa: E402
 from bench import scenarios as S  # noqa: E402
 from bench.contention import ForeignLoad  # noqa: E402
 from bench.profile import ProfilePlan, find_py_spy  # noqa: E402
@@ -45,7 +45,11 @@ SCENARIOS = {
     "3": ("alternating", S.alternating_users),
     "4": ("concurrent", S.concurrent_streams),
     "5": ("interference", S.prefill_interference),
+    "7": ("disk_tier", S.disk_tier),
 }
+#: Scenario 7 runs on servers of its own (a 64 MB RAM cache each, XiaoQ with its disk tier).
+DISK_KEY = "7"
+DISK_RAM_MB = 64
 
 
 def log(msg: str) -> None:
@@ -149,7 +153,9 @@ async def run_scenarios(sides: list[S.Side], wl: S.Workload, keys: list[str], re
                         server_pids: Optional[list[int]] = None) -> None:
     """Every scenario, on every side, alternating which side goes first in each repetition.
 
-    Each repetition's row is appended to ``sink`` before it is filled, so an interrupted run still
+    A side whose ``only`` is set runs just those scenarios (llama-server at XiaoQ's batch size).
+    Each repetition's row is appended to ``sink`` before it is filled (or, when ``sink`` already
+    holds that repetition from an earlier phase, filled in place), so an interrupted run still
     reports what it measured. Past ``deadline`` (time.monotonic()) no new scenario starts: a
     scenario is always measured on both sides or on neither, so medians compare like with like.
     ``transport`` is for tests (an in-process fake server).
@@ -171,8 +177,13 @@ async def run_scenarios(sides: list[S.Side], wl: S.Workload, keys: list[str], re
             if deadline is not None and time.monotonic() > deadline:
                 log(f"time budget spent: stopping after {rep} repetition(s)")
                 return
-            row: dict[str, Any] = {s.name: {} for s in sides}
-            sink.append(row)
+            if rep < len(sink):
+                row = sink[rep]  # a later phase (scenario 7's own servers) fills the same repetitions
+            else:
+                row = {}
+                sink.append(row)
+            for s in sides:
+                row.setdefault(s.name, {})
             if per_rep is not None:  # llama-bench each repetition: its tg is as noisy as the rest
                 row["llama_bench"] = await asyncio.to_thread(per_rep)
             order = sides if rep % 2 == 0 else list(reversed(sides))
@@ -182,6 +193,8 @@ async def run_scenarios(sides: list[S.Side], wl: S.Workload, keys: list[str], re
                     return
                 name, fn = SCENARIOS[key]
                 for side in order:
+                    if side.only is not None and key not in side.only:
+                        continue
                     log(f"rep {rep + 1}/{reps} scenario {key} ({name}) on {side.name}")
                     tag = S.W.nonce(run_id, rep, name)
                     recorder = profile.recorder(side.name, name, rep) if profile else None
@@ -228,15 +241,21 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="GGUF file (default: $XIAOQ_BENCH_MODEL, then get-qwen-gguf.sh's file)")
     p.add_argument("--reps", type=int, default=3, help="repetitions per scenario and side (default 3)")
-    p.add_argument("--quick", action="store_true", help="smoke run: 1 repetition, short generations")
+    p.add_argument("--quick", action="store_true", help="smoke run: 1 repetition, short generations, no noise line")
     p.add_argument("--threads", type=int, default=None, help="threads for both servers (default: physical cores)")
     p.add_argument("--ctx", type=int, default=4096, help="context per conversation, both servers (default 4096)")
     p.add_argument("--parallel", type=int, default=4, help="sequence slots, both servers (default 4)")
+    p.add_argument("--batch", type=int, default=128,
+                   help="XiaoQ --batch, and -b/-ub of the matched-batch llama-server (default 128)")
     p.add_argument("--kv-cache-mb", type=int, default=512,
                    help="RAM state cache: XiaoQ --kv-cache-mb and llama-server --cache-ram (default 512)")
     p.add_argument("--users", type=int, default=None,
                    help="users alternating in scenario 3 (default 3; more users than slots tests the RAM cache)")
-    p.add_argument("--scenarios", default="1,2,3,4,5", help="comma-separated subset of 1-5 (default all)")
+    p.add_argument("--scenarios", default="1,2,3,4,5,7", help="comma-separated subset of 1-5 and 7 (default all)")
+    p.add_argument("--matched-scenarios", default="1,5",
+                   help="scenarios also run on llama-server at XiaoQ's batch size (default 1,5; '' for none)")
+    p.add_argument("--noise", action=argparse.BooleanOptionalAction, default=None,
+                   help="run a second identical llama-server as the noise line (default: on, off with --quick)")
     p.add_argument("--time-budget", type=float, default=None, metavar="MIN",
                    help="start no new scenario after MIN minutes of measuring (finished ones are reported)")
     p.add_argument("--no-build", action="store_true", help="use llama-server only if already built")
@@ -251,12 +270,122 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.reps = 1
-    keys = [k.strip() for k in args.scenarios.split(",") if k.strip()]
+    if args.noise is None:
+        args.noise = not args.quick
+    args.scenario_keys = _keys(p, args.scenarios)
+    args.matched_keys = _keys(p, args.matched_scenarios)
+    return args
+
+
+def _keys(p: argparse.ArgumentParser, text: str) -> list[str]:
+    keys = [k.strip() for k in text.split(",") if k.strip()]
     bad = [k for k in keys if k not in SCENARIOS]
     if bad:
-        p.error(f"unknown scenario(s) {bad}; choose from 1-5")
-    args.scenario_keys = keys
-    return args
+        p.error(f"unknown scenario(s) {bad}; choose from {', '.join(SCENARIOS)}")
+    return keys
+
+
+def _llama(bindir: Path, model: str, threads: int, args: argparse.Namespace, *, cache_mb: int,
+           extra: tuple[str, ...] = ()) -> Any:
+    return llama_server_spec(bindir / "llama-server", model, threads=threads, ctx=args.ctx, parallel=args.parallel,
+                             extra=("--cache-ram", str(cache_mb), "--metrics") + extra)
+
+
+def head_to_head_specs(args: argparse.Namespace, bindir: Optional[Path], model: str,
+                       threads: int) -> list[tuple[str, Any, Optional[frozenset[str]]]]:
+    """(side, spec, scenarios it runs) of scenarios 1-5: XiaoQ without its disk tier, llama-server
+    at its defaults, its identical twin (the noise line) and llama-server at XiaoQ's batch size."""
+    out: list[tuple[str, Any, Optional[frozenset[str]]]] = []
+    if bindir:
+        out.append((report.L, _llama(bindir, model, threads, args, cache_mb=args.kv_cache_mb), None))
+    if args.llama_vs_llama and bindir:
+        out.append((report.X, _llama(bindir, model, threads, args, cache_mb=args.kv_cache_mb), None))
+    elif not args.no_xiaoq:
+        out.append((report.X, xiaoq_spec(model, threads=threads, ctx=args.ctx, parallel=args.parallel,
+                                         kv_cache_mb=args.kv_cache_mb, batch=args.batch, extra=tuple(args.xiaoq_arg)),
+                    None))
+    if bindir and args.noise:
+        out.append((report.LB, _llama(bindir, model, threads, args, cache_mb=args.kv_cache_mb), None))
+    matched = frozenset(args.matched_keys) & frozenset(args.scenario_keys)
+    if bindir and matched:
+        b = str(args.batch)
+        out.append((report.LM, _llama(bindir, model, threads, args, cache_mb=args.kv_cache_mb,
+                                      extra=("-b", b, "-ub", b)), matched))
+    return out
+
+
+def disk_specs(args: argparse.Namespace, bindir: Optional[Path], model: str,
+               threads: int) -> list[tuple[str, Any, Optional[frozenset[str]]]]:
+    """Scenario 7's servers: the same 64 MB of RAM for states on both, XiaoQ with its disk tier."""
+    out: list[tuple[str, Any, Optional[frozenset[str]]]] = []
+    if bindir:
+        out.append((report.L, _llama(bindir, model, threads, args, cache_mb=DISK_RAM_MB), None))
+        if args.noise:
+            out.append((report.LB, _llama(bindir, model, threads, args, cache_mb=DISK_RAM_MB), None))
+    if not args.no_xiaoq and not args.llama_vs_llama:
+        out.append((report.X, xiaoq_spec(model, threads=threads, ctx=args.ctx, parallel=args.parallel,
+                                         kv_cache_mb=DISK_RAM_MB, kv_disk_mb=2048, batch=args.batch,
+                                         extra=tuple(args.xiaoq_arg)), None))
+    return out
+
+
+def start_sides(pool: ServerPool, specs: list, record: dict[str, Any]) -> dict[str, tuple[RunningServer, Any]]:
+    running = {}
+    for name, spec, only in specs:
+        log(f"starting {name}: {' '.join(spec.argv)}")
+        record.setdefault(name, {"label": report.SIDE_LABELS.get(name, name)})
+        try:
+            running[name] = (pool.start(spec), only)
+            record[name].update(available=True, argv=spec.argv, load_seconds=running[name][0].load_seconds)
+        except ServerError as exc:
+            log(f"{name} UNAVAILABLE: {exc}")
+            record[name].update(available=False, error=str(exc).splitlines()[0])
+    return running
+
+
+def run_phase(pool: ServerPool, specs: list, keys: list[str], args: argparse.Namespace, results: dict[str, Any],
+              record: dict[str, Any], *, wl: S.Workload, run_id: str, model: str, deadline: Optional[float],
+              bench_tg: Optional[Callable[[], dict[str, Any]]] = None, finish: bool = True) -> None:
+    """Start ``specs``, run ``keys`` on them for every repetition, record what the servers say."""
+    if not keys or not specs:
+        return
+    running = start_sides(pool, specs, record)
+    sides = [S.Side(name, srv.base_url, only=only) for name, (srv, only) in running.items()]
+    order = [report.X, report.L, report.LB, report.LM]
+    sides.sort(key=lambda s: order.index(s.name))
+    if not sides:
+        log("no server could be started; nothing to measure")
+        return
+    procs = {name: srv for name, (srv, _) in running.items()}
+    plan = make_profile_plan(args, procs, results) if finish else None
+    asyncio.run(run_scenarios(sides, wl, keys, args.reps, run_id, model, results["reps"], per_rep=bench_tg,
+                              deadline=deadline, profile=plan, server_pids=[srv.proc.pid for srv in procs.values()]))
+    if plan:
+        results["profiles"] = plan.summary()
+    for side in sides:
+        record[side.name]["length_control"] = S.length_control_name(side.length_control)
+        record[side.name]["length_control_supported"] = side.supports
+    for name, srv in procs.items():
+        if finish:
+            record[name]["peak_rss_mb"] = srv.peak_rss_mb()
+        record[name]["metrics"] = fetch_metrics(srv.base_url)
+        pool.stop(srv)
+
+
+def write_outputs(results: dict[str, Any], out: Path) -> str:
+    """The JSON, the curve's SVG and the Markdown report side by side; returns the report."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    series = {report.SIDE_LABELS[s]: report.curve_points(results, s) for s in (report.X, report.L)}
+    if any(series.values()):
+        image = out.with_suffix(".svg")
+        ceiling = (results.get("machine") or {}).get("decode_ceiling_tps")
+        image.write_text(curve.svg(series, ceiling, "scenario 4: 1, 2, 4 and 8 concurrent streams"))
+        results["curve_image"] = image.name
+    out.write_text(json.dumps(results, indent=1, default=str))
+    md = report.render(results)
+    out.with_suffix(".md").write_text(md)
+    log(f"raw results: {out} (report: {out.with_suffix('.md').name})")
+    return md
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -270,9 +399,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     results: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "config": {"model": model, "threads": threads, "ctx": args.ctx, "parallel": args.parallel,
-                   "kv_cache_mb": args.kv_cache_mb, "reps": args.reps, "quick": args.quick,
-                   "scenarios": args.scenario_keys, "workload": wl.as_dict()},
+                   "batch": args.batch, "kv_cache_mb": args.kv_cache_mb, "reps": args.reps, "quick": args.quick,
+                   "noise": args.noise, "scenarios": args.scenario_keys, "matched_scenarios": args.matched_keys,
+                   "workload": wl.as_dict()},
         "sides": {report.X: {"label": "XiaoQ"}, report.L: {"label": "llama-server"}},
+        "disk_sides": {},
         "reps": [],
     }
     bindir, build_error = build_llama(allow_build=not args.no_build)
@@ -280,57 +411,25 @@ def main(argv: Optional[list[str]] = None) -> int:
         log(f"llama-server/llama-bench UNAVAILABLE ({build_error}); reporting XiaoQ's figures alone")
         results["sides"][report.L]["error"] = build_error
         results["llama_bench"] = {"error": build_error}
+    if args.llama_vs_llama:
+        results["sides"][report.X]["label"] = "llama-server (B, standing in for XiaoQ)"
+    elif args.no_xiaoq:
+        results["sides"][report.X]["error"] = "--no-xiaoq"
     results["machine"] = measure_machine(model, threads, args.quick)
     bench_tg: Optional[Callable[[], dict[str, Any]]] = None
     if bindir:
         bench_tg = functools.partial(run_llama_bench, bindir, model, threads, 32 if args.quick else 128,
                                      1 if args.quick else 2)
-
-    log_dir = RESULTS_DIR / "logs"
-    running: dict[str, RunningServer] = {}
+    deadline = time.monotonic() + args.time_budget * 60 if args.time_budget else None
+    phase = dict(wl=wl, run_id=run_id, model=model, deadline=deadline)
     try:
-        with ServerPool(log_dir) as pool:
-            specs = []
-            if bindir:
-                specs.append((report.L, llama_server_spec(bindir / "llama-server", model, threads=threads, ctx=args.ctx,
-                                                          parallel=args.parallel,
-                                                          extra=("--cache-ram", str(args.kv_cache_mb), "--metrics"))))
-            if args.llama_vs_llama and bindir:
-                results["sides"][report.X]["label"] = "llama-server (B, standing in for XiaoQ)"
-                specs.append((report.X, llama_server_spec(bindir / "llama-server", model, threads=threads, ctx=args.ctx,
-                                                          parallel=args.parallel,
-                                                          extra=("--cache-ram", str(args.kv_cache_mb), "--metrics"))))
-            elif not args.no_xiaoq:
-                specs.append((report.X, xiaoq_spec(model, threads=threads, ctx=args.ctx, parallel=args.parallel,
-                                                   kv_cache_mb=args.kv_cache_mb, extra=tuple(args.xiaoq_arg))))
-            else:
-                results["sides"][report.X]["error"] = "--no-xiaoq"
-            for name, spec in specs:
-                log(f"starting {name}: {' '.join(spec.argv)}")
-                try:
-                    running[name] = pool.start(spec)
-                    results["sides"][name].update(available=True, argv=spec.argv,
-                                                  load_seconds=running[name].load_seconds)
-                except ServerError as exc:
-                    log(f"{name} UNAVAILABLE: {exc}")
-                    results["sides"][name].update(available=False, error=str(exc).splitlines()[0])
-            sides = [S.Side(name, running[name].base_url) for name in (report.X, report.L) if name in running]
-            if not sides:
-                log("no server could be started; nothing to measure")
-            else:
-                deadline = time.monotonic() + args.time_budget * 60 if args.time_budget else None
-                plan = make_profile_plan(args, running, results)
-                asyncio.run(run_scenarios(sides, wl, args.scenario_keys, args.reps, run_id, model, results["reps"],
-                                          per_rep=bench_tg, deadline=deadline, profile=plan,
-                                          server_pids=[srv.proc.pid for srv in running.values()]))
-                if plan:
-                    results["profiles"] = plan.summary()
-                for side in sides:
-                    results["sides"][side.name]["length_control"] = S.length_control_name(side.length_control)
-                    results["sides"][side.name]["length_control_supported"] = side.supports
-            for name, srv in running.items():
-                results["sides"][name]["peak_rss_mb"] = srv.peak_rss_mb()
-                results["sides"][name]["metrics"] = fetch_metrics(srv.base_url)
+        with ServerPool(RESULTS_DIR / "logs") as pool:
+            keys = [k for k in args.scenario_keys if k != DISK_KEY]
+            run_phase(pool, head_to_head_specs(args, bindir, model, threads), keys, args, results, results["sides"],
+                      bench_tg=bench_tg, **phase)
+            if DISK_KEY in args.scenario_keys:
+                run_phase(pool, disk_specs(args, bindir, model, threads), [DISK_KEY], args, results,
+                          results["disk_sides"], finish=False, **phase)
     except KeyboardInterrupt:
         log("interrupted: servers stopped; writing what was measured")
     finally:
@@ -342,10 +441,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                                       "error": next((r["error"] for r in tg_reps if r.get("error")), None)}
         results["targets"] = report.targets(results)
         out = args.out or RESULTS_DIR / f"{time.strftime('%Y%m%d-%H%M%S')}{'-quick' if args.quick else ''}.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=1, default=str))
-        log(f"raw results: {out}")
-    print(report.render(results))
+        md = write_outputs(results, out)
+    print(md)
     return 0 if results["reps"] else 1
 
 

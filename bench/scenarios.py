@@ -9,7 +9,7 @@ repetitions of both sides into medians and ratios. Every loop is bounded by a co
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Optional
 
 import httpx
@@ -30,6 +30,8 @@ class Side:
     #: What the probe found this server supports (before any common-denominator downgrade).
     supports: str = "none"
     client: Optional[httpx.AsyncClient] = None
+    #: Scenario keys this side runs (None: every one).
+    only: Optional[frozenset[str]] = None
 
     async def chat(self, messages: list[dict[str, str]], max_tokens: int, *, seed: int = 1234,
                    on_chunk: Optional[Callable[[StreamResult], None]] = None) -> StreamResult:
@@ -50,17 +52,20 @@ class Workload:
     user_turns: int = 6
     user_doc_words: int = 400
     user_tokens: int = 32
-    streams: tuple[int, ...] = (1, 2, 4)
+    streams: tuple[int, ...] = (1, 2, 4, 8)
     stream_tokens: int = 128
     long_prompt_words: int = 1290  # about 1,500 prompt tokens with the template and the question
     background_tokens: int = 256
     background_head_start: int = 16  # tokens the running stream produces before the long prompt
+    disk_users: int = 12  # scenario 7: more conversations than a 64 MB RAM cache holds
+    disk_doc_words: int = 800  # about 1,000 tokens of distinct prefix per user
+    disk_turns: int = 3
 
     @classmethod
     def quick(cls) -> "Workload":
         return cls(decode_tokens=64, ttft_probes=1, turns=4, turn_tokens=16, user_turns=2,
                    user_doc_words=200, user_tokens=8, stream_tokens=32, long_prompt_words=600,
-                   background_tokens=128, background_head_start=8)
+                   background_tokens=128, background_head_start=8, disk_doc_words=300, disk_turns=2)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -189,6 +194,14 @@ async def alternating_users(side: Side, wl: Workload, tag: str, *, users: Option
     return {"mean_ttft": mean(every), "p95_ttft": percentile(every, 95),
             "mean_ttft_later": mean(ttft_later), "p95_ttft_later": percentile(ttft_later, 95),
             "ttft_first": ttft_first, "ttft_later": ttft_later, "evaluated": evaluated, "errors": errors}
+
+
+async def disk_tier(side: Side, wl: Workload, tag: str) -> dict[str, Any]:
+    """Scenario 7: scenario 3 with more users, each with a longer document, than the servers' RAM
+    caches hold (the runner starts both with 64 MB): turns 2+ find their state on XiaoQ's disk
+    tier, or re-read the history where there is none."""
+    big = replace(wl, user_doc_words=wl.disk_doc_words, user_turns=wl.disk_turns)
+    return await alternating_users(side, big, tag, users=wl.disk_users)
 
 
 async def concurrent_streams(side: Side, wl: Workload, tag: str) -> dict[str, Any]:

@@ -8,9 +8,11 @@ group it started, so a failed benchmark never leaves a model-sized process on a 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,8 @@ class ServerSpec:
     argv: list[str]
     port: int
     env: Optional[dict[str, str]] = None
+    #: A scratch directory the server writes into, removed when the server stops.
+    scratch: Optional[Path] = None
 
     @property
     def base_url(self) -> str:
@@ -44,18 +48,26 @@ class ServerSpec:
 
 
 def xiaoq_spec(model: str, *, threads: int, ctx: int, parallel: Optional[int] = None,
-               kv_cache_mb: Optional[int] = None, extra: tuple[str, ...] = ()) -> ServerSpec:
-    """``xiaoq serve`` with the settings shared with llama-server (None: XiaoQ's default)."""
+               kv_cache_mb: Optional[int] = None, kv_disk_mb: int = 0, batch: Optional[int] = None,
+               extra: tuple[str, ...] = ()) -> ServerSpec:
+    """``xiaoq serve`` with the settings shared with llama-server (None: XiaoQ's default).
+
+    It runs in a fresh temporary data directory (database, KV states), never the user's own, and
+    without its disk KV tier unless ``kv_disk_mb`` asks for one: llama-server has no such tier, so
+    the head-to-head figures compare RAM against RAM; the disk tier is measured on its own."""
     port = free_port()
     exe = ROOT / ".venv" / "bin" / "xiaoq"
+    scratch = Path(tempfile.mkdtemp(prefix="xiaoq-bench-"))
     argv = [str(exe), "serve", "--model", model, "--host", "127.0.0.1", "--port", str(port),
-            "--threads", str(threads), "--ctx", str(ctx)]
+            "--threads", str(threads), "--ctx", str(ctx), "--data-dir", str(scratch), "--kv-disk-mb", str(kv_disk_mb)]
+    if batch is not None:
+        argv += ["--batch", str(batch)]
     if parallel is not None:
         argv += ["--parallel", str(parallel)]
     if kv_cache_mb is not None:
         argv += ["--kv-cache-mb", str(kv_cache_mb)]
     argv += list(extra)
-    return ServerSpec("xiaoq", argv, port)
+    return ServerSpec("xiaoq", argv, port, scratch=scratch)
 
 
 def llama_server_spec(binary: Path, model: str, *, threads: int, ctx: int, parallel: int,
@@ -119,7 +131,15 @@ class RunningServer:
         return total_kb / 1024.0 if total_kb else None
 
     def stop(self, grace: float = 10.0) -> None:
-        """SIGTERM the whole process group, then SIGKILL after ``grace`` seconds."""
+        """SIGTERM the whole process group, then SIGKILL after ``grace`` seconds; remove its scratch
+        directory."""
+        try:
+            self._stop(grace)
+        finally:
+            if self.spec.scratch is not None:
+                shutil.rmtree(self.spec.scratch, ignore_errors=True)
+
+    def _stop(self, grace: float) -> None:
         if self.proc.poll() is not None:
             return
         try:

@@ -51,10 +51,55 @@ def percentile(values: Iterable[Number], p: float) -> Number:
 
 
 def ratio(numerator: Number, denominator: Number) -> Number:
-    """numerator / denominator, None when either side is missing or the denominator is zero."""
+    """numerator / denominator, None when either side is missing or the denominator is zero.
+
+    A side whose failures decided its median (``inf`` for a time, 0 for a rate) makes the ratio
+    ``inf`` or 0: the failure counts against that side."""
     if numerator is None or denominator is None or denominator == 0:
         return None
-    return numerator / denominator
+    if math.isinf(numerator) and math.isinf(denominator):
+        return None
+    return numerator / denominator if not math.isinf(denominator) else 0.0
+
+
+def median_counting_failures(values: Iterable[Number], failed: Iterable[bool], better: Optional[str]) -> Number:
+    """Median over every repetition that ran, a failed one counting as the worst value.
+
+    ``better`` is "higher" (a failure counts as 0) or "lower" (as ``inf``); with None a failed
+    repetition's own value is used when it has one. A repetition that did not run (None, not
+    failed) is left out: it is neither a success nor a failure.
+    """
+    worst = {"higher": 0.0, "lower": math.inf}.get(better or "")
+    xs: list[float] = []
+    for v, bad in zip(values, failed):
+        if bad and worst is not None:
+            xs.append(worst)
+        elif v is not None and not (isinstance(v, float) and math.isnan(v)):
+            xs.append(float(v))
+    if not xs:
+        return None
+    xs.sort()
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2.0
+
+
+def verdict(value: Number, target: Optional[str], noise: Number) -> str:
+    """Whether a ratio meets its target beyond the run's noise.
+
+    ``noise`` is the same figure's ratio between two identical llama-servers in the same run. A
+    ratio no farther from 1 than that noise cannot be told apart from it: "inconclusive",
+    whichever side of the target it falls on. Without a noise line the plain comparison is
+    reported, flagged as such.
+    """
+    if value is None or not target:
+        return "— not measured"
+    ok = meets(value, target)
+    mark = "✓ met" if ok else "✗ missed"
+    if noise is None or not math.isfinite(noise) or not math.isfinite(value):
+        return mark + ("" if math.isfinite(value) else " (failed)") + (" (no noise line)" if noise is None else "")
+    if abs(value - 1.0) <= abs(noise - 1.0):
+        return "? inconclusive"
+    return mark
 
 
 def gaps(times: Sequence[float]) -> list[float]:
@@ -63,9 +108,12 @@ def gaps(times: Sequence[float]) -> list[float]:
 
 
 def fmt(value: Number, unit: str = "", digits: int = 1) -> str:
-    """A table cell: the number with its unit, or an em dash when missing."""
+    """A table cell: the number with its unit, an em dash when missing, "failed" when the failed
+    repetitions outnumber the others (their worst-case value won the median)."""
     if value is None:
         return "—"
+    if not math.isfinite(value):
+        return "failed"
     return f"{value:,.{digits}f}{(' ' + unit) if unit else ''}"
 
 
@@ -73,6 +121,8 @@ def fmt_ratio(value: Number, target: Optional[str] = None) -> str:
     """A ratio cell like ``0.98`` with a pass/miss mark when a target such as ``>=0.97`` is given."""
     if value is None:
         return "—"
+    if not math.isfinite(value):
+        return "failed"
     cell = f"{value:.2f}"
     if target:
         cell += " ✓" if meets(value, target) else " ✗"
@@ -100,6 +150,8 @@ class Row:
     digits: int = 1
     target: Optional[str] = None  # e.g. ">=0.97" for the XiaoQ / llama-server ratio
     note: str = ""
+    #: The same ratio between two identical llama-servers of the same run (None: not measured).
+    noise: Number = None
 
     @property
     def ratio(self) -> Number:
@@ -114,6 +166,8 @@ class Row:
             "ratio": self.ratio,
             "target": self.target,
             "met": None if self.ratio is None or not self.target else meets(self.ratio, self.target),
+            "noise": self.noise,
+            "verdict": verdict(self.ratio, self.target, self.noise) if self.target else None,
             "note": self.note,
         }
 
@@ -133,18 +187,21 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str
     return "\n".join(out)
 
 
-def side_by_side(rows: Sequence[Row]) -> str:
-    """The standard comparison table: figure, XiaoQ, llama-server, ratio (with target mark)."""
+def side_by_side(rows: Sequence[Row], ref_label: str = "llama-server") -> str:
+    """The standard comparison table: figure, XiaoQ, the reference server, ratio (with target
+    mark), and when the run had a noise line, that noise and the verdict it allows."""
+    noisy = any(x.noise is not None for x in rows)
+    noted = any(x.note for x in rows)
     body = []
     for r in rows:
-        body.append([
-            r.figure,
-            fmt(r.xiaoq, r.unit, r.digits),
-            fmt(r.llama, r.unit, r.digits),
-            fmt_ratio(r.ratio, r.target),
-            r.target or "",
-        ] + ([r.note] if any(x.note for x in rows) else []))
-    headers = ["figure", "XiaoQ", "llama-server", "XiaoQ / llama-server", "target"]
-    if any(x.note for x in rows):
+        cells = [r.figure, fmt(r.xiaoq, r.unit, r.digits), fmt(r.llama, r.unit, r.digits),
+                 fmt_ratio(r.ratio, r.target), r.target or ""]
+        if noisy:
+            cells += [fmt_ratio(r.noise), verdict(r.ratio, r.target, r.noise) if r.target else ""]
+        body.append(cells + ([r.note] if noted else []))
+    headers = ["figure", "XiaoQ", ref_label, f"XiaoQ / {ref_label}", "target"]
+    if noisy:
+        headers += ["noise (llama-server B / A)", "verdict"]
+    if noted:
         headers.append("note")
     return markdown_table(headers, body)

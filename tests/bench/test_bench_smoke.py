@@ -73,7 +73,7 @@ def _synthetic_results() -> dict:
             "concurrent": {"errors": [], "1": {"aggregate_tps": 50 / scale, "ttft": [0.1], "gaps": [0.02, 0.03]},
                            "4": {"aggregate_tps": 100 / scale, "ttft": [0.1, 0.2, 0.3, 0.4], "gaps": [0.04] * 9}},
             "interference": {"max_pause": 2.0 * scale, "baseline_max_gap": 0.05, "median_gap": 0.02,
-                             "long_ttft": 3.0, "long_prompt_tokens": 1500, "errors": ["long prompt: boom"]},
+                             "long_ttft": 3.0, "long_prompt_tokens": 1500, "errors": []},
         }
     return {"started": "now", "config": {"model": "m.gguf", "threads": 2, "ctx": 4096, "parallel": 4, "reps": 2},
             "sides": {"xiaoq": {"available": True, "length_control": "logit_bias", "peak_rss_mb": 700.0, "argv": ["xiaoq"]},
@@ -85,7 +85,7 @@ def _synthetic_results() -> dict:
 
 def test_report_renders_every_scenario_with_ratios():
     md = report.render(_synthetic_results())
-    for title in ("1. Single stream", "2. A 12-turn", "3. Three users", "4. Concurrent", "5. A long prompt", "6. Memory"):
+    for title in ("1. Single stream", "2. A 12-turn", "3. Users alternating", "4. Concurrent", "5. A long prompt", "6. Memory"):
         assert f"## {title}" in md
     # XiaoQ is twice as fast in the synthetic data: TTFT ratio 0.5, decode ratio 2.0, aggregate 2.0.
     assert "| TTFT, short prompt | 50 ms | 100 ms | 0.50 ✓ |" in md
@@ -93,16 +93,18 @@ def test_report_renders_every_scenario_with_ratios():
     assert "| 4 streams: aggregate tokens/s | 200.0 tok/s | 100.0 tok/s | 2.00 ✓ |" in md
     assert "| longest pause of the running stream | 1,000 ms | 2,000 ms | 0.50 ✓ |" in md
     assert "XiaoQ − llama-server = +100 MB (target ≤ +150 MB) ✓" in md
-    assert "rep 1, xiaoq: long prompt: boom" in md  # request errors are listed, not swallowed
-    assert "| peak memory | XiaoQ − llama-server (MB) | +100 | <=150 | ✓ met |" in md
+    assert "| peak memory | XiaoQ − llama-server (MB) | +100 | <=150 | — | ✓ met |" in md
     met = {t["target"]: t["met"] for t in report.targets(_synthetic_results())}
     assert met == {"single-stream decode tokens/s": True, "single-stream decode vs llama-bench tg": True,
-                   "TTFT, single short prompt": True, "4 streams, aggregate tokens/s": True,
-                   "three alternating users, mean TTFT": True, "longest pause during a 1,500-token prefill": True,
-                   "peak memory": True}
+                   "TTFT, single short prompt": True, "1 stream, aggregate tokens/s": True,
+                   "4 streams, aggregate tokens/s": True, "three alternating users, mean TTFT": True,
+                   "peak memory": True, "prefill tokens/s, a long prompt alone": None,
+                   "prefill tokens/s, a long prompt alone (matched batch)": None,
+                   "longest pause during a long prefill (matched batch)": None,
+                   "disk tier: 12 users over a 64 MB RAM cache, mean TTFT turns 2+": None}
     heavy = _synthetic_results()
     heavy["sides"]["xiaoq"]["peak_rss_mb"] = 800.0
-    assert "| peak memory | XiaoQ − llama-server (MB) | +200 | <=150 | ✗ missed |" in report.render(heavy)
+    assert "| peak memory | XiaoQ − llama-server (MB) | +200 | <=150 | — | ✗ missed |" in report.render(heavy)
     # decode vs llama-bench tg: 100 / 60
     assert "| llama-bench tg (engine ceiling) | 60.0 tok/s | 1.67 ✓ | 0.83 |" in md
 
@@ -291,7 +293,10 @@ def test_build_script_uses_setup_sh_cpu_flags():
 def test_run_py_arguments():
     from bench import run
     args = run.parse_args(["--quick", "--scenarios", "1,4", "--reps", "5"])
-    assert args.reps == 1 and args.scenario_keys == ["1", "4"]
+    assert args.reps == 1 and args.scenario_keys == ["1", "4"] and args.noise is False
+    full = run.parse_args([])
+    assert full.noise is True and full.scenario_keys == ["1", "2", "3", "4", "5", "7"]
+    assert full.matched_keys == ["1", "5"] and full.batch == 128
     with pytest.raises(SystemExit):
         run.parse_args(["--scenarios", "9"])
 
