@@ -93,6 +93,8 @@ def split_list(value: Any) -> Any:
 #: A list setting: repeatable flag, comma-separated env var. ``NoDecode`` stops pydantic-settings
 #: from expecting JSON in the environment.
 CommaList = Annotated[list[str], NoDecode, BeforeValidator(split_list)]
+#: KV cache data types llama.cpp accepts (llama-server's --cache-type-k/-v list, bf16 aside).
+KvType = Literal["f16", "f32", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0", "iq4_nl"]
 
 
 def sqlite_path(db: str) -> Path:
@@ -143,6 +145,8 @@ class Settings(BaseSettings):
         json_schema_extra=_flag("--deterministic/--no-deterministic"),
     )
     kv_cache_mb: int = Field(512, ge=0, le=65536, description="RAM for cached conversation KV states (MiB); 0 disables", json_schema_extra=_flag("--kv-cache-mb"))
+    kv_type_k: KvType = Field("f16", description="Data type of the K cache: f16, f32, q8_0, q5_1, q5_0, q4_1, q4_0, iq4_nl (quantized: less memory per token, a small quality cost)", json_schema_extra=_flag("--kv-type-k"))
+    kv_type_v: KvType = Field("f16", description="Data type of the V cache (as --kv-type-k; a quantized V cache needs flash attention)", json_schema_extra=_flag("--kv-type-v"))
     kv_disk_mb: int = Field(2048, ge=0, le=1048576, description="Disk for KV states evicted from RAM, under <data dir>/kv/ (MiB); 0 disables", json_schema_extra=_flag("--kv-disk-mb"))
     history_max_turns: int = Field(0, ge=0, le=10000, description="Most past turns of a conversation kept verbatim in the prompt (older ones are summarized); 0: as many as fit", json_schema_extra=_flag("--history-max-turns"))
     summary_timeout: float = Field(

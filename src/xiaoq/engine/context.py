@@ -34,6 +34,28 @@ _recent_errors: deque[str] = deque(maxlen=8)
 DETERMINISTIC_UBATCH = 32
 _backend_lock = threading.Lock()
 _backend_ready = False
+#: KV cache data types by the names the settings use.
+KV_TYPES = {"f32": C.GGML_TYPE_F32, "f16": C.GGML_TYPE_F16, "q8_0": C.GGML_TYPE_Q8_0, "q5_1": C.GGML_TYPE_Q5_1,
+            "q5_0": C.GGML_TYPE_Q5_0, "q4_1": C.GGML_TYPE_Q4_1, "q4_0": C.GGML_TYPE_Q4_0, "iq4_nl": C.GGML_TYPE_IQ4_NL}
+_UNQUANTIZED = {"f32", "f16"}
+
+
+def kv_type_id(name: str) -> int:
+    """The ggml type of a KV cache type name, or a ModelError naming the accepted ones."""
+    try:
+        return KV_TYPES[name]
+    except KeyError:
+        raise ModelError(f"Unknown KV cache type {name!r}: use one of {', '.join(KV_TYPES)}") from None
+
+
+def check_kv_types(type_k: str, type_v: str, flash_attn: Optional[bool]) -> None:
+    """llama.cpp stores a quantized V cache only with flash attention (its non-flash path multiplies
+    by V transposed, which quantized blocks cannot be): say so before it fails obscurely."""
+    kv_type_id(type_k)
+    kv_type_id(type_v)
+    if type_v not in _UNQUANTIZED and flash_attn is False:
+        raise ModelError(f"A quantized V cache (--kv-type-v {type_v}) needs flash attention, which is off; "
+                         "use --kv-type-v f16 or turn flash attention on")
 
 
 @C.llama_log_callback
@@ -128,7 +150,10 @@ class LlamaModel:
         use_mmap: bool = True,
         deterministic: bool = False,
         flash_attn: Optional[bool] = None,
+        kv_type_k: str = "f16",
+        kv_type_v: str = "f16",
     ):
+        check_kv_types(kv_type_k, kv_type_v, flash_attn)
         _init_backend()
         self.path = Path(path)
         self.model = None
@@ -169,6 +194,9 @@ class LlamaModel:
         cp.n_threads = n_threads
         cp.n_threads_batch = n_threads
         cp.kv_unified = True
+        cp.type_k = kv_type_id(kv_type_k)
+        cp.type_v = kv_type_id(kv_type_v)
+        self.kv_types = (kv_type_k, kv_type_v)
         if flash_attn is not None:
             cp.flash_attn_type = C.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn else C.LLAMA_FLASH_ATTN_TYPE_DISABLED
         cp.no_perf = True
@@ -177,7 +205,8 @@ class LlamaModel:
         if not ctx:
             C.llama_model_free(model)
             self.model = None
-            raise ModelError(f"llama.cpp could not create a context for {self.path}{self._why()}")
+            hint = "" if kv_type_v in _UNQUANTIZED else f" (--kv-type-v {kv_type_v} needs flash attention)"
+            raise ModelError(f"llama.cpp could not create a context for {self.path}{self._why()}{hint}")
         self.ctx = ctx
         self.mem = C.llama_get_memory(ctx)
         self.n_ctx_total = C.llama_n_ctx(ctx)

@@ -134,6 +134,17 @@ class StateCache:
                 self.on_evict(old)
         return True
 
+    def spill_all(self) -> int:
+        """Hand every RAM entry, oldest first, to the disk tier (at shutdown, so a restarted server
+        finds them); returns how many went. Without a disk tier nothing happens."""
+        if self.spill is None or self.on_evict is None:
+            return 0
+        entries = list(self._entries.values())
+        for entry in entries:
+            self.on_evict(entry)
+        self.clear()
+        return len(entries)
+
     def _drop(self, key: bytes) -> None:
         old = self._entries.pop(key)
         self.bytes -= old.nbytes

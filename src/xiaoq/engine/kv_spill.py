@@ -10,11 +10,16 @@ Shape: :class:`DiskSpill` is given evicted :class:`~.kv_cache.CacheEntry` object
 (``StateCache.on_evict``) and answers ``lookup(key)`` with a :class:`SpilledEntry` whose ``data``
 is read from disk only when the scheduler actually restores it. Writing happens on a background
 thread (a 40 MB write must not stall everybody's decode step); until written, an entry is served
-from memory. Files live under ``<dir>/<model fingerprint>/`` so states of another model (or another
-build of it) are never restored; the directory is byte-capped with LRU eviction, and survives a
-restart (the index is rebuilt from the file headers).
+from memory. Files live under ``<dir>/<fingerprint>/``, the fingerprint naming the model file
+(name, size, modification time and a hash of its first MiB), the KV cache types and the llama.cpp
+build, and every file records it again: after a restart only states written for exactly this model
+and these settings are found; files of another fingerprint, of an older format or torn by a crash
+are removed at the first lookup. The directory is byte-capped with LRU eviction and survives a
+restart (the index is rebuilt from the file headers; at shutdown the scheduler moves the RAM
+cache's and the slots' states here, so a restarted server finds every conversation).
 
-File format: ``XQKV1\\0`` magic, uint32 token count, the int32 tokens, then the raw state bytes.
+File format: ``XQKV2\\0`` magic, uint16 fingerprint length, the fingerprint (UTF-8), uint32 token
+count, the int32 tokens, then the raw state bytes.
 """
 
 from __future__ import annotations
@@ -34,14 +39,20 @@ from .kv_cache import CacheEntry, common_prefix_len
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"XQKV1\0"
+MAGIC = b"XQKV2\0"
 _HEADER = struct.Struct("<I")
+_FP_LEN = struct.Struct("<H")
+#: Bytes of the model file hashed into its fingerprint: the GGUF header and metadata, cheaply.
+HEAD_BYTES = 1 << 20
 
 
 def model_fingerprint(model_path: Path, extra: str = "") -> str:
-    """Short id of a model file (name, size, mtime) plus ``extra`` (e.g. the KV type)."""
+    """Short id of a model file (name, size, mtime, hash of its first MiB) plus ``extra`` (the KV
+    cache types and the llama.cpp build)."""
     st = model_path.stat()
-    raw = f"{model_path.name}|{st.st_size}|{st.st_mtime_ns}|{extra}"
+    with open(model_path, "rb") as f:
+        head = hashlib.sha1(f.read(HEAD_BYTES)).hexdigest()
+    raw = f"{model_path.name}|{st.st_size}|{st.st_mtime_ns}|{head}|{extra}"
     return f"{model_path.stem[:40]}-{hashlib.sha1(raw.encode()).hexdigest()[:12]}"
 
 
@@ -74,9 +85,12 @@ class SpilledEntry:
 class DiskSpill:
     """Byte-capped LRU of KV states in files. Thread-safe; one background writer thread."""
 
-    def __init__(self, directory: Path, max_bytes: int):
+    def __init__(self, directory: Path, max_bytes: int, fingerprint: str = ""):
         self.dir = Path(directory)
         self.max_bytes = max_bytes
+        #: Recorded in every file; a file recording another one is never restored.
+        self.fingerprint = fingerprint
+        self._fp = fingerprint.encode()
         self._index: OrderedDict[bytes, SpilledEntry] = OrderedDict()
         self._lock = threading.Lock()
         self._queue: "queue.Queue[Optional[SpilledEntry]]" = queue.Queue()
@@ -100,14 +114,9 @@ class DiskSpill:
         for p in self.dir.glob("*.kv"):
             try:
                 with open(p, "rb") as f:
-                    if f.read(len(MAGIC)) != MAGIC:
-                        raise ValueError("bad magic")
-                    (n,) = _HEADER.unpack(f.read(_HEADER.size))
-                    key = f.read(4 * n)
-                    if len(key) != 4 * n:
-                        raise ValueError("truncated")
+                    key = self._read_header(f)
                 st = p.stat()
-                size = st.st_size - len(MAGIC) - _HEADER.size - 4 * n
+                size = st.st_size - self._offset(key)
                 if size <= 0:
                     raise ValueError("no state")
                 found.append((st.st_mtime_ns, key, p, size))
@@ -121,7 +130,29 @@ class DiskSpill:
             self.bytes += entry.nbytes
         self._evict_locked()
 
+    def _read_header(self, f: Any) -> bytes:
+        """The tokens of a state file, or ValueError when it is not this fingerprint's."""
+        if f.read(len(MAGIC)) != MAGIC:
+            raise ValueError("bad magic")
+        (n_fp,) = _FP_LEN.unpack(f.read(_FP_LEN.size))
+        if f.read(n_fp) != self._fp:
+            raise ValueError("another model or other KV settings")
+        (n,) = _HEADER.unpack(f.read(_HEADER.size))
+        key = f.read(4 * n)
+        if len(key) != 4 * n:
+            raise ValueError("truncated")
+        return key
+
+    def _offset(self, key: bytes) -> int:
+        """Where the state bytes start in a file holding ``key``."""
+        return len(MAGIC) + _FP_LEN.size + len(self._fp) + _HEADER.size + len(key)
+
     def __len__(self) -> int:
+        """Entries on disk, the files of an earlier run included (the scheduler asks this before
+        it looks anything up, so the lazy scan must happen here too)."""
+        if not self._scanned and self.enabled:
+            with self._lock:
+                self._scan()
         return len(self._index)
 
     @property
@@ -191,6 +222,8 @@ class DiskSpill:
         tmp = entry.path.with_suffix(".tmp")
         with open(tmp, "wb") as f:
             f.write(MAGIC)
+            f.write(_FP_LEN.pack(len(self._fp)))
+            f.write(self._fp)
             f.write(_HEADER.pack(entry.n_tokens))
             f.write(entry.key)
             f.write(memoryview(data).cast("B"))
@@ -225,7 +258,7 @@ class DiskSpill:
     def read(self, entry: SpilledEntry) -> Any:
         """The state bytes of ``entry`` as a ctypes buffer (what ``llama_state_seq_set_data`` takes)."""
         buf = (ctypes.c_uint8 * entry.size)()
-        offset = len(MAGIC) + _HEADER.size + len(entry.key)
+        offset = self._offset(entry.key)
         try:
             with open(entry.path, "rb") as f:
                 f.seek(offset)

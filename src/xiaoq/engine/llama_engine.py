@@ -109,6 +109,8 @@ class LlamaEngine:
                 n_threads=s.threads,
                 use_mmap=s.mmap,
                 deterministic=self.deterministic,
+                kv_type_k=s.kv_type_k,
+                kv_type_v=s.kv_type_v,
             )
         except ModelError:
             raise
@@ -139,8 +141,9 @@ class LlamaEngine:
         if s.kv_disk_mb > 0 and s.kv_cache_mb > 0:  # states evicted from RAM spill to disk
             from .kv_spill import DiskSpill, model_fingerprint
 
-            directory = s.kv_disk_dir() / model_fingerprint(self.model_path)
-            self._scheduler.cache.attach_spill(DiskSpill(directory, s.kv_disk_mb * 1024 * 1024))
+            fingerprint = model_fingerprint(self.model_path, kv_settings(s))
+            directory = s.kv_disk_dir() / fingerprint
+            self._scheduler.cache.attach_spill(DiskSpill(directory, s.kv_disk_mb * 1024 * 1024, fingerprint))
         log.info("loaded %s (%s): %d slots x %d tokens", self.model_name, self.model_path, s.parallel, s.ctx)
 
     async def close(self) -> None:
@@ -312,6 +315,14 @@ class LlamaEngine:
         if spill is not None:  # the disk tier: kv_disk_entries/bytes/capacity/hits/writes/loads/errors
             stats.update(spill.stats())
         return stats
+
+
+def kv_settings(s: Settings) -> str:
+    """What a saved KV state depends on besides the model file: its data types and the llama.cpp
+    build that wrote it (a state restored into another layout would be garbage or refused)."""
+    import llama_cpp
+
+    return f"k={s.kv_type_k}|v={s.kv_type_v}|llama_cpp={llama_cpp.__version__}"
 
 
 def _split_on_marks(text: str, marks: list[str]) -> Optional[list[str]]:

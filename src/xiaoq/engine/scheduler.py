@@ -319,6 +319,18 @@ class Scheduler:
         for s in self.slots:
             if s.job is not None:
                 self._finish(s, "cancelled")
+        self._persist()
+
+    def _persist(self) -> None:
+        """At shutdown, the slots' and the RAM cache's states go to the disk tier (when there is
+        one), so conversations resumed after a restart are restored rather than prefilled."""
+        if self.cache.spill is None:
+            return
+        for s in self.slots:
+            if len(s.tokens) >= MIN_SAVE_TOKENS:
+                self._save(s)
+        n = self.cache.spill_all()
+        log.info("KV states handed to the disk tier at shutdown: %d", n)
 
     # ---- admission: pick a slot and reuse as much KV as possible ----------------------------
     def _admit(self, job: Job) -> None:
