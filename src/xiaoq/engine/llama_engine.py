@@ -137,6 +137,7 @@ class LlamaEngine:
             cache_bytes=s.kv_cache_mb * 1024 * 1024,
             default_seed=s.seed,
             cores=self.cores,
+            draft_max=s.lookup_draft,
         )
         if s.kv_disk_mb > 0 and s.kv_cache_mb > 0:  # states evicted from RAM spill to disk
             from .kv_spill import DiskSpill, model_fingerprint
@@ -303,6 +304,8 @@ class LlamaEngine:
             "batch_tokens_buckets": c.batch_buckets(),
             "kv_slot_reuse_total": c.kv_slot_reuse_total,
             "kv_seq_copy_total": c.kv_seq_copy_total,
+            "draft_tokens_total": c.draft_tokens_total,
+            "draft_accepted_total": c.draft_accepted_total,
             "kv_cache_hits_total": sched.cache.hits,
             "kv_cache_misses_total": sched.cache.misses,
             "kv_cache_saves_total": c.kv_cache_saves_total,

@@ -21,6 +21,12 @@ token is always evaluated, because sampling needs its logits.
 Only this thread touches the llama.cpp context; ``submit`` (event loop thread) only appends to the
 queue under a lock.
 
+Prompt lookup (``draft_max`` > 0, greedy requests only): a decoding slot whose last tokens occurred
+earlier in its sequence adds the tokens that followed them there as draft rows after its next
+token (:mod:`.lookup`); the step's logits check them all at once, the longest prefix the model
+agrees with is kept, with the model's own token after it, and the rest leaves the KV cache. The
+output is the one greedy decoding gives, one or more tokens per step.
+
 A failed ``llama_decode`` (a return code) fails the requests in that batch and the loop goes on.
 Anything else that escapes the loop (the warm-up failing, an exception in a step) leaves the
 context in an unknown state: the scheduler *dies*. Every queued and running request then ends with
@@ -45,6 +51,7 @@ from ..errors import Busy, EngineError, ModelError
 from .context import LlamaModel
 from .cores import CoreShare
 from .kv_cache import StateCache, common_prefix_len
+from .lookup import DraftSize, find_draft
 from .loops import StreamGuard
 from .types import Generation, GenerationResult, SamplingParams, Timings, Usage
 from .utf8 import TextStream
@@ -99,6 +106,10 @@ class Slot:
     t_admit: float = 0.0
     t_first_token: float = 0.0
     t_first_emit: float = 0.0
+    #: prompt lookup: this step's draft tokens and their batch indices; None: no drafting
+    drafts: list[int] = field(default_factory=list)
+    draft_idx: list[int] = field(default_factory=list)
+    draft_size: Optional[DraftSize] = None
 
     def key(self) -> bytes:
         return array("i", self.tokens).tobytes()
@@ -118,6 +129,8 @@ class Counters:
     kv_cache_saves_total: int = 0
     kv_slot_reuse_total: int = 0
     kv_seq_copy_total: int = 0
+    draft_tokens_total: int = 0
+    draft_accepted_total: int = 0
     finish: dict[str, int] = field(default_factory=lambda: {"stop": 0, "length": 0, "cancelled": 0, "error": 0, "repetition": 0})
     #: tokens per llama_decode, counted into BATCH_BUCKETS (upper bounds; last one is +Inf)
     batch_hist: list[int] = field(default_factory=lambda: [0] * (len(BATCH_BUCKETS) + 1))
@@ -137,8 +150,11 @@ class Scheduler:
     def __init__(
         self, model: LlamaModel, *, n_slots: int, queue_size: int, n_ctx: int, cache_bytes: int, default_seed: Optional[int],
         cores: Optional[CoreShare] = None,
+        draft_max: int = 0,
     ):
         self.model = model
+        #: Most tokens drafted by prompt lookup per slot and step (0: no drafting).
+        self.draft_max = draft_max
         #: Decode threads for each step: fewer while a core is lent to speech work (see cores.py).
         self.cores = cores or CoreShare(model.threads, model.threads)
         #: The thread count llama.cpp's context holds (read by stats from other threads).
@@ -409,6 +425,9 @@ class Scheduler:
         target.n_gen = 0
         target.next_token = -1
         target.i_batch = -1
+        target.drafts, target.draft_idx = [], []
+        greedy = job.sampling.temperature <= 0.0
+        target.draft_size = DraftSize(self.draft_max) if self.draft_max > 0 and greedy else None
         target.t_admit = now
         target.t_first_token = target.t_first_emit = 0.0
         target.job = job
@@ -452,7 +471,10 @@ class Scheduler:
             if s.state == DECODE:
                 s.i_batch = batch.add(s.next_token, len(s.tokens), s.id, True)
                 n_decode += 1
-        budget = self.n_batch - n_decode
+        for s in active:
+            if s.state == DECODE and s.draft_size is not None:
+                self._add_draft(s)
+        budget = self.n_batch - batch.n
         if n_decode:
             budget = min(budget, self.prefill_chunk_shared)
         prefilling = sorted((s for s in active if s.state == PREFILL), key=lambda s: s.job.order)  # type: ignore[union-attr]
@@ -484,6 +506,7 @@ class Scheduler:
         c.batch_hist[bisect.bisect_left(BATCH_BUCKETS, batch.n)] += 1
         if rc != 0:
             for s in active:
+                s.drafts, s.draft_idx = [], []
                 if s.job is not None and (s.state == DECODE or s.n_chunk):
                     self._finish(s, "error", error=f"llama_decode failed ({rc})")
                     self._reset_slot(s)
@@ -491,6 +514,9 @@ class Scheduler:
 
         sample, on_token = self.model.sample, self._on_token
         for s in active:
+            if s.state == DECODE and s.drafts:
+                self._check_draft(s)  # samples and emits this slot's tokens itself
+                continue
             if s.state == DECODE:
                 s.tokens.append(s.next_token)
             elif s.n_chunk:
@@ -506,6 +532,43 @@ class Scheduler:
         if n != self.decode_threads:
             self.model.set_threads(n)
             self.decode_threads = self.model.threads
+
+    def _add_draft(self, s: Slot) -> None:
+        """Append this slot's prompt-lookup draft after its next token (rows the batch has room for,
+        never past the reply's max_tokens)."""
+        assert s.job is not None and s.draft_size is not None and self.model.batch is not None
+        batch = self.model.batch
+        room = min(s.draft_size.n, s.job.max_tokens - s.n_gen - 1, self.n_batch - batch.n)
+        if room <= 0:
+            return
+        draft = find_draft(s.tokens + [s.next_token], room)
+        p0 = len(s.tokens) + 1
+        s.drafts = draft
+        s.draft_idx = [batch.add(t, p0 + j, s.id, True) for j, t in enumerate(draft)]
+
+    def _check_draft(self, s: Slot) -> None:
+        """Keep the longest draft prefix the model agrees with, emit it and the model's next token,
+        and drop the rejected draft tokens from the KV cache."""
+        drafts, idx = s.drafts, s.draft_idx
+        s.drafts, s.draft_idx = [], []
+        toks = [self.model.sample(s.sampler, s.i_batch)]
+        while len(toks) <= len(drafts) and toks[-1] == drafts[len(toks) - 1]:
+            toks.append(self.model.sample(s.sampler, idx[len(toks) - 1]))
+        accepted = len(toks) - 1
+        s.tokens.append(s.next_token)
+        s.tokens.extend(drafts[:accepted])
+        if accepted < len(drafts) and not self.model.seq_rm(s.id, len(s.tokens), -1):
+            self._finish(s, "error", error="could not drop rejected draft tokens from the KV cache")
+            self._reset_slot(s)
+            return
+        assert s.draft_size is not None
+        s.draft_size.update(len(drafts), accepted)
+        self.counters.draft_tokens_total += len(drafts)
+        self.counters.draft_accepted_total += accepted
+        for tok in toks:
+            self._on_token(s, tok)
+            if s.job is None:
+                return
 
     def _on_token(self, s: Slot, tok: int) -> None:
         now = time.perf_counter()
