@@ -349,6 +349,9 @@ def run_phase(pool: ServerPool, specs: list, keys: list[str], args: argparse.Nam
     """Start ``specs``, run ``keys`` on them for every repetition, record what the servers say."""
     if not keys or not specs:
         return
+    if deadline is not None and time.monotonic() > deadline:
+        log(f"time budget spent: scenario(s) {', '.join(keys)} not started")
+        return
     running = start_sides(pool, specs, record)
     sides = [S.Side(name, srv.base_url, only=only) for name, (srv, only) in running.items()]
     order = [report.X, report.L, report.LB, report.LM]

@@ -4,6 +4,9 @@
   so every capability can be tested over the real engine in seconds.
 - ``real_model_path``: the real Qwen2.5 GGUF named by ``XIAOQ_TEST_MODEL``, for tests marked
   ``real_model``; they skip when it is unset.
+- the user data directory (``XDG_DATA_HOME``) points into the session's temporary directory, for
+  this process and the servers it starts: a test that gives no ``--data-dir`` must not read or
+  write the KV states and database of the person running the suite.
 - ``pg_server``: a real PostgreSQL (tests/pg.py) started once per session; ``pg_url``: a fresh
   database on it for one test. Where PostgreSQL is not installed they skip (test.sh installs it).
 """
@@ -22,6 +25,18 @@ from tests.pg import PgServer, pg_bin
 from tests.tinymodel import build_tiny_gguf
 
 _TINY_NAME = "xiaoq-tiny-qwen2.gguf"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_user_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    home = tmp_path_factory.mktemp("xdg-data")
+    old = os.environ.get("XDG_DATA_HOME")
+    os.environ["XDG_DATA_HOME"] = str(home)
+    yield home
+    if old is None:
+        os.environ.pop("XDG_DATA_HOME", None)
+    else:
+        os.environ["XDG_DATA_HOME"] = old
 
 
 @pytest.fixture(scope="session")
