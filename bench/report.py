@@ -25,6 +25,10 @@ X, L = "xiaoq", "llama-server"
 LB = "llama-server-b"
 #: llama-server at XiaoQ's batch size (-b N -ub N).
 LM = "llama-server-matched"
+#: XiaoQ with prompt lookup on (--lookup-draft), in the quoting scenario.
+LX = "xiaoq-lookup"
+#: llama-server with its own n-gram lookup (--spec-type ngram-simple), in the quoting scenario.
+LL = "llama-server-lookup"
 
 TARGETS = {
     "decode": ">=0.97",
@@ -37,6 +41,8 @@ TARGETS = {
     "alt_mean": "<=0.50",
     "pause": "<=0.50",
     "disk": "<=0.15",
+    "quote": ">=1.30",
+    "chat_no_loss": ">=0.98",
 }
 MEMORY_MARGIN_MB = 150.0
 
@@ -205,9 +211,18 @@ def interference_rows(r: dict, xs: str = X, ref: str = L) -> list[Row]:
             row("long prompt: prompt tokens", lambda d: d["long_prompt_tokens"], "", 1, 1)]
 
 
-def with_noise(r: dict, rows_of: Callable[..., list[Row]], ref: str = L, **kw: Any) -> list[Row]:
-    """``rows_of(r, X, ref)`` with each row's noise: the same figure, llama-server B / llama-server."""
-    rows = rows_of(r, X, ref, **kw)
+def quoting_rows(r: dict, xs: str = LX, ref: str = X) -> list[Row]:
+    row = _pair(r, xs, ref, "quoting")
+    quote_goal = TARGETS["quote"] if xs == LX else None
+    chat_goal = TARGETS["chat_no_loss"] if xs == LX and ref == X else None
+    return [row("answers that quote their prompt: decode tokens/s", lambda d: d["quote_tps"], "tok/s", 1, 1,
+                quote_goal),
+            row("an ordinary answer: decode tokens/s", lambda d: d["chat_tps"], "tok/s", 1, 1, chat_goal)]
+
+
+def with_noise(r: dict, rows_of: Callable[..., list[Row]], ref: str = L, xs: str = X, **kw: Any) -> list[Row]:
+    """``rows_of(r, xs, ref)`` with each row's noise: the same figure, llama-server B / llama-server."""
+    rows = rows_of(r, xs, ref, **kw)
     if any(rep.get(LB) for rep in r.get("reps", [])):
         for row, twin in zip(rows, rows_of(r, LB, L, **kw)):
             row.noise = twin.ratio
@@ -250,6 +265,13 @@ def target_rows(r: dict) -> list[tuple[str, str, Optional[Row]]]:
         ("disk tier: 12 users over a 64 MB RAM cache, mean TTFT turns 2+", vs,
          _find(with_noise(r, alternating_rows, scenario="disk_tier", target_key="mean_ttft_later"),
                "mean TTFT, turns 2+")),
+        ("answers quoting their prompt, decode tokens/s", "XiaoQ with lookup / XiaoQ without",
+         _find(with_noise(r, quoting_rows, X, LX), "answers that quote their prompt: decode tokens/s")),
+        ("answers quoting their prompt, decode tokens/s (vs llama-server)",
+         "XiaoQ with lookup / llama-server with --spec-type ngram-simple",
+         _find(with_noise(r, quoting_rows, LL, LX), "answers that quote their prompt: decode tokens/s")),
+        ("ordinary answer with lookup on, decode tokens/s", "XiaoQ with lookup / XiaoQ without",
+         _find(with_noise(r, quoting_rows, X, LX), "an ordinary answer: decode tokens/s")),
     ]
 
 
@@ -327,12 +349,14 @@ def counters_table(r: dict) -> Optional[str]:
 
 
 SCENARIO_NAMES = {"1": "single", "2": "conversation", "3": "alternating", "4": "concurrent", "5": "interference",
-                  "7": "disk_tier"}
-SIDE_LABELS = {X: "XiaoQ", L: "llama-server", LB: "llama-server B", LM: "llama-server (matched batch)"}
+                  "7": "disk_tier", "8": "quoting"}
+SIDE_LABELS = {X: "XiaoQ", L: "llama-server", LB: "llama-server B", LM: "llama-server (matched batch)",
+               LX: "XiaoQ with prompt lookup", LL: "llama-server with n-gram lookup"}
+ALL_SIDES = (X, LX, L, LB, LM, LL)
 
 
 def _present(r: dict, scenario: str) -> list[str]:
-    return [s for s in (X, L, LB, LM) if any(_scenario_data(rep, s, scenario) for rep in r.get("reps", []))]
+    return [s for s in ALL_SIDES if any(_scenario_data(rep, s, scenario) for rep in r.get("reps", []))]
 
 
 def noise_line(r: dict, scenario: str) -> str:
@@ -374,6 +398,16 @@ def _section_tables(r: dict) -> list[tuple[str, str, Callable[[], str]]]:
                 with_noise(r, interference_rows, LM), lm_label) + "\n\nAgainst llama-server's defaults:\n\n"
         return out + side_by_side(with_noise(r, interference_rows))
 
+    def quoting() -> str:
+        return ("XiaoQ with prompt lookup (`--lookup-draft`) against XiaoQ without:\n\n"
+                + side_by_side(with_noise(r, quoting_rows, X, LX), "XiaoQ without lookup")
+                + "\n\nXiaoQ with prompt lookup against llama-server with its own n-gram lookup "
+                "(`--spec-type ngram-simple`, its default sizes):\n\n"
+                + side_by_side(with_noise(r, quoting_rows, LL, LX), "llama-server, ngram-simple")
+                + "\n\nXiaoQ with prompt lookup against llama-server without lookup:\n\n"
+                + side_by_side(with_noise(r, quoting_rows, L, LX))
+                + "\n\nXiaoQ (lookup off) against llama-server:\n\n" + side_by_side(with_noise(r, quoting_rows, L, X)))
+
     def disk() -> str:
         return side_by_side(with_noise(r, alternating_rows, scenario="disk_tier", target_key="mean_ttft_later"))
     return [
@@ -385,6 +419,7 @@ def _section_tables(r: dict) -> list[tuple[str, str, Callable[[], str]]]:
         ("6", "6. Memory", lambda: side_by_side(memory_rows(r))),
         ("7", "7. The disk tier: 12 users over a 64 MB RAM cache (XiaoQ with its disk tier, llama-server with "
               "--cache-ram 64; a row of its own, not a head-to-head of equal configurations)", disk),
+        ("8", "8. Answers that quote their prompt (prompt lookup) and an ordinary answer", quoting),
     ]
 
 
@@ -399,7 +434,7 @@ def _header(r: dict) -> list[str]:
                "A target is met when its median meets it and the ratio is farther from 1 than the same figure's "
                "noise (llama-server B / llama-server A, two identical servers in this run); otherwise it is "
                "inconclusive.")
-    for name in (X, L, LB, LM):
+    for name in ALL_SIDES:
         s = sides.get(name)
         if s is None:
             continue
@@ -453,7 +488,7 @@ def render(r: dict) -> str:
                     [[f"`{f}`", f"{s_:.1f}", f"{t:.1f}"] for f, s_, t in frames]), ""]
     elif r.get("profile_error"):
         out += [f"(no profile: {r['profile_error']})", ""]
-    errors = [(rep_i, side, name, e) for rep_i, rep in enumerate(r.get("reps", [])) for side in (X, L, LB, LM)
+    errors = [(rep_i, side, name, e) for rep_i, rep in enumerate(r.get("reps", [])) for side in ALL_SIDES
               for name, scen in (rep.get(side) or {}).items() if isinstance(scen, dict) for e in scen.get("errors", [])]
     if errors:
         out.append(f"## Request errors ({len(errors)})")

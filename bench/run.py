@@ -46,7 +46,11 @@ SCENARIOS = {
     "4": ("concurrent", S.concurrent_streams),
     "5": ("interference", S.prefill_interference),
     "7": ("disk_tier", S.disk_tier),
+    "8": ("quoting", S.quoting),
 }
+#: Scenario 8 also runs on a XiaoQ with prompt lookup on (--lookup-draft LOOKUP_DRAFT).
+QUOTE_KEY = "8"
+LOOKUP_DRAFT = 8
 #: Scenario 7 runs on servers of its own (a 64 MB RAM cache each, XiaoQ with its disk tier).
 DISK_KEY = "7"
 DISK_RAM_MB = 64
@@ -251,7 +255,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                    help="RAM state cache: XiaoQ --kv-cache-mb and llama-server --cache-ram (default 512)")
     p.add_argument("--users", type=int, default=None,
                    help="users alternating in scenario 3 (default 3; more users than slots tests the RAM cache)")
-    p.add_argument("--scenarios", default="1,2,3,4,5,7", help="comma-separated subset of 1-5 and 7 (default all)")
+    p.add_argument("--scenarios", default="1,2,3,4,5,7,8", help="comma-separated subset of 1-5, 7, 8 (default all)")
     p.add_argument("--matched-scenarios", default="1,5",
                    help="scenarios also run on llama-server at XiaoQ's batch size (default 1,5; '' for none)")
     p.add_argument("--noise", action=argparse.BooleanOptionalAction, default=None,
@@ -306,6 +310,14 @@ def head_to_head_specs(args: argparse.Namespace, bindir: Optional[Path], model: 
                     None))
     if bindir and args.noise:
         out.append((report.LB, _llama(bindir, model, threads, args, cache_mb=args.kv_cache_mb), None))
+    if QUOTE_KEY in args.scenario_keys and not args.no_xiaoq and not args.llama_vs_llama:
+        extra = tuple(args.xiaoq_arg) + ("--lookup-draft", str(LOOKUP_DRAFT))
+        out.append((report.LX, xiaoq_spec(model, threads=threads, ctx=args.ctx, parallel=args.parallel,
+                                          kv_cache_mb=args.kv_cache_mb, batch=args.batch, extra=extra),
+                    frozenset({QUOTE_KEY})))
+    if QUOTE_KEY in args.scenario_keys and bindir:
+        out.append((report.LL, _llama(bindir, model, threads, args, cache_mb=args.kv_cache_mb,
+                                      extra=("--spec-type", "ngram-simple")), frozenset({QUOTE_KEY})))
     matched = frozenset(args.matched_keys) & frozenset(args.scenario_keys)
     if bindir and matched:
         b = str(args.batch)
@@ -354,7 +366,7 @@ def run_phase(pool: ServerPool, specs: list, keys: list[str], args: argparse.Nam
         return
     running = start_sides(pool, specs, record)
     sides = [S.Side(name, srv.base_url, only=only) for name, (srv, only) in running.items()]
-    order = [report.X, report.L, report.LB, report.LM]
+    order = list(report.ALL_SIDES)
     sides.sort(key=lambda s: order.index(s.name))
     if not sides:
         log("no server could be started; nothing to measure")

@@ -60,12 +60,14 @@ class Workload:
     disk_users: int = 12  # scenario 7: more conversations than a 64 MB RAM cache holds
     disk_doc_words: int = 800  # about 1,000 tokens of distinct prefix per user
     disk_turns: int = 3
+    quote_tokens: int = 128  # scenario 8: reply length of the quoting and the ordinary requests
 
     @classmethod
     def quick(cls) -> "Workload":
         return cls(decode_tokens=64, ttft_probes=1, turns=4, turn_tokens=16, user_turns=2,
                    user_doc_words=200, user_tokens=8, stream_tokens=32, long_prompt_words=600,
-                   background_tokens=128, background_head_start=8, disk_doc_words=300, disk_turns=2)
+                   background_tokens=128, background_head_start=8, disk_doc_words=300, disk_turns=2,
+                   quote_tokens=48)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -202,6 +204,22 @@ async def disk_tier(side: Side, wl: Workload, tag: str) -> dict[str, Any]:
     tier, or re-read the history where there is none."""
     big = replace(wl, user_doc_words=wl.disk_doc_words, user_turns=wl.disk_turns)
     return await alternating_users(side, big, tag, users=wl.disk_users)
+
+
+async def quoting(side: Side, wl: Workload, tag: str) -> dict[str, Any]:
+    """Scenario 8: decode tokens/s of answers that copy from their prompt (a bug fix rewriting the
+    function, a quoted passage) and of an ordinary answer, one request at a time."""
+    errors: list[str] = []
+    quote: list[Optional[float]] = []
+    for kind in (0, 1):
+        res = await side.chat(W.quoting_messages(f"{tag}-q{kind}", kind), wl.quote_tokens)
+        if e := _err(res, f"quoting request {kind}"):
+            errors.append(e)
+        quote.append(res.decode_tps)
+    chat = await side.chat(W.short_messages(f"{tag}-c", W.LONG_QUESTION), wl.quote_tokens)
+    if e := _err(chat, "ordinary request"):
+        errors.append(e)
+    return {"quote_tps": median(quote), "quote_tps_each": quote, "chat_tps": chat.decode_tps, "errors": errors}
 
 
 async def concurrent_streams(side: Side, wl: Workload, tag: str) -> dict[str, Any]:

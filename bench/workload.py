@@ -97,3 +97,34 @@ def long_prompt_messages(tag: str, n_words: int, seed: int) -> list[dict[str, st
 
 def short_messages(tag: str, question: Optional[str] = None) -> list[dict[str, str]]:
     return [system_message(tag), {"role": "user", "content": question or SHORT_QUESTION}]
+
+
+#: A function with a bug (the loop skips the last item): fixing it means writing most of it out again.
+BUGGY_FUNCTION = """def summarize_orders(orders, currency="EUR"):
+    \"\"\"Total, count and largest order of the orders paid in one currency.\"\"\"
+    total = 0.0
+    count = 0
+    largest = None
+    for i in range(len(orders) - 1):
+        order = orders[i]
+        if order["currency"] != currency or not order["paid"]:
+            continue
+        total += order["amount"]
+        count += 1
+        if largest is None or order["amount"] > largest["amount"]:
+            largest = order
+    average = total / count if count else 0.0
+    return {"total": round(total, 2), "count": count, "average": round(average, 2), "largest": largest}
+"""
+
+
+def quoting_messages(tag: str, kind: int) -> list[dict[str, str]]:
+    """A request whose answer copies from its prompt: a bug fix that rewrites the function, or a
+    knowledge-base style answer that quotes a passage."""
+    if kind % 2 == 0:
+        question = f"Fix the bug in this function and write out the whole corrected function:\n\n{BUGGY_FUNCTION}"
+    else:
+        passage = filler(160, seed=31 + kind)
+        question = (f"Passage [1] of our handbook:\n\n{passage}\n\n"
+                    "Quote passage [1] word for word, then say in one sentence what it is about.")
+    return [system_message(tag), {"role": "user", "content": question}]

@@ -116,7 +116,11 @@ def test_xiaoq_runs_in_a_scratch_directory_without_its_disk_tier_and_llama_serve
     args = run.parse_args([])
     bindir = Path("/opt/llama/bin")
     specs = {name: (spec, only) for name, spec, only in run.head_to_head_specs(args, bindir, "m.gguf", 2)}
-    assert set(specs) == {"xiaoq", "llama-server", "llama-server-b", "llama-server-matched"}
+    assert set(specs) == {"xiaoq", "xiaoq-lookup", "llama-server", "llama-server-b", "llama-server-matched",
+                          "llama-server-lookup"}
+    lk = specs["llama-server-lookup"]
+    assert lk[1] == frozenset({"8"}) and lk[0].argv[lk[0].argv.index("--spec-type") + 1] == "ngram-simple"
+    specs["xiaoq-lookup"][0].scratch.rmdir()
     x = specs["xiaoq"][0]
     try:
         argv = x.argv
@@ -136,7 +140,8 @@ def test_xiaoq_runs_in_a_scratch_directory_without_its_disk_tier_and_llama_serve
     ld = disk["llama-server"].argv
     assert ld[ld.index("--cache-ram") + 1] == "64"
     quick = run.parse_args(["--quick", "--matched-scenarios", ""])
-    assert {n for n, _, _ in run.head_to_head_specs(quick, bindir, "m.gguf", 2)} == {"xiaoq", "llama-server"}
+    assert {n for n, _, _ in run.head_to_head_specs(quick, bindir, "m.gguf", 2)} == {
+        "xiaoq", "xiaoq-lookup", "llama-server", "llama-server-lookup"}
     for _, spec, _ in run.head_to_head_specs(quick, bindir, "m.gguf", 2):
         if spec.scratch:
             spec.scratch.rmdir()
@@ -186,3 +191,41 @@ async def test_a_side_limited_to_some_scenarios_runs_only_those_and_a_later_phas
     assert set(sink[0]["xiaoq"]) == {"single", "concurrent"} and set(sink[0]["llama-server-matched"]) == {"single"}
     await run.run_scenarios([S.Side("xiaoq", "http://x")], wl, ["4"], 1, "u", "m", sink, transport=transport)
     assert len(sink) == 1  # filled in place, not a new repetition
+
+
+def test_quoting_scenario_compares_lookup_with_xiaoq_without_and_with_llama_server():
+    def q(quote: float, chat: float) -> dict:
+        return {"quoting": {"quote_tps": quote, "chat_tps": chat, "errors": []}}
+    r = _results([{"xiaoq": q(20.0, 20.0), "xiaoq-lookup": q(40.0, 19.8), "llama-server": q(21.0, 21.0),
+                   "llama-server-b": q(21.5, 20.5), "llama-server-lookup": q(21.05, 20.0)}])
+    r["config"]["scenarios"] = ["8"]
+    t = {x["target"]: x for x in report.targets(r)}
+    assert t["answers quoting their prompt, decode tokens/s"]["value"] == 2.0
+    assert t["answers quoting their prompt, decode tokens/s"]["verdict"] == "✓ met"
+    assert round(t["answers quoting their prompt, decode tokens/s (vs llama-server)"]["value"], 2) == 1.90
+    chat = t["ordinary answer with lookup on, decode tokens/s"]
+    assert chat["value"] == 0.99 and chat["goal"] == ">=0.98" and chat["verdict"] == "? inconclusive"
+    md = report.render(r)
+    assert "## 8. Answers that quote their prompt" in md
+    assert "| answers that quote their prompt: decode tokens/s | 40.0 tok/s | 20.0 tok/s | 2.00 ✓ | >=1.30 |" in md
+
+
+def test_the_lookup_side_runs_only_the_quoting_scenario():
+    args = run.parse_args(["--scenarios", "1,8", "--no-noise"])
+    specs = {name: (spec, only) for name, spec, only in run.head_to_head_specs(args, None, "m.gguf", 2)}
+    spec, only = specs["xiaoq-lookup"]
+    assert only == frozenset({"8"}) and spec.argv[spec.argv.index("--lookup-draft") + 1] == "8"
+    for s, _ in specs.values():
+        s.scratch.rmdir()
+
+
+async def test_quoting_scenario_measures_both_kinds_of_answer():
+    from tests.bench.test_bench_smoke import FakeOpenAI, _side
+
+    fake = FakeOpenAI()
+    side, client = _side(fake)
+    async with client:
+        res = await S.quoting(side, S.Workload(quote_tokens=6), "t")
+    assert not res["errors"] and len(res["quote_tps_each"]) == 2 and res["chat_tps"] is not None
+    prompts = [m["content"] for body in fake.requests for m in body["messages"] if m["role"] == "user"]
+    assert "Fix the bug in this function" in prompts[0] and "word for word" in prompts[1]
