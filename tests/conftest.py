@@ -4,9 +4,9 @@
   so every capability can be tested over the real engine in seconds.
 - ``real_model_path``: the real Qwen2.5 GGUF named by ``XIAOQ_TEST_MODEL``, for tests marked
   ``real_model``; they skip when it is unset.
-- the user data directory (``XDG_DATA_HOME``) points into the session's temporary directory, for
-  this process and the servers it starts: a test that gives no ``--data-dir`` must not read or
-  write the KV states and database of the person running the suite.
+- the user data directory (``XDG_DATA_HOME``) is a fresh temporary one for each test, for this
+  process and the servers it starts: a test that gives no ``--data-dir`` must not read or write
+  the KV states and database of the person running the suite, nor those of an earlier test.
 - ``pg_server``: a real PostgreSQL (tests/pg.py) started once per session; ``pg_url``: a fresh
   database on it for one test. Where PostgreSQL is not installed they skip (test.sh installs it).
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -27,16 +28,17 @@ from tests.tinymodel import build_tiny_gguf
 _TINY_NAME = "xiaoq-tiny-qwen2.gguf"
 
 
-@pytest.fixture(scope="session", autouse=True)
-def private_user_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+# Before any fixture or server starts: nothing in the suite sees the runner's own data directory.
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="xiaoq-test-xdg-")
+
+
+@pytest.fixture(autouse=True)
+def private_user_data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh user data directory per test: an engine's KV states kept at its shutdown must not
+    be restored by the next test's engine."""
     home = tmp_path_factory.mktemp("xdg-data")
-    old = os.environ.get("XDG_DATA_HOME")
-    os.environ["XDG_DATA_HOME"] = str(home)
-    yield home
-    if old is None:
-        os.environ.pop("XDG_DATA_HOME", None)
-    else:
-        os.environ["XDG_DATA_HOME"] = old
+    monkeypatch.setenv("XDG_DATA_HOME", str(home))
+    return home
 
 
 @pytest.fixture(scope="session")

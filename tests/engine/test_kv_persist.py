@@ -130,3 +130,66 @@ async def test_the_real_model_answers_with_a_q8_0_kv_cache(real_model_path: Path
         assert "5" in await gen.text()
     finally:
         await engine.close()
+
+
+def test_prefetch_reads_a_state_once_ahead_and_hands_it_over(tmp_path: Path) -> None:
+    spill = DiskSpill(tmp_path, 1 << 20, "fp")
+    key = token_key(list(range(100)))
+    spill.put(CacheEntry(key, state(500, 3)))
+    spill.flush()
+    assert spill.prefetch(token_key(list(range(100)) + [7]))
+    assert not spill.prefetch(token_key(list(range(100))))  # already read ahead
+    assert not spill.prefetch(token_key([5] * 100))  # nothing to restore
+    entry, _ = spill.lookup(key)
+    assert bytes(entry.data) == b"\x03" * 500 and spill.loads == 1 and spill.prefetches == 1
+    assert bytes(entry.data) == b"\x03" * 500 and spill.loads == 2  # handed over once, then read again
+    spill.close()
+
+
+async def test_a_disk_restore_is_read_off_the_scheduler_thread(tiny_gguf: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The state file is read by the submitting worker thread, never by the scheduler thread
+    (a read there pauses every stream)."""
+    import threading
+
+    from xiaoq.config import Settings
+    from xiaoq.engine.llama_engine import LlamaEngine
+    from xiaoq.engine.types import GenerationRequest, SamplingParams
+
+    settings = Settings(threads=2, parallel=1, ctx=2048, batch=128, kv_cache_mb=1, kv_disk_mb=64, seed=1,
+                        db=tmp_path / "x.db")
+    engine = LlamaEngine(tiny_gguf, settings)
+    await engine.start()
+
+    def request(i: int, more: str = "") -> GenerationRequest:
+        text = "hello " * (i + 1) + "the quick brown fox jumps over it " * 50 + more  # distinct from the start
+        return GenerationRequest(messages=[{"role": "user", "content": text}],
+                                 sampling=SamplingParams(temperature=0, max_tokens=2))
+    try:
+        for i in range(12):  # more states than 1 MiB of RAM holds: the oldest go to disk
+            await (await engine.submit(request(i))).text()
+        assert engine.stats()["kv_disk_prefetches_total"] == 0
+        spill = engine._scheduler.cache.spill  # type: ignore[union-attr]
+        spill.flush()
+        on_disk = [i for i in range(12) if spill.lookup(token_key(engine._prompt_tokens(request(i))))[1] > 500]
+        assert len(on_disk) >= 2, engine.stats()
+        readers: list[str] = []
+        read = DiskSpill.read
+
+        def tracking_read(self, entry):  # type: ignore[no-untyped-def]
+            readers.append(threading.current_thread().name)
+            return read(self, entry)
+        monkeypatch.setattr(DiskSpill, "read", tracking_read)
+        gen = await engine.submit(request(on_disk[0], " and more"))
+        await gen.text()
+        assert gen.result is not None and gen.result.usage.cached_tokens > 100, gen.result.usage
+        st = engine.stats()
+        assert readers and "xiaoq-scheduler" not in readers, (readers, st["kv_disk_loads_total"], st["kv_disk_prefetches_total"], st["kv_disk_hits_total"], gen.result.usage)
+        assert engine.stats()["kv_disk_prefetches_total"] == 1
+        engine.prefetch_spilled = False  # the old way: the scheduler thread reads the file
+        readers.clear()
+        gen = await engine.submit(request(on_disk[1], " and more"))
+        await gen.text()
+        assert readers == ["xiaoq-scheduler"], readers
+    finally:
+        await engine.close()

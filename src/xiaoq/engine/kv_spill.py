@@ -65,6 +65,8 @@ class SpilledEntry:
         self.path = path
         self.size = size
         self._data = data  # set while the write is pending
+        #: Read ahead by :meth:`DiskSpill.prefetch` on a worker thread, handed over once.
+        self._prefetched: Any = None
 
     @property
     def n_tokens(self) -> int:
@@ -79,7 +81,8 @@ class SpilledEntry:
         pending = self._data
         if pending is not None:
             return pending
-        return self.spill.read(self)
+        ready, self._prefetched = self._prefetched, None
+        return ready if ready is not None else self.spill.read(self)
 
 
 class DiskSpill:
@@ -100,6 +103,7 @@ class DiskSpill:
         self.writes = 0
         self.loads = 0
         self.errors = 0
+        self.prefetches = 0
         self._scanned = False
 
     # ---- index ---------------------------------------------------------------------------------
@@ -273,6 +277,25 @@ class DiskSpill:
             return (ctypes.c_uint8 * 0)()
         return buf
 
+    def prefetch(self, key: bytes, min_tokens: int = 64) -> bool:
+        """Read the state a prompt will be restored from before the scheduler needs it.
+
+        Called on a worker thread while the request is on its way to the queue, so the file read
+        (tens of MB, from a cold disk tens to hundreds of ms) is not done on the scheduler thread,
+        where it would pause every stream. Only a state holding at least half of the prompt is
+        read (a resumed conversation's is nearly all of it; a shared opening is not worth a
+        read the scheduler may not use). True when a state was read ahead."""
+        entry, n = self.lookup(key, max(min_tokens, len(key) // 8))
+        if entry is None or entry._data is not None or entry._prefetched is not None:
+            return False
+        data = self.read(entry)
+        with self._lock:
+            if self._index.get(entry.key) is not entry or not len(data):
+                return False
+            entry._prefetched = data
+            self.prefetches += 1
+        return True
+
     def take(self, entry: SpilledEntry) -> None:
         """``entry`` was restored into a slot (and goes back to RAM): count the hit, drop the file."""
         self.hits += 1
@@ -297,6 +320,7 @@ class DiskSpill:
 
     def _drop_locked(self, key: bytes) -> None:
         entry = self._index.pop(key)
+        entry._prefetched = None
         self.bytes -= entry.nbytes
         if entry._data is None:
             _unlink(entry.path)
@@ -310,6 +334,7 @@ class DiskSpill:
             "kv_disk_writes_total": self.writes,
             "kv_disk_loads_total": self.loads,
             "kv_disk_errors_total": self.errors,
+            "kv_disk_prefetches_total": self.prefetches,
         }
 
 

@@ -32,6 +32,7 @@ from typing import Any, Callable, ContextManager, Iterator, Optional, TypeVar
 from ..config import Settings, default_system_prompt
 from ..errors import ContextLengthExceeded, EngineError, InvalidRequest, ModelError, ModelLoading
 from .context import LlamaModel
+from .kv_cache import token_key
 from .cores import CoreShare
 from .scheduler import Scheduler
 from .template import ChatTemplate
@@ -65,6 +66,9 @@ class LlamaEngine:
         # Tokenizing runs in worker threads; close() waits for them before freeing the model.
         self._users = 0
         self._users_cv = threading.Condition()
+        #: Read a prompt's state from the disk tier on a worker thread before queueing it, so the
+        #: scheduler thread never waits for the disk (bench/restore_pause.py turns it off to compare).
+        self.prefetch_spilled = True
 
     # ---- lifecycle ----------------------------------------------------------------------------
     @property
@@ -273,6 +277,9 @@ class LlamaEngine:
         sched = self._scheduler
         if sched is None:
             raise ModelLoading()
+        spill = sched.cache.spill
+        if self.prefetch_spilled and spill is not None and len(spill):
+            await asyncio.to_thread(spill.prefetch, token_key(tokens))
         gen = Generation(asyncio.get_running_loop(), prompt_tokens=len(tokens))
         sched.enqueue(gen, tokens, request.sampling, max_tokens, request.priority)
         return gen
