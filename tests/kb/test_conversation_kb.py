@@ -18,6 +18,7 @@ from tests.kb import docs
 from xiaoq.api.app import create_app
 from xiaoq.engine.fake import FakeEngine
 from xiaoq.engine.llama_engine import LlamaEngine
+from xiaoq.kb.answer import RULES
 from xiaoq.kb.ingest import Ingestor
 from xiaoq.store import Store
 from xiaoq.store.kb import KnowledgeStore
@@ -98,3 +99,21 @@ def test_summary_of_a_large_attached_file_is_map_reduce_with_progress(tmp_path: 
         assert reply.messages[-1]["content"].endswith("总结这份文件")
         assert events[-1]["citations"][0]["source"] == "rules.md"
     store.close()
+
+
+def test_a_conversation_turn_from_a_knowledge_base_gets_the_answer_rules_in_its_system_message(tmp_path: Path) -> None:
+    settings = make_settings(kb_dense=False)
+    engine = FakeEngine(settings)
+    store = Store(tmp_path / "x.db")
+    ks = KnowledgeStore(store.db)
+    Ingestor(ks).add_bytes(ks.ensure_kb("office")["id"], "admin.md", docs.MARKDOWN.encode())
+    with TestClient(create_app(settings, engine, store=store, web_dir=None)) as c:
+        wait_ready(c)
+        conv = c.post("/api/conversations", json={"kb": "office", "system_prompt": "OPERATOR"}).json()
+        parse_sse(c.post(f"/api/conversations/{conv['id']}/messages", json={"content": "停车证几点发放？"}).text)
+        grounded = engine.requests[-1].messages
+        parse_sse(c.post(f"/api/conversations/{conv['id']}/messages", json={"content": "停车证几点发放？", "kb": ""}).text)
+        plain = engine.requests[-1].messages
+    store.close()
+    assert grounded[0]["content"] == "OPERATOR\n\n" + RULES["zh"] and grounded[-1]["content"].startswith("<data ")
+    assert plain[0]["content"] == "OPERATOR"  # a turn without the knowledge base: the prompt as it is

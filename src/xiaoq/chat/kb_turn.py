@@ -14,7 +14,7 @@ from typing import Any, AsyncIterator, Optional
 from xiaoq.chat.grounding import ground_scope
 from xiaoq.engine.types import Engine
 from xiaoq.errors import InvalidRequest
-from xiaoq.kb.answer import Grounding, compose
+from xiaoq.kb.answer import Grounding, compose, grounded_system
 from xiaoq.kb.retrieve import Hit
 from xiaoq.kb.summarize import is_summary_request, map_parts, reduce_content, windows
 from xiaoq.kb.types import check_kb_name, conversation_scope
@@ -48,6 +48,7 @@ class KnowledgeTurns:
         if ids:
             grounding = await ground_scope(self.kbs, self.engine, ids, spec.question)
             spec.grounding, spec.prompt = grounding, grounding.content
+            spec.system = grounded_system(spec.system, spec.question)
 
     async def _summary(self, kb_id: int, spec: Any) -> None:
         chunks = await asyncio.to_thread(self._all_chunks, kb_id)

@@ -148,11 +148,17 @@ def grounded_messages(messages: Sequence[ChatMessage], grounding: "Grounding") -
     """``messages`` answered from ``grounding``: the rules after the system prompt (or as it), the
     worked turns before the conversation, the last user message replaced by the grounded one. All
     but the last message depend only on the reply's language, so the prefix stays cached."""
-    lang = reply_language(grounding.question)
     head = [m for m in messages[:1] if m["role"] == "system"]
-    system = "\n\n".join(t for t in [head[0]["content"] if head else "", RULES[lang]] if t)
+    system = grounded_system(head[0]["content"] if head else "", grounding.question)
     past = list(messages[len(head) : -1])
-    return [ChatMessage(role="system", content=system), *example_turns(lang), *past, ChatMessage(role="user", content=grounding.content)]
+    turns = example_turns(reply_language(grounding.question))
+    return [ChatMessage(role="system", content=system), *turns, *past, ChatMessage(role="user", content=grounding.content)]
+
+
+def grounded_system(system: str, question: str) -> str:
+    """The system message of an answer from passages: the operator's prompt (if any), then XiaoQ's
+    rules in the reply's language."""
+    return "\n\n".join(t for t in [system, RULES[reply_language(question)]] if t)
 
 
 def ground(retriever: Retriever, kb_ids: Sequence[int], question: str, budget: int, count: Callable[[str], int]) -> Grounding:
