@@ -37,7 +37,7 @@ async def test_answers_from_the_passage_and_refuses_what_it_does_not_say(real_mo
     try:
         retriever = Retriever(kstore)
         answered = await _answer(engine, retriever, kb["id"], "班车早上几点从地铁站发车？")
-        refused = await _answer(engine, retriever, kb["id"], "公司食堂周五中午供应什么菜？")
+        refused = await _answer(engine, retriever, kb["id"], "差旅费怎么报销？")
     finally:
         await engine.close()
     print(f"\nanswered: {answered!r}\nrefused: {refused!r}")
