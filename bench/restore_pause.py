@@ -5,7 +5,7 @@
 
 In-process engine (real llama.cpp), 2 slots, a RAM state cache smaller than two conversations,
 so earlier conversations' states go to disk. Then, per repetition and mode: one stream decodes;
-after 16 of its tokens the page cache is told to drop a spilled conversation's file (a cold read,
+after 8 of its tokens the page cache is told to drop a spilled conversation's file (a cold read,
 as after lunch or a restart) and that conversation's next turn is submitted. Printed: the running
 stream's longest gap between tokens from that moment until the resumed turn's first token, its
 median gap, and the resumed turn's time to first token, with the file read on the scheduler
@@ -48,11 +48,11 @@ async def _one(engine: Any, resume: int, prefetch: bool, tag: str) -> dict[str, 
     from xiaoq.engine.types import GenerationRequest, SamplingParams
 
     engine.prefetch_spilled = prefetch
-    greedy = SamplingParams(temperature=0, max_tokens=160, ignore_eos=True, loop_guard=False)
+    greedy = SamplingParams(temperature=0, max_tokens=60, ignore_eos=True, loop_guard=False)
     bg = await engine.submit(GenerationRequest(messages=[{"role": "user", "content": f"({tag}) Tell a long story."}],
                                                sampling=greedy))
     task = asyncio.create_task(_stream_times(bg))
-    while engine.stats()["tokens_generated_total"] < 16 + engine._bench_base:
+    while engine.stats()["tokens_generated_total"] < 8 + engine._bench_base:
         await asyncio.sleep(0.01)
     request = GenerationRequest(messages=_messages(resume, f" ({tag})"), sampling=SamplingParams(temperature=0, max_tokens=4))
     spill = engine._scheduler.cache.spill
