@@ -278,7 +278,7 @@ class LlamaEngine:
         if sched is None:
             raise ModelLoading()
         spill = sched.cache.spill
-        if self.prefetch_spilled and spill is not None and len(spill):
+        if self.prefetch_spilled and spill is not None:  # on a worker: even len() may scan the directory
             await asyncio.to_thread(spill.prefetch, token_key(tokens))
         gen = Generation(asyncio.get_running_loop(), prompt_tokens=len(tokens))
         sched.enqueue(gen, tokens, request.sampling, max_tokens, request.priority)
