@@ -275,16 +275,24 @@ def target_rows(r: dict) -> list[tuple[str, str, Optional[Row]]]:
     ]
 
 
+#: The issue's targets are medians of at least this many repetitions.
+MIN_REPS = 3
+
+
 def targets(r: dict) -> list[dict[str, Any]]:
-    """Every target with its measured ratio (or difference), its noise and its verdict."""
+    """Every target with its measured ratio (or difference), its noise and its verdict; a ratio
+    from fewer than MIN_REPS repetitions is reported but gets no verdict."""
     out = []
+    n_reps = len(r.get("reps", []))
     for label, measure, row in target_rows(r):
         if row is None or not row.target:
             continue
         v = row.ratio
+        word = verdict(v, row.target, row.noise)
+        if v is not None and n_reps < MIN_REPS:
+            word = f"? {n_reps} repetition(s), fewer than {MIN_REPS}: no verdict"
         out.append({"target": label, "measure": measure, "value": v, "goal": row.target, "noise": row.noise,
-                    "met": None if v is None else meets(v, row.target),
-                    "verdict": verdict(v, row.target, row.noise)})
+                    "met": None if v is None else meets(v, row.target), "verdict": word})
     xd = med(r, X, "single", lambda d: d["decode_tps"], better="higher")
     tg = (r.get("llama_bench") or {}).get("tg_tps")
     v = ratio(xd, tg)
