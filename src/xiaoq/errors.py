@@ -99,6 +99,15 @@ class Conflict(XiaoQError):
     code = "conflict"
 
 
+class NotImplementedHere(XiaoQError):
+    """Something this server's engine cannot do (501), e.g. continue a reply on an upstream that
+    always starts a new one."""
+
+    status = 501
+    type = "invalid_request_error"
+    code = "not_implemented"
+
+
 class PayloadTooLarge(XiaoQError):
     """Body over the configured size limit (413)."""
 

@@ -1,7 +1,8 @@
 """Continuing the last assistant message (``continue_last``) through a real llama-server upstream on
 the tiny GGUF: llama-server's chat endpoint leaves a final assistant message open ("assistant
 prefill"), so the reply goes on from its last character, exactly as the same server continues the
-rendered prompt itself; over a conversation, the stored reply grows in place.
+rendered prompt itself; over a conversation, the stored reply grows in place. A server that
+answers a final assistant message with a new reply (llama-cpp-python's) gets a 501 instead.
 
 llama-server comes from bench/build_llama.sh (as the bench uses it); where it was never built these
 tests skip, like the bench's own smoke test."""
@@ -25,7 +26,7 @@ from xiaoq.store import Store
 
 from tests.api.helpers import make_settings, parse_sse
 from tests.api.server import serve, wait_health
-from tests.engine.upstreams import free_port
+from tests.engine.upstreams import free_port, start_llama_cpp_server
 
 ROOT = Path(__file__).resolve().parents[2]
 PARTIAL = [{"role": "user", "content": "你好"}, {"role": "assistant", "content": "Hello, wor"}]
@@ -38,24 +39,29 @@ def llama_server_binary() -> Path | None:
     return binary if binary.is_file() else None
 
 
-@pytest.fixture(scope="module")
-def llama_server(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def _start(tiny_gguf: Path, log: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     binary = llama_server_binary()
     if binary is None:
         pytest.skip("llama-server is not built (bench/build_llama.sh)")
-    port, log = free_port(), tmp_path_factory.mktemp("llama-server") / "log"
-    argv = [str(binary), "-m", str(tiny_gguf), "--host", "127.0.0.1", "--port", str(port), "-c", "1024", "-t", "1", "-np", "1"]
+    port = free_port()
+    argv = [str(binary), "-m", str(tiny_gguf), "--host", "127.0.0.1", "--port", str(port), "-c", "1024", "-t", "1", "-np", "1", *extra]
     proc = subprocess.Popen(argv, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while not _healthy(url):
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    deadline = time.monotonic() + 60
+    while not _healthy(url):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(log.read_text()[-2000:])
+        time.sleep(0.2)
+    return proc, url
+
+
+@pytest.fixture(scope="module")
+def llama_server(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    proc, url = _start(tiny_gguf, tmp_path_factory.mktemp("llama-server") / "log")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
 
 
 def _healthy(url: str) -> bool:
@@ -99,18 +105,54 @@ def test_continue_last_goes_on_from_the_last_character(llama_server: str, tiny_g
         vocab.close()
 
 
-def test_a_conversation_reply_cut_by_max_tokens_grows_in_place(llama_server: str, tiny_gguf: Path, tmp_path: Path) -> None:
-    settings = make_settings(upstream=[llama_server], ctx=1024, max_tokens=64, temperature=0.0)
+def _cut_then_continue(url: str, tiny_gguf: Path, tmp_path: Path) -> tuple[dict, list, list]:
+    """A conversation over ``url`` whose first reply is cut by max_tokens, then continued: the
+    reply before, the continue's events, the messages after."""
+    settings = make_settings(upstream=[url], ctx=1024, max_tokens=64, temperature=0.0)
     store = Store(tmp_path / "front.db")
-    with serve(create_app(settings, UpstreamEngine(settings, vocab_path=tiny_gguf), store=store, web_dir=None)) as base:
-        wait_health(base, timeout=60)
-        cid = httpx.post(base + "/api/conversations", json={}).json()["id"]
-        first = parse_sse(httpx.post(f"{base}/api/conversations/{cid}/messages", json={"content": "你好", "max_tokens": 4}, timeout=60).text)[-1]
-        assert first["finish_reason"] == "length"
-        before = httpx.get(f"{base}/api/conversations/{cid}").json()["messages"][-1]
-        events = parse_sse(httpx.post(f"{base}/api/conversations/{cid}/continue", json={"max_tokens": 4}, timeout=60).text)
-        added = "".join(e.get("token", "") for e in events if isinstance(e, dict))
-        after = httpx.get(f"{base}/api/conversations/{cid}").json()["messages"]
-    store.close()
+    try:
+        with serve(create_app(settings, UpstreamEngine(settings, vocab_path=tiny_gguf), store=store, web_dir=None)) as base:
+            wait_health(base, timeout=60)
+            cid = httpx.post(base + "/api/conversations", json={}).json()["id"]
+            first = parse_sse(httpx.post(f"{base}/api/conversations/{cid}/messages", json={"content": "你好", "max_tokens": 4}, timeout=60).text)[-1]
+            assert first["finish_reason"] == "length"
+            before = httpx.get(f"{base}/api/conversations/{cid}").json()["messages"][-1]
+            events = parse_sse(httpx.post(f"{base}/api/conversations/{cid}/continue", json={"max_tokens": 4}, timeout=60).text)
+            return before, events, httpx.get(f"{base}/api/conversations/{cid}").json()["messages"]
+    finally:
+        store.close()
+
+
+def test_a_conversation_reply_cut_by_max_tokens_grows_in_place(llama_server: str, tiny_gguf: Path, tmp_path: Path) -> None:
+    before, events, after = _cut_then_continue(llama_server, tiny_gguf, tmp_path)
+    added = "".join(e.get("token", "") for e in events if isinstance(e, dict))
+    assert events[-1]["done"] is True and events[-1]["finish_reason"] == "length"
     assert len(after) == 2 and after[-1]["id"] == before["id"]
     assert added and after[-1]["content"] == before["content"] + added
+
+
+def test_an_upstream_that_starts_a_new_reply_instead_is_refused_and_the_reply_stays(tiny_gguf: Path, tmp_path: Path) -> None:
+    """llama-cpp-python's server closes a final assistant message and answers anew (its prompt is
+    longer by an end of turn and a new assistant cue): continue is a 501 saying so, before any
+    token, and the stored reply is left as it was."""
+    proc, url = start_llama_cpp_server(tiny_gguf, tmp_path / "llama_cpp.log")
+    settings = make_settings(upstream=[url], ctx=1024, max_tokens=64, temperature=0.0)
+    store = Store(tmp_path / "front.db")
+    try:
+        with serve(create_app(settings, UpstreamEngine(settings, vocab_path=tiny_gguf), store=store, web_dir=None)) as base:
+            wait_health(base, timeout=60)
+            cid = httpx.post(base + "/api/conversations", json={}).json()["id"]
+            store.add_message(cid, "user", "你好")
+            store.add_message(cid, "assistant", "Hello, wor", "complete", finish_reason="length")
+            before = httpx.get(f"{base}/api/conversations/{cid}").json()["messages"]
+            r = httpx.post(f"{base}/api/conversations/{cid}/continue", json={"max_tokens": 4}, timeout=60)
+            assert r.status_code == 501, r.text
+            assert r.json()["error"]["code"] == "continue_unsupported" and url in r.json()["error"]["message"]
+            assert httpx.get(f"{base}/api/conversations/{cid}").json()["messages"] == before
+            # an ordinary turn still works there
+            done = parse_sse(httpx.post(f"{base}/api/conversations/{cid}/messages", json={"content": "再见", "max_tokens": 2}, timeout=60).text)[-1]
+            assert done["done"] is True
+    finally:
+        store.close()
+        proc.terminate()
+        proc.wait(timeout=10)

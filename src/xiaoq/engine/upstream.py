@@ -28,9 +28,9 @@ from typing import Any, Optional
 import httpx
 
 from ..config import Settings
-from ..errors import Busy, ContextLengthExceeded, InvalidRequest, ModelError, ModelLoading
+from ..errors import Busy, ContextLengthExceeded, InvalidRequest, ModelError, ModelLoading, NotImplementedHere
 from ..logs import request_id_var
-from .types import ChatMessage, Generation, GenerationRequest, GenerationResult, Timings, Usage
+from .types import ChatMessage, Generation, GenerationRequest, GenerationResult, SamplingParams, Timings, Usage
 from .upstream_pool import Upstream, UpstreamPool, affinity_key
 from .upstream_tokens import RemoteTokenizer, discover_context, discover_model
 from .upstream_wire import DONE, UpstreamFailed, is_uuid, read_usage, sampling_fields, sse_events
@@ -57,6 +57,7 @@ class UpstreamEngine:
         self._client: Optional[httpx.AsyncClient] = None
         self._probe_task: Optional[asyncio.Task[None]] = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._continues: dict[str, Optional[bool]] = {}  # by upstream URL: can it continue a reply?
         self._ready = False
         self._never_fails = asyncio.Event()
         self.counters = {"requests_total": 0, "requests_rejected_total": 0, "tokens_generated_total": 0,
@@ -179,6 +180,9 @@ class UpstreamEngine:
             raise InvalidRequest("the prompt is empty")
         if request.continue_last and (not request.messages or request.messages[-1]["role"] != "assistant"):
             raise InvalidRequest("Only an assistant message can be continued.", code="nothing_to_continue")
+        key = affinity_key(request.affinity_key, [dict(m) for m in request.messages])
+        if request.continue_last:
+            await self._check_continues(self.pool.order(key)[0])
         max_tokens = max(1, request.sampling.max_tokens)  # capped by the chat layer's policy
         # Counted off the event loop (locally from the vocabulary, or by the upstream's tokenizer):
         # what cannot fit is refused before streaming, as by the local engine.
@@ -190,11 +194,42 @@ class UpstreamEngine:
             raise Busy()
         gen = Generation(asyncio.get_running_loop(), prompt_tokens=prompt_tokens)
         self.counters["requests_total"] += 1
-        key = affinity_key(request.affinity_key, [dict(m) for m in request.messages])
         task = asyncio.get_running_loop().create_task(self._run(gen, request, max_tokens, key, request_id_var.get()))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return gen
+
+    async def _check_continues(self, upstream: Upstream) -> None:
+        """Refuse (501) to continue a reply on an upstream that would start a new one instead:
+        llama-cpp-python's server, say, closes a final assistant message and opens another,
+        so the "continuation" would be a second answer glued to the first."""
+        if self._continues.get(upstream.url) is None:
+            self._continues[upstream.url] = await self._probe_continues(upstream)
+        if self._continues[upstream.url] is False:
+            raise NotImplementedHere(
+                f"The generation server {upstream.url} cannot continue a reply (it answers a final assistant message with a new one); "
+                "llama-server and vLLM can.",
+                code="continue_unsupported",
+            )
+
+    async def _probe_continues(self, upstream: Upstream) -> Optional[bool]:
+        """Asked once per upstream with a one-token request: the prompt tokens it reports against
+        the open prompt's count from the model's vocabulary (a closed message adds an end of turn
+        and a new assistant cue). None (ask again next time) without the vocabulary, or when the
+        answer says nothing."""
+        if self._vocab is None or self._client is None:
+            return None
+        probe = GenerationRequest(messages=[{"role": "user", "content": "1"}, {"role": "assistant", "content": "2"}],
+                                  sampling=SamplingParams(temperature=0.0, max_tokens=1), continue_last=True)
+        path, body = self._body(probe, 1, upstream)
+        body.update(stream=False)
+        body.pop("stream_options", None)
+        try:
+            r = await self._client.post(upstream.url + path, json=body)
+            reported = int(r.json()["usage"]["prompt_tokens"])
+        except Exception:  # unreachable or no usage: the request itself will tell
+            return None
+        return reported <= await asyncio.to_thread(self._vocab.count_prompt, probe.messages, True) + 1
 
     def stats(self) -> dict[str, Any]:
         return {
