@@ -1,4 +1,4 @@
-"""``xiaoq kb`` on a real SQLite file: in-process through ``xiaoq.cli.main`` (each console-script
+"""``xiaoq kb`` on a real SQLite file (and the main walk on a real PostgreSQL): in-process through ``xiaoq.cli.main`` (each console-script
 start costs seconds of imports on two busy cores), and once through the real console script."""
 
 from __future__ import annotations
@@ -39,8 +39,11 @@ def run_xiaoq_inproc(cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, c
     return run
 
 
-def test_add_list_search_remove(cli_env: dict[str, str], tmp_path: Path, run_xiaoq_inproc) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_add_list_search_remove(backend: str, request: pytest.FixtureRequest, cli_env: dict[str, str], tmp_path: Path, run_xiaoq_inproc) -> None:  # type: ignore[no-untyped-def]
     env, run_xiaoq = _env(cli_env), run_xiaoq_inproc
+    if backend == "postgresql":  # the same commands with --db's environment variable naming a real PostgreSQL
+        env["XIAOQ_DB"] = request.getfixturevalue("pg_url")
     folder = tmp_path / "docs"
     folder.mkdir()
     (folder / "admin.md").write_text(docs.MARKDOWN, encoding="utf-8")
