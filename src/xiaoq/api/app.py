@@ -105,11 +105,12 @@ def _include_conversations(app: FastAPI, store: object) -> None:
     """The conversations API: ``xiaoq.api.routes_conversations.router`` reaches the store through
     the :class:`ConversationService` wired here (``deps.ConversationsDep``), as does ``/chat`` with
     a ``conversation_id``."""
-    from xiaoq.api import routes_conversations
+    from xiaoq.api import routes_conversations, routes_presets
     from xiaoq.chat.conversation import ConversationService
 
     app.state.conversations = ConversationService(store, app.state.engine, app.state.settings, kbs=app.state.kb)  # type: ignore[arg-type]
     app.include_router(routes_conversations.router)
+    app.include_router(routes_presets.router)
 
 
 def _include_accounts(app: FastAPI, settings: Settings, store: Optional[object]) -> None:

@@ -77,6 +77,7 @@ class ConversationBody(BaseModel):
     system_prompt: Optional[Text] = Field(None, max_length=20_000)
     settings: Optional[ConversationSettings] = None
     kb: Optional[str] = Field(None, max_length=64, description="The knowledge base this conversation answers from ('' for none)")
+    preset: Optional[Text] = Field(None, min_length=1, max_length=64, description="Copy this preset's prompt and settings (create only)")
 
 
 def _settings_dict(s: Optional[ConversationSettings]) -> Optional[dict[str, Any]]:
@@ -94,7 +95,7 @@ async def list_conversations(
 @router.post(ROUTE, status_code=201)
 async def create_conversation(service: ConversationsDep, body: Optional[ConversationBody] = None) -> dict[str, Any]:
     body = body or ConversationBody()
-    return await service.create(body.title, body.system_prompt, _settings_dict(body.settings), kb=await service.check_kb(body.kb))
+    return await service.create(body.title, body.system_prompt, _settings_dict(body.settings), kb=await service.check_kb(body.kb), preset=body.preset)
 
 
 @router.get(ROUTE + "/{conversation_id}")
@@ -106,6 +107,8 @@ async def get_conversation(conversation_id: ConversationId, service: Conversatio
 async def update_conversation(conversation_id: ConversationId, body: ConversationBody, service: ConversationsDep) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     given = body.model_fields_set
+    if "preset" in given:
+        raise InvalidRequest("A preset is chosen when a conversation is created.", code="invalid_field", param="preset")
     if "title" in given:
         fields["title"] = body.title or ""
     if "system_prompt" in given:

@@ -19,6 +19,7 @@ from typing import Any, Optional
 from xiaoq.chat import policy
 from xiaoq.chat.kb_turn import KnowledgeTurns
 from xiaoq.kb.types import check_kb_name
+from xiaoq.chat.presets import BUILTINS
 from xiaoq.chat.summaries import Summaries
 from xiaoq.chat.titles import heuristic_title
 from xiaoq.chat.turn import ReplyTurn, TurnDeps, TurnSpec, open_turn
@@ -26,6 +27,7 @@ from xiaoq.config import Settings
 from xiaoq.engine.types import Engine, SamplingParams
 from xiaoq.errors import InvalidRequest, NotFound, XiaoQError
 from xiaoq.store import Store
+from xiaoq.store.presets import PresetStore
 
 
 class ConversationBusy(XiaoQError):
@@ -61,6 +63,8 @@ class ConversationService:
         self.knowledge = KnowledgeTurns(kbs, engine) if kbs is not None else None
         self._running: dict[str, ReplyTurn] = {}
         self._deps = TurnDeps(store, engine, Summaries(store, engine, settings), self._release)
+        self.presets = PresetStore(store.db)
+        self.presets.ensure_builtins(BUILTINS)
 
     def for_user(self, user: Any) -> "ConversationService":
         """The same service seeing only ``user``'s conversations (its store is a view of the
@@ -80,7 +84,20 @@ class ConversationService:
     async def list(self, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
         return await self._db(self.store.list_conversations, limit, offset)
 
-    async def create(self, title: Optional[str] = None, system_prompt: Optional[str] = None, settings: Optional[dict[str, Any]] = None, kb: Optional[str] = None) -> dict[str, Any]:
+    async def create(
+        self,
+        title: Optional[str] = None,
+        system_prompt: Optional[str] = None,
+        settings: Optional[dict[str, Any]] = None,
+        kb: Optional[str] = None,
+        preset: Optional[str] = None,
+    ) -> dict[str, Any]:
+        """A new conversation; with ``preset``, a COPY of that preset's prompt and settings (what
+        the caller gives wins), so later edits of the preset change only later conversations."""
+        if preset is not None:
+            p = await self._db(self.presets.get, preset)
+            system_prompt = p["system_prompt"] if system_prompt is None else system_prompt
+            settings = {**p["settings"], **(settings or {})}
         return await self._db(self.store.create_conversation, title or "", system_prompt, settings, kb)
 
     async def check_kb(self, name: Optional[str]) -> Optional[str]:

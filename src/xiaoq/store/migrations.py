@@ -247,6 +247,34 @@ def m006_conversation_kb_retrieval(conn: sqlite3.Connection) -> None:
     )
 
 
+def m007_presets(conn: sqlite3.Connection) -> None:
+    """Presets ("assistants"): a name, a system prompt and sampling settings that a new conversation
+    copies. ``builtin`` names the shipped preset a row can be reset to (NULL for one a user made);
+    ``language`` is the UI language it is shown in (NULL: any); ``system_prompt`` NULL means the
+    server's default prompt. ``owner`` (NULL: nobody, everyone's) and ``visibility`` exist before
+    accounts do, so adding users needs no rewrite of this table."""
+    _script(
+        conn,
+        """
+        CREATE TABLE presets (
+            id TEXT PRIMARY KEY CHECK (length(id) BETWEEN 1 AND 64),
+            builtin TEXT UNIQUE,
+            owner TEXT,
+            visibility TEXT NOT NULL DEFAULT 'shared' CHECK (visibility IN ('private', 'shared')),
+            language TEXT,
+            name TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            system_prompt TEXT,
+            settings TEXT NOT NULL DEFAULT '{}',
+            position INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX presets_owner ON presets (owner, position);
+        """,
+    )
+
+
 @migration
 def m008_accounts(conn: sqlite3.Connection) -> None:
     """Users (admin or user, in named groups), login sessions and per-user API keys, stored as

@@ -211,6 +211,29 @@ def m006_conversation_kb_retrieval(conn: Any) -> None:
     )
 
 
+def m007_presets(conn: Any) -> None:
+    _script(
+        conn,
+        """
+        CREATE TABLE presets (
+            id TEXT PRIMARY KEY CHECK (length(id) BETWEEN 1 AND 64),
+            builtin TEXT UNIQUE,
+            owner TEXT,
+            visibility TEXT NOT NULL DEFAULT 'shared' CHECK (visibility IN ('private', 'shared')),
+            language TEXT,
+            name TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            system_prompt TEXT,
+            settings TEXT NOT NULL DEFAULT '{}',
+            position INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX presets_owner ON presets (owner, position)
+        """,
+    )
+
+
 @migration
 def m008_accounts(conn: Any) -> None:
     """Users, groups, sessions and API keys (digests only); owners of conversations and knowledge

@@ -1,0 +1,95 @@
+"""Presets ("assistants"): the :class:`PresetStore` repository.
+
+A preset is data a new conversation copies (system prompt and sampling settings); nothing links
+the two afterwards, so editing a preset changes only conversations started later. Built-in
+presets are rows like any other, seeded from the definitions the caller passes
+(:mod:`xiaoq.chat.presets`) when missing, so a user's edits survive restarts and upgrades;
+:meth:`PresetStore.reset` writes a built-in's shipped text back. Every method blocks.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any, Iterable, Optional
+
+from xiaoq.errors import InvalidRequest, NotFound
+from xiaoq.store.conversations import utc_now
+
+_COLUMNS = "id, builtin, owner, visibility, language, name, description, system_prompt, settings, position, created_at, updated_at"
+#: Columns a caller may set (the rest are the store's).
+EDITABLE = ("visibility", "language", "name", "description", "system_prompt", "settings")
+
+
+def preset_dict(row: Any) -> dict[str, Any]:
+    out = {k: row[k] for k in _COLUMNS.split(", ")}
+    out["settings"] = json.loads(out["settings"] or "{}")
+    return out
+
+
+class PresetStore:
+    """Presets over the conversations' database (SQLite or PostgreSQL: plain SQL only)."""
+
+    def __init__(self, db: Any):
+        self.db = db
+
+    def ensure_builtins(self, builtins: Iterable[dict[str, Any]]) -> None:
+        """Insert each shipped preset that has no row yet; rows already there (maybe edited) stay."""
+        now = utc_now()
+        with self.db.write() as conn:
+            for b in builtins:
+                conn.execute(
+                    f"INSERT INTO presets ({_COLUMNS}) VALUES (?, ?, NULL, 'shared', ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                    (b["builtin"], b["builtin"], *_values(b), b.get("position", 0), now, now),
+                )
+
+    def list(self, language: Optional[str] = None) -> list[dict[str, Any]]:
+        """Presets in display order; with ``language``, those in it and those for any language."""
+        where, params = ("WHERE language IS NULL OR language = ?", (language,)) if language else ("", ())
+        rows = self.db.query(f"SELECT {_COLUMNS} FROM presets {where} ORDER BY position, created_at, id", params)
+        return [preset_dict(r) for r in rows]
+
+    def get(self, preset_id: str) -> dict[str, Any]:
+        row = self.db.query_one(f"SELECT {_COLUMNS} FROM presets WHERE id = ?", (preset_id,))
+        if row is None:
+            raise NotFound(f"No preset with id {preset_id!r}", code="preset_not_found")
+        return preset_dict(row)
+
+    def create(self, fields: dict[str, Any]) -> dict[str, Any]:
+        pid, now = uuid.uuid4().hex, utc_now()
+        with self.db.write() as conn:
+            last = conn.execute("SELECT COALESCE(MAX(position), 0) FROM presets").fetchone()[0]
+            conn.execute(
+                f"INSERT INTO presets ({_COLUMNS}) VALUES (?, NULL, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (pid, fields.get("visibility") or "shared", *_values(fields), int(last) + 1, now, now),
+            )
+        return self.get(pid)
+
+    def update(self, preset_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Change the given :data:`EDITABLE` fields (``system_prompt`` None: the server's default)."""
+        self.get(preset_id)
+        sets = [f"{k} = ?" for k in fields if k in EDITABLE]
+        params = [json.dumps(v, ensure_ascii=False) if k == "settings" else v for k, v in fields.items() if k in EDITABLE]
+        with self.db.write() as conn:
+            conn.execute(f"UPDATE presets SET {', '.join([*sets, 'updated_at = ?'])} WHERE id = ?", (*params, utc_now(), preset_id))
+        return self.get(preset_id)
+
+    def reset(self, preset_id: str, builtins: Iterable[dict[str, Any]]) -> dict[str, Any]:
+        """Write a built-in preset's shipped text and settings back over the user's edits."""
+        builtin = self.get(preset_id)["builtin"]
+        shipped = next((b for b in builtins if b["builtin"] == builtin), None)
+        if shipped is None:
+            raise InvalidRequest("Only a built-in preset can be reset.", code="not_a_builtin_preset")
+        return self.update(preset_id, {k: shipped.get(k) for k in EDITABLE if k != "visibility"})
+
+    def delete(self, preset_id: str) -> None:
+        if self.get(preset_id)["builtin"] is not None:
+            raise InvalidRequest("A built-in preset cannot be deleted; edit it or reset it.", code="builtin_preset")
+        with self.db.write() as conn:
+            conn.execute("DELETE FROM presets WHERE id = ?", (preset_id,))
+
+
+def _values(p: dict[str, Any]) -> tuple[Any, ...]:
+    """language, name, description, system_prompt, settings: in the order of :data:`_COLUMNS`."""
+    settings = json.dumps(p.get("settings") or {}, ensure_ascii=False)
+    return (p.get("language"), p["name"], p.get("description") or "", p.get("system_prompt"), settings)
