@@ -36,6 +36,17 @@ export interface Message {
   created_at?: string
 }
 
+/** A preset ("assistant"): what a new conversation copies (docs/api.md "Presets"). */
+export interface Preset {
+  id: string
+  builtin: string | null
+  language: 'zh' | 'en' | null
+  name: string
+  description: string
+  system_prompt: string | null
+  settings: Record<string, unknown>
+}
+
 export interface ConversationDetail extends Conversation {
   messages: Message[]
 }
@@ -58,6 +69,9 @@ export interface ServerConfig {
   n_ctx: number
   default_max_tokens: number
   max_tokens: number
+  /** The server's sampling defaults (what a conversation without its own settings uses). */
+  temperature?: number
+  top_p?: number
   /** Optional: the server may let same-origin/data: images render in answers. */
   allow_images?: boolean
   /** Speech in and out; a half is null when it is off or not installed on the server. */
@@ -210,8 +224,11 @@ export const api = {
   },
   config: () => json<ServerConfig>('/api/config'),
   listConversations: (limit = 100) => json<{ data: Conversation[] }>(`/api/conversations?limit=${limit}`),
-  createConversation: (body: { title?: string } = {}) =>
+  createConversation: (body: { title?: string; preset?: string } = {}) =>
     json<Conversation>('/api/conversations', { method: 'POST', body: JSON.stringify(body) }),
+  updateConversation: (id: string, patch: { system_prompt?: string | null; settings?: Record<string, unknown> }) =>
+    json<Conversation>(`/api/conversations/${enc(id)}`, { method: 'PATCH', body: JSON.stringify(patch) }),
+  listPresets: (language: string) => json<{ data: Preset[] }>(`/api/presets?language=${enc(language)}`),
   getConversation: (id: string) => json<ConversationDetail>(`/api/conversations/${enc(id)}`),
   renameConversation: (id: string, title: string) =>
     json<Conversation>(`/api/conversations/${enc(id)}`, { method: 'PATCH', body: JSON.stringify({ title }) }),

@@ -14,11 +14,13 @@ import {
   streamReply,
   type Conversation,
   type Message,
+  type Preset,
   type ServerConfig,
   type StreamKind,
   type User,
 } from './api'
 import type { DonePayload } from './sse'
+import { locale } from './i18n'
 
 export interface UiMessage extends Message {
   /** Stable key for v-for (ids change from a temporary one once the server assigns them). */
@@ -65,6 +67,9 @@ export const state = reactive({
   pendingDelete: null as { conversation: Conversation; index: number } | null,
   /** Bumped when a message is added, so the view can scroll to it. */
   newMessageTick: 0,
+  /** Presets of the UI's language, and the one a new conversation starts from (null: none). */
+  presets: [] as Preset[],
+  presetId: null as string | null,
 })
 
 /**
@@ -248,7 +253,7 @@ export async function boot(): Promise<void> {
 }
 
 async function afterAuth(): Promise<void> {
-  await refreshList()
+  await Promise.all([refreshList(), loadPresets(locale.value)])
   let id = idFromHash()
   if (!id) {
     try {
@@ -345,6 +350,29 @@ export async function openConversation(id: string | null): Promise<void> {
     }
   } finally {
     if (state.currentId === id) state.loadingConversation = false
+  }
+}
+
+/** The presets in the UI's language; the choice stays when it is still listed, else the first. */
+export async function loadPresets(language: string): Promise<void> {
+  try {
+    state.presets = (await api.listPresets(language)).data
+  } catch {
+    state.presets = [] // an older server, or none: conversations start without a preset
+  }
+  if (!state.presets.some((p) => p.id === state.presetId)) state.presetId = state.presets[0]?.id ?? null
+}
+
+/** Saves a conversation's system prompt and settings (a PATCH; the server merges nothing). */
+export async function saveConversationSettings(id: string, patch: { system_prompt: string | null; settings: Record<string, unknown> }): Promise<boolean> {
+  try {
+    const updated = await api.updateConversation(id, patch)
+    const i = state.conversations.findIndex((c) => c.id === id)
+    if (i >= 0) state.conversations[i] = { ...state.conversations[i], ...updated }
+    return true
+  } catch (err) {
+    state.banner = describe(err)
+    return false
   }
 }
 
@@ -447,7 +475,8 @@ export function settingUp<T>(work: Promise<T>): Promise<T> {
 
 function createCurrent(): Promise<string> {
   creating ??= (async () => {
-    const conv = await api.createConversation() // the server titles it from the first question
+    // The server titles it from the first question and copies the chosen preset into it.
+    const conv = await api.createConversation(state.presetId ? { preset: state.presetId } : {})
     state.conversations.unshift(conv)
     state.currentId = conv.id
     remember(conv.id)

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { installFakeFetch, jsonResponse, sseResponse } from './fakeFetch'
-import { continueReply, deleteConversation, editAndResend, ensureConversation, openConversation, regenerate, send, settingUp, state, stopStreaming, undoDelete } from '../store'
+import { continueReply, deleteConversation, editAndResend, ensureConversation, loadPresets, openConversation, regenerate, saveConversationSettings, send, settingUp, state, stopStreaming, undoDelete } from '../store'
 import { kbApi } from '../kb'
 import { setApiKey } from '../api'
 
@@ -392,6 +392,39 @@ describe('the loop guard', () => {
     expect(state.messages.map((m) => m.content)).toEqual(['q', '一二三'])
     expect(state.messages[1].finish_reason).toBe('length')
     expect(state.banner).toContain('engine failed')
+  })
+})
+
+describe('presets and settings', () => {
+  it('starts a conversation from the chosen preset and saves its settings', async () => {
+    const f = installFakeFetch()
+    const presets = [
+      { id: 'general-zh', builtin: 'general-zh', language: 'zh', name: '通用助手', description: '', system_prompt: null, settings: {} },
+      { id: 'tutor-zh', builtin: 'tutor-zh', language: 'zh', name: '编程导师', description: '', system_prompt: 'x', settings: {} },
+    ]
+    f.on('GET', /\/api\/presets\?language=zh$/, () => jsonResponse({ data: presets }))
+    f.on('GET', /\/api\/conversations\?/, () => jsonResponse({ data: [CONV] }))
+    f.on('POST', /\/api\/conversations$/, () => jsonResponse(CONV, 201))
+    f.on('POST', /\/c1\/messages$/, (_c, signal) => {
+      const s = sseResponse(signal)
+      queueMicrotask(() => {
+        s.push({ done: true, finish_reason: 'stop' })
+        s.close()
+      })
+      return s.response
+    })
+    f.on('PATCH', /\/api\/conversations\/c1$/, (c) => jsonResponse({ ...CONV, ...(c.body as object) }))
+    await loadPresets('zh')
+    expect(state.presetId).toBe('general-zh')
+    state.presetId = 'tutor-zh'
+    await send('q')
+    await settle()
+    expect(f.calls.find((c) => c.method === 'POST' && c.url.endsWith('/api/conversations'))!.body).toEqual({ preset: 'tutor-zh' })
+    state.conversations = [{ ...CONV }]
+    expect(await saveConversationSettings('c1', { system_prompt: null, settings: { temperature: 0.2 } })).toBe(true)
+    expect(state.conversations[0].settings).toEqual({ temperature: 0.2 })
+    await loadPresets('zh')
+    expect(state.presetId).toBe('tutor-zh') // still listed: the choice stays
   })
 })
 

@@ -52,5 +52,7 @@ async def config(request: Request, engine: EngineDep, settings: SettingsDep) -> 
         "n_ctx": engine.n_ctx,
         "default_max_tokens": policy.default_max_tokens(settings),
         "max_tokens": settings.max_tokens,
+        "temperature": settings.temperature,  # the defaults a conversation's settings fall back to
+        "top_p": settings.top_p,
         "voice": await asyncio.to_thread(request.app.state.voice.info),
     }
