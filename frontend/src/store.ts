@@ -253,7 +253,8 @@ export async function boot(): Promise<void> {
 }
 
 async function afterAuth(): Promise<void> {
-  await Promise.all([refreshList(), loadPresets(locale.value)])
+  void loadPresets(locale.value) // in parallel: opening the conversation must not wait for it
+  await refreshList()
   let id = idFromHash()
   if (!id) {
     try {
