@@ -67,6 +67,7 @@ describe('MessageItem', () => {
     const cut = mount(MessageItem, { props: { message: answer({ finish_reason: 'length' }), isLast: true } })
     expect(cut.find('.notice-length').text()).toContain('回答达到了长度上限')
     expect(cut.find('.notice-length button.continue').text()).toBe('继续')
+    expect(cut.find('.notice-length button.regenerate').exists()).toBe(false) // the footer has Regenerate
     const looped = mount(MessageItem, { props: { message: answer({ finish_reason: 'repetition' }), isLast: true } })
     expect(looped.find('.notice-repetition button.continue').exists()).toBe(true)
     const older = mount(MessageItem, { props: { message: answer({ finish_reason: 'length' }), isLast: false } })
