@@ -20,7 +20,7 @@ from tests.api.server import serve, wait_health
 def run_chat(args: list[str], stdin: str, timeout: float = 120) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("XIAOQ_")}
     return subprocess.run(
-        [sys.executable, "-m", "xiaoq", "chat", *args], input=stdin, capture_output=True, text=True, env=env, timeout=timeout
+        [sys.executable, "-m", "xiaoq", "chat", "--repl", *args], input=stdin, capture_output=True, text=True, env=env, timeout=timeout
     )
 
 

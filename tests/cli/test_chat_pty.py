@@ -223,7 +223,7 @@ def test_chat_url_sends_only_the_options_the_user_chose(monkeypatch: pytest.Monk
     for name in ("XIAOQ_SYSTEM_PROMPT", "XIAOQ_TEMPERATURE", "XIAOQ_TOP_P", "XIAOQ_DEFAULT_MAX_TOKENS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("XIAOQ_SEED", "5")
-    result = CliRunner().invoke(chat_module.chat, ["--url", "http://127.0.0.1:9", "--temperature", "0.3"], input="hi\nagain\n/exit\n")
+    result = CliRunner().invoke(chat_module.chat, ["--repl", "--url", "http://127.0.0.1:9", "--temperature", "0.3"], input="hi\nagain\n/exit\n")
     assert result.exit_code == 0, result.output
     assert bodies == [
         {"prompt": "hi", "history": [], "temperature": 0.3, "seed": 5},

@@ -82,7 +82,7 @@ def test_listen_without_a_microphone_is_one_line(cli_env: dict[str, str], tiny_g
 
 
 def test_chat_speak_without_an_audio_device_says_so_and_chats_on(cli_env: dict[str, str], tiny_gguf: Path) -> None:
-    r = subprocess.run([*xiaoq_command(), "chat", "--speak", "--model", str(tiny_gguf), "--max-tokens", "4"],
+    r = subprocess.run([*xiaoq_command(), "chat", "--repl", "--speak", "--model", str(tiny_gguf), "--max-tokens", "4"],
                        env=cli_env, input="hello\n/exit\n", capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     speech_lines = [line for line in r.stderr.splitlines() if line.startswith("speech:")]

@@ -3,7 +3,10 @@
 Two backends speak the same small interface: :class:`LocalBackend` loads the engine in this process
 (the default), :class:`~xiaoq.cli.chat_remote.RemoteBackend` talks to a running server's ``/chat``
 SSE endpoint (``--url``); ``cli/chat_stored.py`` adds both over a stored conversation.
-The REPL keeps the multi-turn history, so each turn sends the whole conversation.
+The REPL (``cli/repl.py``) keeps the multi-turn history, so each turn sends the whole conversation.
+``xiaoq chat "question"`` answers once and exits; so does ``xiaoq chat`` with stdin not a terminal,
+sending the whole of stdin as one message (``--repl`` reads it line by line as commands and
+messages instead, for scripts).
 
 Ctrl-C semantics (what terminal users expect): during an answer it cancels that generation (the
 engine stops between tokens; over HTTP the connection is closed, which the server treats the same)
@@ -18,13 +21,14 @@ import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Optional, Protocol
+from typing import Any, Optional
 
 import click
 
 from xiaoq.chat import policy
 from xiaoq.chat.budget import plan_context
 from xiaoq.cli.chat_remote import RemoteBackend, Reply, Turn, Write
+from xiaoq.cli.repl import BOT_PREFIX, HELP_TEXT, USER_PROMPT, Backend, Repl, ending
 from xiaoq.cli.options import build_settings, settings_options
 from xiaoq.cli.runtime import model_path, pin_cpus
 from xiaoq.config import Settings
@@ -45,22 +49,6 @@ CHAT_HELPS = {
 
 #: Settings sent to a server's /chat (as these body fields) when the user set them.
 REMOTE_FIELDS = {"system_prompt": "system", "default_max_tokens": "max_tokens", "temperature": "temperature", "top_p": "top_p", "seed": "seed"}
-
-USER_PROMPT = "你> "
-BOT_PREFIX = "小Q> "
-HELP_TEXT = "/reset clears the history · /history shows it · /new starts over · /exit quits (or Ctrl-D) · Ctrl-C stops an answer"
-
-
-class Backend(Protocol):
-    """What the REPL needs from where the answers come from."""
-
-    name: str
-
-    def start(self) -> None: ...
-
-    def answer(self, system: str, history: list[Turn], prompt: str, sampling: SamplingParams, write: Write) -> Reply: ...
-
-    def close(self) -> None: ...
 
 
 class LocalBackend:
@@ -89,11 +77,23 @@ class LocalBackend:
         return plan.messages, plan.max_tokens
 
     def answer(self, system: str, history: list[Turn], prompt: str, sampling: SamplingParams, write: Write) -> Reply:
+        messages, max_tokens = self._fit(system, history, prompt, sampling.max_tokens)
+        return self._run(messages, replace(sampling, max_tokens=max_tokens), write)
+
+    def continue_last(self, system: str, history: list[Turn], sampling: SamplingParams, write: Write) -> Reply:
+        """Go on with the last reply: it is sent as an open assistant message (``continue_last``)."""
+        *past, (prompt, reply) = history
+        so_far = len(self.engine.tokenize(reply))
+        messages, room = self._fit(system, past, prompt, sampling.max_tokens + so_far)
+        max_tokens = max(1, min(sampling.max_tokens, room - so_far))
+        messages = [*messages, ChatMessage(role="assistant", content=reply)]
+        return self._run(messages, replace(sampling, max_tokens=max_tokens), write, continue_last=True)
+
+    def _run(self, messages: list[ChatMessage], sampling: SamplingParams, write: Write, continue_last: bool = False) -> Reply:
         from xiaoq.engine.types import GenerationRequest
 
         async def run() -> Reply:
-            messages, max_tokens = self._fit(system, history, prompt, sampling.max_tokens)
-            gen = await self.engine.submit(GenerationRequest(messages=messages, sampling=replace(sampling, max_tokens=max_tokens)))
+            gen = await self.engine.submit(GenerationRequest(messages=messages, sampling=sampling, continue_last=continue_last))
             # Ctrl-C now cancels this generation instead of raising KeyboardInterrupt; the engine
             # stops between tokens and finishes the stream with finish_reason 'cancelled'.
             self.loop.add_signal_handler(signal.SIGINT, gen.cancel)
@@ -120,115 +120,6 @@ class LocalBackend:
             self.loop.close()
 
 
-# ---- the REPL ---------------------------------------------------------------------------------
-
-
-class Repl:
-    """Read a line, answer it, repeat. Slash commands live in :attr:`commands` (later: /history, /new)."""
-
-    def __init__(self, backend: Backend, system: str, sampling: SamplingParams, out: Any = None, speak: Optional[Callable[[], Any]] = None):
-        self.backend = backend
-        #: Makes a :class:`~xiaoq.voice.speaking.SpokenReply` per answer when answers are read aloud.
-        self.speak = speak
-        self.system = system
-        self.sampling = sampling
-        self.out = out or sys.stdout
-        self.history: list[Turn] = []
-        self.commands: dict[str, Callable[[str], bool]] = {
-            "/reset": self.cmd_reset,
-            "/exit": self.cmd_exit,
-            "/quit": self.cmd_exit,
-            "/help": self.cmd_help,
-            "/history": self.cmd_history,
-            "/new": self.cmd_new,
-        }
-
-    def write(self, text: str) -> None:
-        self.out.write(text)
-        self.out.flush()
-
-    def cmd_reset(self, arg: str) -> bool:
-        self.history.clear()
-        self.write("(history cleared)\n")
-        return True
-
-    def cmd_exit(self, arg: str) -> bool:
-        return False
-
-    def cmd_help(self, arg: str) -> bool:
-        self.write(HELP_TEXT + "\n")
-        return True
-
-    def cmd_history(self, arg: str) -> bool:
-        """The turns so far (a stored conversation's come from the database or server)."""
-        stored = getattr(self.backend, "history", None)
-        turns = stored() if callable(stored) else self.history
-        for user, bot in turns:
-            self.write(f"{USER_PROMPT}{user}\n{BOT_PREFIX}{bot}\n")
-        if not turns:
-            self.write("(no history yet)\n")
-        return True
-
-    def cmd_new(self, arg: str) -> bool:
-        """A fresh conversation (a new stored one when chatting with --conversation)."""
-        self.history.clear()
-        new = getattr(self.backend, "new", None)
-        self.write(f"(new conversation {new()})\n" if callable(new) else "(new conversation)\n")
-        return True
-
-    def run(self) -> None:
-        while True:
-            try:
-                line = input(USER_PROMPT)
-            except (EOFError, KeyboardInterrupt):  # Ctrl-D / Ctrl-C at the prompt: leave
-                self.write("\n")
-                return
-            text = line.strip()
-            if not text:
-                continue
-            if text.startswith("/"):
-                name, _, arg = text.partition(" ")
-                command = self.commands.get(name.lower())
-                if command is None:
-                    self.write(f"unknown command {name}: {HELP_TEXT}\n")
-                    continue
-                if not command(arg.strip()):
-                    return
-                continue
-            self.ask(text)
-
-    def ask(self, prompt: str) -> Reply:
-        self.write(BOT_PREFIX)
-        spoken = self.speak() if self.speak else None
-        write = self.write if spoken is None else lambda piece: (self.write(piece), spoken.feed(piece))[0]
-        reply = self.backend.answer(self.system, self.history, prompt, self.sampling, write)
-        if reply.finish_reason == "cancelled":
-            self.write("\n[stopped]\n")
-        elif reply.finish_reason == "error":
-            self.write(f"\n[error: {reply.error or 'generation failed'}]\n")
-        elif reply.finish_reason == "length":
-            self.write("\n[reply cut at --max-tokens]\n")
-        else:
-            self.write("\n")
-        if spoken is not None:
-            self._finish_speaking(spoken, reply)
-        if reply.text:  # a stopped answer stays in the history as far as it went
-            self.history.append((prompt, reply.text))
-        return reply
-
-
-    def _finish_speaking(self, spoken: Any, reply: Reply) -> None:
-        """Wait until the answer has been spoken; Ctrl-C (or a stopped answer) cuts the speech."""
-        if reply.finish_reason in ("cancelled", "error"):
-            spoken.stop()
-            return
-        try:
-            spoken.finish()
-        except KeyboardInterrupt:
-            spoken.stop()
-            self.write("[speech stopped]\n")
-
-
 def _setup_terminal() -> None:
     """Line editing for input() when interactive; never crash on a non-UTF-8 terminal."""
     for stream in (sys.stdout, sys.stderr):
@@ -244,12 +135,17 @@ def _setup_terminal() -> None:
 
 
 @click.command()
+@click.argument("question", nargs=-1)
+@click.option("--repl", is_flag=True, default=False, help="Read stdin line by line as messages and /commands even when it is not a terminal (for scripts)")
 @click.option("--url", default=None, metavar="URL", help="Chat with a running XiaoQ server (e.g. http://127.0.0.1:8000) instead of loading the model here")
 @click.option("--conversation", default=None, metavar="ID", help="Continue a stored conversation (from the web UI, or 'new'); it is saved as you chat")
 @click.option("--speak", is_flag=True, default=False, help="Read the answers aloud (espeak-ng or Piper, see --tts) on the default audio device")
 @settings_options(CHAT_SETTINGS, flags=CHAT_FLAGS, helps=CHAT_HELPS)
-def chat(url: Optional[str], conversation: Optional[str], speak: bool, **given: Any) -> None:
-    """Chat in the terminal, streaming. /reset clears the history, /exit quits, Ctrl-C stops an answer."""
+def chat(question: tuple[str, ...], repl: bool, url: Optional[str], conversation: Optional[str], speak: bool, **given: Any) -> None:
+    """Chat in the terminal, streaming; /help lists the commands, Ctrl-C stops an answer.
+
+    With QUESTION (or with stdin not a terminal: all of it, as one message) XiaoQ answers once
+    and exits."""
     settings = build_settings(given, flags=CHAT_FLAGS)
     sampling = SamplingParams(
         temperature=settings.temperature,
@@ -286,7 +182,37 @@ def chat(url: Optional[str], conversation: Optional[str], speak: bool, **given: 
         speaker = reply_speaker(settings)
     try:
         backend.start()
+        once = one_message(question, repl)  # read after the model loaded: its errors come first
+        if once is not None:
+            answer_once(backend, policy.system_prompt(settings, None, once), sampling, once)
+            return
         click.echo(f"XiaoQ chat · {backend.name} · {HELP_TEXT}", err=True)
-        Repl(backend, policy.system_prompt(settings, None), sampling, speak=speaker).run()
+        Repl(backend, policy.system_prompt(settings, None), sampling, speak=speaker, max_tokens=settings.max_tokens).run()
     finally:
         backend.close()
+
+
+def one_message(question: tuple[str, ...], repl: bool) -> Optional[str]:
+    """The message of a one-shot chat: the QUESTION words, else all of a stdin that is not a
+    terminal (unless ``--repl``); None for the interactive chat."""
+    if question:
+        text = " ".join(question)
+    elif repl or sys.stdin.isatty():
+        return None
+    else:
+        text = sys.stdin.read()
+    if not text.strip():
+        raise click.UsageError("nothing to send: the question is empty")
+    return text.strip("\n")
+
+
+def answer_once(backend: Backend, system: str, sampling: SamplingParams, message: str) -> None:
+    """Stream one answer to stdout; a reply that did not simply end says why on stderr (exit 1
+    when it failed or was stopped)."""
+    reply = backend.answer(system, [], message, sampling, lambda piece: (sys.stdout.write(piece), sys.stdout.flush()))
+    click.echo()
+    note = ending(reply).strip().replace(" (/continue goes on)", "")
+    if note:
+        click.echo(note, err=True)
+    if reply.finish_reason in ("error", "cancelled"):
+        sys.exit(1 if reply.finish_reason == "error" else 130)

@@ -9,8 +9,9 @@ history lives in the conversations database instead of the REPL:
   summaries, fence repair and durable replies included);
 - :class:`StoredRemoteBackend` talks to a server's ``/api/conversations`` routes (``--url``).
 
-Both add ``history()`` (for ``/history``) and ``new()`` (for ``/new``). ``--conversation new``
-starts a fresh stored conversation.
+Both add ``history()`` (for ``/history``), ``new()`` (for ``/new``), ``continue_last`` (for
+``/continue``: the stored reply grows in place) and ``set_system`` (``/system`` changes the
+conversation's own prompt). ``--conversation new`` starts a fresh stored conversation.
 """
 
 from __future__ import annotations
@@ -76,9 +77,18 @@ class StoredLocalBackend:
     def history(self) -> list[Turn]:
         return turns_of(self.store.get_messages(self.conversation_id))
 
+    def set_system(self, text: Optional[str]) -> None:
+        self.store.update_conversation(self.conversation_id, system_prompt=text)
+
     def answer(self, system: str, history: list[Turn], prompt: str, sampling: SamplingParams, write: Write) -> Reply:
+        return self._turn(lambda: self.service.send(self.conversation_id, prompt, _overrides(sampling)), write)
+
+    def continue_last(self, system: str, history: list[Turn], sampling: SamplingParams, write: Write) -> Reply:
+        return self._turn(lambda: self.service.continue_reply(self.conversation_id, _overrides(sampling)), write)
+
+    def _turn(self, start: Any, write: Write) -> Reply:
         async def run() -> Reply:
-            turn = await self.service.send(self.conversation_id, prompt, _overrides(sampling))
+            turn = await start()
             # Ctrl-C cancels this reply (kept as `incomplete`), not the program.
             self.loop.add_signal_handler(signal.SIGINT, turn.cancel)
             parts: list[str] = []
@@ -144,9 +154,19 @@ class StoredRemoteBackend(RemoteBackend):
     def history(self) -> list[Turn]:
         return turns_of(self._call("GET", f"/api/conversations/{self.conversation_id}")["messages"])
 
+    def set_system(self, text: Optional[str]) -> None:
+        self._call("PATCH", f"/api/conversations/{self.conversation_id}", {"system_prompt": text})
+
     def answer(self, system: str, history: list[Turn], prompt: str, sampling: SamplingParams, write: Write) -> Reply:
-        body: dict[str, Any] = {"content": prompt, "max_tokens": sampling.max_tokens, "temperature": sampling.temperature, "top_p": sampling.top_p}
-        if sampling.seed is not None:
-            body["seed"] = sampling.seed
         # Closing the connection (Ctrl-C) stops the reply; the server keeps it `incomplete`.
-        return self.post_stream(f"/api/conversations/{self.conversation_id}/messages", body, write)
+        return self.post_stream(f"/api/conversations/{self.conversation_id}/messages", {"content": prompt, **_sampling_body(sampling)}, write)
+
+    def continue_last(self, system: str, history: list[Turn], sampling: SamplingParams, write: Write) -> Reply:
+        return self.post_stream(f"/api/conversations/{self.conversation_id}/continue", _sampling_body(sampling), write)
+
+
+def _sampling_body(sampling: SamplingParams) -> dict[str, Any]:
+    body: dict[str, Any] = {"max_tokens": sampling.max_tokens, "temperature": sampling.temperature, "top_p": sampling.top_p}
+    if sampling.seed is not None:
+        body["seed"] = sampling.seed
+    return body
