@@ -33,7 +33,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastAPI, 
         text = client.post(f"/api/conversations/{cid}/messages", json={"content": "hello"}).text
         assert '"done":true' in text
         mid = client.get(f"/api/conversations/{cid}").json()["messages"][0]["id"]
-        yield app, client, {"conversation_id": cid, "message_id": mid, "name": "default"}
+        pid = client.post("/api/presets", json={"name": "p"}).json()["id"]
+        yield app, client, {"conversation_id": cid, "message_id": mid, "name": "default", "preset_id": pid}
     store.close()
 
 
