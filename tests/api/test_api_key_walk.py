@@ -27,7 +27,7 @@ from tests.api.server import serve
 KEY = "walk-key-0123456789"
 #: Values for path parameters, by name; a route with a new parameter name fails loudly here.
 PARAM_VALUES = {
-    "conversation_id": "c0ffee", "message_id": "1", "model_id": "xiaoq-tiny-qwen2", "path": "no-such-file",
+    "conversation_id": "c0ffee", "message_id": "1", "preset_id": "tutor-zh", "model_id": "xiaoq-tiny-qwen2", "path": "no-such-file",
     "name": "default", "job_id": "0123", "chunk_id": "1", "document_id": "1",
 }
 
