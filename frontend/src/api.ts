@@ -47,6 +47,14 @@ export interface Preset {
   settings: Record<string, unknown>
 }
 
+export interface PresetFields {
+  name: string
+  description?: string
+  system_prompt?: string | null
+  settings?: Record<string, unknown>
+  language?: 'zh' | 'en' | null
+}
+
 export interface ConversationDetail extends Conversation {
   messages: Message[]
 }
@@ -229,6 +237,11 @@ export const api = {
   updateConversation: (id: string, patch: { system_prompt?: string | null; settings?: Record<string, unknown> }) =>
     json<Conversation>(`/api/conversations/${enc(id)}`, { method: 'PATCH', body: JSON.stringify(patch) }),
   listPresets: (language: string) => json<{ data: Preset[] }>(`/api/presets?language=${enc(language)}`),
+  createPreset: (body: PresetFields) => json<Preset>('/api/presets', { method: 'POST', body: JSON.stringify(body) }),
+  updatePreset: (id: string, body: Partial<PresetFields>) =>
+    json<Preset>(`/api/presets/${enc(id)}`, { method: 'PATCH', body: JSON.stringify(body) }),
+  resetPreset: (id: string) => json<Preset>(`/api/presets/${enc(id)}/reset`, { method: 'POST', body: '{}' }),
+  deletePreset: (id: string) => json<void>(`/api/presets/${enc(id)}`, { method: 'DELETE' }),
   getConversation: (id: string) => json<ConversationDetail>(`/api/conversations/${enc(id)}`),
   renameConversation: (id: string, title: string) =>
     json<Conversation>(`/api/conversations/${enc(id)}`, { method: 'PATCH', body: JSON.stringify({ title }) }),

@@ -2,7 +2,7 @@
 engine on the tiny GGUF): a conversation started with the 编程导师 preset holds a copy of its
 prompt; the settings dialog shows and changes the prompt, temperature, top_p and max tokens (the
 next reply obeys max tokens), and "reset to server defaults" clears them; in English the picker
-lists the English presets."""
+lists the English presets, and the preset editor changes a built-in and resets it."""
 
 from __future__ import annotations
 
@@ -72,4 +72,24 @@ def test_preset_then_settings_then_reset(browser: Any, tiny_gguf: Path, tmp_path
             expect(page.get_by_test_id("preset").locator("option")).to_have_text(
                 ["General assistant", "Programming tutor", "Knowledge-base assistant", "Translator"]
             )
+
+            # The editor: change a built-in, then reset it to what XiaoQ ships.
+            shipped = httpx.get(url + "/api/presets/translate-en").json()
+            page.get_by_test_id("preset").select_option("translate-en")
+            page.get_by_test_id("edit-preset").click()
+            editor = page.get_by_test_id("preset-dialog")
+            expect(editor.locator("textarea[name=system_prompt]")).to_have_value(shipped["system_prompt"])
+            editor.locator("textarea[name=system_prompt]").fill("Translate everything into French.")
+            editor.locator("input[name=name]").fill("French translator")
+            screenshot(page, "preset-editor")
+            editor.locator("button[type=submit]").click()
+            expect(editor).to_have_count(0)
+            expect(page.get_by_test_id("preset").locator("option:checked")).to_have_text("French translator")
+            edited = httpx.get(url + "/api/presets/translate-en").json()
+            assert (edited["name"], edited["system_prompt"]) == ("French translator", "Translate everything into French.")
+            page.get_by_test_id("edit-preset").click()
+            editor.locator("button.reset-preset").click()
+            expect(editor).to_have_count(0)
+            expect(page.get_by_test_id("preset").locator("option:checked")).to_have_text("Translator")
+            assert httpx.get(url + "/api/presets/translate-en").json()["system_prompt"] == shipped["system_prompt"]
             watch.assert_clean()
