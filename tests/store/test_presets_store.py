@@ -22,7 +22,7 @@ def test_builtins_seeded_once_edits_survive_and_reset_restores(where) -> None:
     presets.ensure_builtins(BUILTINS)
     listed = presets.list()
     assert [p["id"] for p in listed] == [b["builtin"] for b in BUILTINS]
-    assert all(p["owner"] is None and p["visibility"] == "shared" for p in listed)
+    assert all(p["owner_id"] is None and p["visibility"] == "shared" for p in listed)
     tutor = presets.get("tutor-zh")
     assert tutor["name"] == "编程导师" and tutor["builtin"] == "tutor-zh" and tutor["language"] == "zh"
     presets.update("tutor-zh", {"system_prompt": "只用三句话。", "settings": {"temperature": 0.1}})

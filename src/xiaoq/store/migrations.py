@@ -251,15 +251,16 @@ def m007_presets(conn: sqlite3.Connection) -> None:
     """Presets ("assistants"): a name, a system prompt and sampling settings that a new conversation
     copies. ``builtin`` names the shipped preset a row can be reset to (NULL for one a user made);
     ``language`` is the UI language it is shown in (NULL: any); ``system_prompt`` NULL means the
-    server's default prompt. ``owner`` (NULL: nobody, everyone's) and ``visibility`` exist before
-    accounts do, so adding users needs no rewrite of this table."""
+    server's default prompt. ``owner_id`` (a user's id, NULL: everyone's; no foreign key, since
+    ``users`` comes with m008) and ``visibility`` are there for accounts, so owning presets needs
+    no rewrite of this table."""
     _script(
         conn,
         """
         CREATE TABLE presets (
             id TEXT PRIMARY KEY CHECK (length(id) BETWEEN 1 AND 64),
             builtin TEXT UNIQUE,
-            owner TEXT,
+            owner_id INTEGER,
             visibility TEXT NOT NULL DEFAULT 'shared' CHECK (visibility IN ('private', 'shared')),
             language TEXT,
             name TEXT NOT NULL,
@@ -270,7 +271,7 @@ def m007_presets(conn: sqlite3.Connection) -> None:
             created_at TEXT NOT NULL,
             updated_at TEXT NOT NULL
         );
-        CREATE INDEX presets_owner ON presets (owner, position);
+        CREATE INDEX presets_owner ON presets (owner_id, position);
         """,
     )
 

@@ -218,7 +218,7 @@ def m007_presets(conn: Any) -> None:
         CREATE TABLE presets (
             id TEXT PRIMARY KEY CHECK (length(id) BETWEEN 1 AND 64),
             builtin TEXT UNIQUE,
-            owner TEXT,
+            owner_id BIGINT,
             visibility TEXT NOT NULL DEFAULT 'shared' CHECK (visibility IN ('private', 'shared')),
             language TEXT,
             name TEXT NOT NULL,
@@ -229,7 +229,7 @@ def m007_presets(conn: Any) -> None:
             created_at TEXT NOT NULL,
             updated_at TEXT NOT NULL
         );
-        CREATE INDEX presets_owner ON presets (owner, position)
+        CREATE INDEX presets_owner ON presets (owner_id, position)
         """,
     )
 

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Optional
 from xiaoq.errors import InvalidRequest, NotFound
 from xiaoq.store.conversations import utc_now
 
-_COLUMNS = "id, builtin, owner, visibility, language, name, description, system_prompt, settings, position, created_at, updated_at"
+_COLUMNS = "id, builtin, owner_id, visibility, language, name, description, system_prompt, settings, position, created_at, updated_at"
 #: Columns a caller may set (the rest are the store's).
 EDITABLE = ("visibility", "language", "name", "description", "system_prompt", "settings")
 
