@@ -247,6 +247,7 @@ def m006_conversation_kb_retrieval(conn: sqlite3.Connection) -> None:
     )
 
 
+@migration
 def m007_presets(conn: sqlite3.Connection) -> None:
     """Presets ("assistants"): a name, a system prompt and sampling settings that a new conversation
     copies. ``builtin`` names the shipped preset a row can be reset to (NULL for one a user made);

@@ -211,6 +211,7 @@ def m006_conversation_kb_retrieval(conn: Any) -> None:
     )
 
 
+@migration
 def m007_presets(conn: Any) -> None:
     _script(
         conn,
