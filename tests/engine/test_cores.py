@@ -3,6 +3,7 @@ decode threads would otherwise fill every CPU (llama.cpp's barriers stall on a p
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from xiaoq.config import Settings
@@ -54,10 +55,15 @@ async def test_real_engine_decodes_on_fewer_threads_while_a_core_is_lent(tiny_gg
         with engine.lend_core():
             await (await engine.submit(request)).text()
             during = engine.stats()["decode_threads"]  # what llama.cpp's context holds after those steps
+            cpus_during = engine.call_on_scheduler(lambda: os.sched_getaffinity(0))
         await (await engine.submit(request)).text()
         after = engine.stats()
-        print(f"decode threads: {during} while lent, {after['decode_threads']} after")
+        cpus_after = engine.call_on_scheduler(lambda: os.sched_getaffinity(0))
+        print(f"decode threads: {during} while lent, {after['decode_threads']} after; CPUs {cpus_during} while lent, {cpus_after} after")
         assert during == 1 and after["decode_threads"] == 2
         assert after["cores_lent_total"] == 1
+        everything = os.sched_getaffinity(0)
+        if len(everything) > 1:  # decoding leaves the speech thread's CPU to it
+            assert cpus_during == everything - {max(everything)} and cpus_after == everything
     finally:
         await engine.close()

@@ -14,9 +14,22 @@ applies it; any thread may hold :meth:`CoreShare.lend` around its work.
 
 from __future__ import annotations
 
+import os
 import threading
 from contextlib import contextmanager, nullcontext
 from typing import Callable, ContextManager, Iterator
+
+
+def lent_cpu(cpus: set[int]) -> int:
+    """The CPU speech work is pinned to, and that decoding leaves while a core is lent."""
+    return max(cpus)
+
+
+def process_cpus() -> set[int]:
+    """The CPUs this process may run on (all of them where affinity is unknown)."""
+    if hasattr(os, "sched_getaffinity"):
+        return set(os.sched_getaffinity(0))
+    return set(range(os.cpu_count() or 1))
 
 
 class CoreShare:

@@ -40,6 +40,7 @@ import bisect
 import heapq
 import itertools
 import logging
+import os
 import threading
 import time
 from array import array
@@ -49,7 +50,7 @@ from typing import Any, Callable, Optional
 
 from ..errors import Busy, EngineError, ModelError
 from .context import LlamaModel
-from .cores import CoreShare
+from .cores import CoreShare, lent_cpu, process_cpus
 from .kv_cache import StateCache, common_prefix_len
 from .lookup import DraftSize, find_draft
 from .loops import StreamGuard
@@ -159,6 +160,7 @@ class Scheduler:
         self.cores = cores or CoreShare(model.threads, model.threads)
         #: The thread count llama.cpp's context holds (read by stats from other threads).
         self.decode_threads = model.threads
+        self._cpus = process_cpus()
         self.n_ctx = n_ctx
         self.queue_size = queue_size
         self.default_seed = default_seed
@@ -532,6 +534,18 @@ class Scheduler:
         if n != self.decode_threads:
             self.model.set_threads(n)
             self.decode_threads = self.model.threads
+            self._keep_off_lent_cpu(n < self.cores.base)
+
+    def _keep_off_lent_cpu(self, lent: bool) -> None:
+        """While a core is lent, this thread (the whole OpenMP team when it decodes alone) stays off
+        the CPU the speech thread is pinned to, so neither waits for the other."""
+        cpus = self._cpus
+        if len(cpus) < 2 or not hasattr(os, "sched_setaffinity"):
+            return
+        try:
+            os.sched_setaffinity(0, cpus - {lent_cpu(cpus)} if lent else cpus)
+        except OSError:  # not permitted: the OS places it
+            pass
 
     def _add_draft(self, s: Slot) -> None:
         """Append this slot's prompt-lookup draft after its next token (rows the batch has room for,

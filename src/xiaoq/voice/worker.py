@@ -22,6 +22,7 @@ import threading
 from contextlib import nullcontext
 from typing import Any, Callable, ContextManager, TypeVar
 
+from xiaoq.engine.cores import lent_cpu
 from xiaoq.errors import Busy
 
 T = TypeVar("T")
@@ -43,7 +44,7 @@ def _pin_to_last_cpu() -> None:
     try:
         cpus = os.sched_getaffinity(0)
         if len(cpus) > 1:
-            os.sched_setaffinity(0, {max(cpus)})
+            os.sched_setaffinity(0, {lent_cpu(cpus)})
     except (AttributeError, OSError):  # not Linux, or not permitted: the scheduler places it
         pass
 
