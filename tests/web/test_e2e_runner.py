@@ -56,6 +56,12 @@ print(average([]))
 ```
 """
 
+ASKS = """```python
+name = input("你叫什么名字？")
+print("你好", name)
+```
+"""
+
 LOOP = """```python
 n = 0
 while True:
@@ -148,6 +154,11 @@ def test_python_runs_in_the_sandbox_and_a_traceback_goes_to_the_composer(browser
         box = page.locator("textarea.composer-input")
         value = box.input_value()
         assert "ZeroDivisionError: division by zero" in value and "return sum(xs) / len(xs)" in value
+
+        # No keyboard reaches the sandbox: input() ends with a plain EOFError.
+        asks = answer_with(page, engine, ASKS)
+        asks.locator(".code-run").click()
+        expect(asks.locator(".run-error")).to_contain_text("EOFError: EOF when reading a line", timeout=60_000)
         watch.assert_clean()
 
 

@@ -23,6 +23,9 @@ async function load(init) {
   const out = (stream) => ({ batched: (text) => self.postMessage({ kind: 'out', stream, text: text + '\n' }) });
   pyodide.setStdout(out('stdout'));
   pyodide.setStderr(out('stderr'));
+  // No keyboard reaches the sandbox: input() ends at once with EOFError instead of Pyodide's
+  // default, which in a worker fails with an opaque OSError.
+  pyodide.setStdin({ stdin: () => null });
 }
 
 async function run(code) {
