@@ -68,13 +68,14 @@ class ConversationService:
 
     def for_user(self, user: Any) -> "ConversationService":
         """The same service seeing only ``user``'s conversations (its store is a view of the
-        user's rows) and the knowledge bases shared with them; the registry of running turns
-        stays shared, one reply per conversation."""
+        user's rows), the knowledge bases shared with them and the presets they may use; the
+        registry of running turns stays shared, one reply per conversation."""
         view = copy.copy(self)
         view.store = self.store.for_owner(user.id)
         view._deps = TurnDeps(view.store, self.engine, Summaries(view.store, self.engine, self.settings), self._release)
         if self.knowledge is not None:
             view.knowledge = KnowledgeTurns(self.knowledge.kbs.for_viewer(user), self.engine)
+        view.presets = self.presets.for_viewer(user)
         return view
 
     # ---- plain storage (async wrappers so routes never block the loop) -----------------------

@@ -9,11 +9,12 @@ presets are rows like any other, seeded from the definitions the caller passes
 
 from __future__ import annotations
 
+import copy
 import json
 import uuid
 from typing import Any, Iterable, Optional
 
-from xiaoq.errors import InvalidRequest, NotFound
+from xiaoq.errors import Forbidden, InvalidRequest, NotFound
 from xiaoq.store.conversations import utc_now
 
 _COLUMNS = "id, builtin, owner_id, visibility, language, name, description, system_prompt, settings, position, created_at, updated_at"
@@ -28,10 +29,34 @@ def preset_dict(row: Any) -> dict[str, Any]:
 
 
 class PresetStore:
-    """Presets over the conversations' database (SQLite or PostgreSQL: plain SQL only)."""
+    """Presets over the conversations' database (SQLite or PostgreSQL: plain SQL only).
+
+    With accounts, :meth:`for_viewer` gives one user's view: the built-ins and every ``shared``
+    preset, plus their own ``private`` ones (another user's private preset is NotFound, like a
+    made-up id). A preset they make is theirs (``owner_id``). Changing one is for its
+    owner, or an admin for the built-ins and shared ones (403 otherwise). The store itself (no
+    viewer) sees and changes everything: the single-user modes."""
+
+    viewer: Any = None
 
     def __init__(self, db: Any):
         self.db = db
+
+    def for_viewer(self, user: Any) -> "PresetStore":
+        view = copy.copy(self)
+        view.viewer = user
+        return view
+
+    def _visible(self) -> tuple[str, tuple[Any, ...]]:
+        if self.viewer is None:
+            return "", ()
+        return " AND (visibility = 'shared' OR owner_id = ?)", (self.viewer.id,)
+
+    def _check_may_change(self, preset: dict[str, Any]) -> None:
+        u = self.viewer
+        if u is None or preset["owner_id"] == u.id or (u.is_admin and (preset["owner_id"] is None or preset["visibility"] == "shared")):
+            return
+        raise Forbidden("This preset is shared with you to use, not to change.", code="preset_read_only")
 
     def ensure_builtins(self, builtins: Iterable[dict[str, Any]]) -> None:
         """Insert each shipped preset that has no row yet; rows already there (maybe edited) stay."""
@@ -45,12 +70,14 @@ class PresetStore:
 
     def list(self, language: Optional[str] = None) -> list[dict[str, Any]]:
         """Presets in display order; with ``language``, those in it and those for any language."""
-        where, params = ("WHERE language IS NULL OR language = ?", (language,)) if language else ("", ())
-        rows = self.db.query(f"SELECT {_COLUMNS} FROM presets {where} ORDER BY position, created_at, id", params)
+        where, params = ("WHERE (language IS NULL OR language = ?)", (language,)) if language else ("WHERE 1 = 1", ())
+        cond, own = self._visible()
+        rows = self.db.query(f"SELECT {_COLUMNS} FROM presets {where}{cond} ORDER BY position, created_at, id", (*params, *own))
         return [preset_dict(r) for r in rows]
 
     def get(self, preset_id: str) -> dict[str, Any]:
-        row = self.db.query_one(f"SELECT {_COLUMNS} FROM presets WHERE id = ?", (preset_id,))
+        cond, own = self._visible()
+        row = self.db.query_one(f"SELECT {_COLUMNS} FROM presets WHERE id = ?{cond}", (preset_id, *own))
         if row is None:
             raise NotFound(f"No preset with id {preset_id!r}", code="preset_not_found")
         return preset_dict(row)
@@ -59,15 +86,16 @@ class PresetStore:
         pid, now = uuid.uuid4().hex, utc_now()
         with self.db.write() as conn:
             last = conn.execute("SELECT COALESCE(MAX(position), 0) FROM presets").fetchone()[0]
+            owner = self.viewer.id if self.viewer is not None else None
             conn.execute(
-                f"INSERT INTO presets ({_COLUMNS}) VALUES (?, NULL, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (pid, fields.get("visibility") or "shared", *_values(fields), int(last) + 1, now, now),
+                f"INSERT INTO presets ({_COLUMNS}) VALUES (?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (pid, owner, fields.get("visibility") or ("private" if owner else "shared"), *_values(fields), int(last) + 1, now, now),
             )
         return self.get(pid)
 
     def update(self, preset_id: str, fields: dict[str, Any]) -> dict[str, Any]:
         """Change the given :data:`EDITABLE` fields (``system_prompt`` None: the server's default)."""
-        self.get(preset_id)
+        self._check_may_change(self.get(preset_id))
         sets = [f"{k} = ?" for k in fields if k in EDITABLE]
         params = [json.dumps(v, ensure_ascii=False) if k == "settings" else v for k, v in fields.items() if k in EDITABLE]
         with self.db.write() as conn:
@@ -76,14 +104,18 @@ class PresetStore:
 
     def reset(self, preset_id: str, builtins: Iterable[dict[str, Any]]) -> dict[str, Any]:
         """Write a built-in preset's shipped text and settings back over the user's edits."""
-        builtin = self.get(preset_id)["builtin"]
+        preset = self.get(preset_id)
+        self._check_may_change(preset)
+        builtin = preset["builtin"]
         shipped = next((b for b in builtins if b["builtin"] == builtin), None)
         if shipped is None:
             raise InvalidRequest("Only a built-in preset can be reset.", code="not_a_builtin_preset")
         return self.update(preset_id, {k: shipped.get(k) for k in EDITABLE if k != "visibility"})
 
     def delete(self, preset_id: str) -> None:
-        if self.get(preset_id)["builtin"] is not None:
+        preset = self.get(preset_id)
+        self._check_may_change(preset)
+        if preset["builtin"] is not None:
             raise InvalidRequest("A built-in preset cannot be deleted; edit it or reset it.", code="builtin_preset")
         with self.db.write() as conn:
             conn.execute("DELETE FROM presets WHERE id = ?", (preset_id,))

@@ -96,7 +96,8 @@ class UserStore:
         return None if row is None else self._user(row)
 
     def claim_unowned(self, user_id: int) -> int:
-        """Give every conversation and knowledge base without an owner to this user; how many."""
+        """Give every conversation, knowledge base and (not built-in) preset without an owner to
+        this user; how many conversations."""
         with self.db.write() as conn:
             return self._claim(conn, user_id)
 
@@ -104,6 +105,7 @@ class UserStore:
     def _claim(conn: Any, user_id: int) -> int:
         n = conn.execute("UPDATE conversations SET owner_id = ? WHERE owner_id IS NULL", (user_id,)).rowcount
         conn.execute("UPDATE knowledge_bases SET owner_id = ? WHERE owner_id IS NULL", (user_id,))
+        conn.execute("UPDATE presets SET owner_id = ? WHERE owner_id IS NULL AND builtin IS NULL", (user_id,))
         return int(n)
 
     @staticmethod
