@@ -238,13 +238,19 @@ export function onAuthProblem(code?: string): void {
   else if (code !== 'invalid_credentials') state.needKey = true
 }
 
-export async function boot(): Promise<void> {
+/** Starts the page. Opening the conversation named in the URL is set-up: a question typed
+ * before it is open waits for it instead of starting a second, new conversation. */
+export function boot(): Promise<void> {
   onUnauthorized(onAuthProblem)
   window.addEventListener('hashchange', () => {
     const id = idFromHash()
-    if (id !== state.currentId) void openConversation(id)
+    if (id !== state.currentId) void settingUp(openConversation(id))
   })
   window.addEventListener('pagehide', commitPendingDelete)
+  return settingUp(startUp())
+}
+
+async function startUp(): Promise<void> {
   await checkHealth()
   if (!(await loadConfig())) {
     if (state.needKey || state.needLogin) return // the key or login dialog continues the boot
@@ -271,7 +277,7 @@ export async function submitKey(key: string): Promise<boolean> {
   setApiKey(key.trim() || null)
   state.keyRejected = false
   if (await loadConfig()) {
-    await afterAuth()
+    await settingUp(afterAuth())
     return true
   }
   state.keyRejected = state.needKey
@@ -282,7 +288,7 @@ export async function submitKey(key: string): Promise<boolean> {
 export async function submitLogin(username: string, password: string): Promise<void> {
   const { user } = await api.login(username, password)
   state.user = user
-  if (await loadConfig()) await afterAuth()
+  if (await loadConfig()) await settingUp(afterAuth())
 }
 
 /** Ends the session and starts the page afresh, so nothing of this user stays in memory. */
@@ -445,11 +451,12 @@ export function commitPendingDelete(): void {
 export async function send(text: string): Promise<void> {
   const content = text.trim()
   if (!content || isStreaming.value) return
+  await setup // first: opening a conversation replaces the message list
+  if (isStreaming.value) return
   const [user, assistant] = pushMessages(
     { id: --tempId, role: 'user', content, status: 'complete', key: newKey() },
     placeholder(),
   )
-  await setup
   let id = state.currentId
   if (!id) {
     try {

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { installFakeFetch, jsonResponse, sseResponse } from './fakeFetch'
-import { continueReply, deleteConversation, editAndResend, ensureConversation, loadPresets, openConversation, regenerate, saveConversationSettings, send, settingUp, state, stopStreaming, undoDelete } from '../store'
+import { boot, continueReply, deleteConversation, editAndResend, ensureConversation, loadPresets, openConversation, regenerate, saveConversationSettings, send, settingUp, state, stopStreaming, undoDelete } from '../store'
 import { kbApi } from '../kb'
 import { setApiKey } from '../api'
 
@@ -83,6 +83,41 @@ describe('sending', () => {
     await settle()
     const order = f.calls.map((c) => `${c.method} ${new URL(c.url, 'http://x').pathname}`).filter((c) => !c.startsWith('GET'))
     expect(order).toEqual(['POST /api/conversations', 'PATCH /api/conversations/c1', 'POST /api/conversations/c1/messages'])
+  })
+
+  it('a question typed while the page opens the conversation in its URL goes to that conversation', async () => {
+    const f = installFakeFetch()
+    let release!: () => void
+    const gate = new Promise<void>((r) => (release = r))
+    history.replaceState(null, '', '#/c/c1') // no hashchange: boot reads the URL
+    f.on('GET', /\/health$/, () => jsonResponse({ status: 'ok' }))
+    f.on('GET', /\/api\/config$/, () => jsonResponse({ auth: 'none' }))
+    f.on('GET', /\/api\/presets/, () => jsonResponse({ data: [] }))
+    f.on('GET', /\/api\/conversations\?/, () => jsonResponse({ data: [CONV] }))
+    f.on('GET', /\/api\/conversations\/c1$/, async () => {
+      await gate
+      return jsonResponse({ ...CONV, messages: [] })
+    })
+    f.on('POST', /\/api\/conversations\/c1\/messages$/, (_c, signal) => {
+      const s = sseResponse(signal)
+      queueMicrotask(() => {
+        s.push({ start: true, user_message_id: 1, message_id: 2 })
+        s.push({ token: '好' })
+        s.push({ done: true, message_id: 2, finish_reason: 'stop' })
+        s.close()
+      })
+      return s.response
+    })
+    const starting = boot()
+    const sending = send('第一句话')
+    await settle()
+    release()
+    await Promise.all([starting, sending])
+    await settle()
+    const posts = f.calls.filter((c) => c.method === 'POST').map((c) => new URL(c.url, 'http://x').pathname)
+    expect(posts).toEqual(['/api/conversations/c1/messages'])
+    expect(state.messages.map((m) => [m.role, m.content])).toEqual([['user', '第一句话'], ['assistant', '好']])
+    history.replaceState(null, '', location.pathname)
   })
 
   it('retries after a 503 busy, using Retry-After, and shows the countdown', async () => {
