@@ -124,7 +124,8 @@ def test_regenerate_and_edit(browser: Any, server: str) -> None:
         assert [m["role"] for m in first] == ["user", "assistant"]
 
         last_answer(page).hover()
-        last_answer(page).get_by_role("button", name="重新生成").click()
+        # The action bar's button (a repetition notice may offer a second one in the text).
+        last_answer(page).locator(".msg-actions").get_by_role("button", name="重新生成").click()
         wait_answer_done(page)
         again = stored(server, cid)
         assert [m["role"] for m in again] == ["user", "assistant"]
