@@ -14,7 +14,7 @@ from tests.api.helpers import parse_sse, wait_ready
 from tests.api.test_conversations_api import app_engine, client, engine, new_conv, send, store  # noqa: F401
 from tests.api.test_conversations_real import real_app
 
-PRESET_KEYS = {"id", "builtin", "owner_id", "visibility", "language", "name", "description", "system_prompt", "settings", "position", "created_at", "updated_at"}
+PRESET_KEYS = {"id", "builtin", "owner_id", "visibility", "group_name", "language", "name", "description", "system_prompt", "settings", "position", "created_at", "updated_at"}
 
 
 def error_of(r: Any, status: int) -> dict[str, Any]:

@@ -93,3 +93,22 @@ def test_failed_migration_rolls_back(tmp_path, monkeypatch):
     assert applied(conn) == NAMES
     assert "half_done" not in _tables(conn)
     conn.close()
+
+
+def test_m009_keeps_presets_and_allows_group_sharing(tmp_path):
+    conn = connect(tmp_path / "p.db")
+    migrate(conn, upto="m008_accounts")
+    conn.execute(
+        "INSERT INTO presets (id, builtin, owner_id, visibility, name, created_at, updated_at) VALUES ('p1', NULL, 7, 'private', '周报', 't', 't')"
+    )
+    conn.commit()
+    assert migrate(conn) == ["m009_preset_groups"]
+    row = conn.execute("SELECT owner_id, visibility, group_name, name FROM presets WHERE id = 'p1'").fetchone()
+    assert tuple(row) == (7, "private", None, "周报")
+    conn.execute("UPDATE presets SET visibility = 'group', group_name = 'hr' WHERE id = 'p1'")
+    try:
+        conn.execute("UPDATE presets SET visibility = 'team' WHERE id = 'p1'")
+        raise AssertionError("the CHECK constraint let 'team' in")
+    except sqlite3.IntegrityError:
+        pass
+    conn.close()

@@ -34,7 +34,10 @@ class PresetBody(BaseModel):
     system_prompt: Optional[Text] = Field(None, max_length=20_000, description="null: the server's default prompt")
     settings: Optional[ConversationSettings] = None
     language: Optional[Language] = Field(None, description="UI language it is listed in; null: every language")
-    visibility: Optional[Literal["private", "shared"]] = None
+    visibility: Optional[Literal["everyone", "shared", "group", "private"]] = Field(
+        None, description="who else may use it: everyone (also spelled shared, the stored name), one group, or nobody"
+    )
+    group: Optional[str] = Field(None, min_length=1, max_length=64, description="the group, with visibility group")
 
     def fields(self) -> dict[str, Any]:
         """The fields the client sent (a null ``system_prompt`` or ``language`` is a value)."""
@@ -44,6 +47,10 @@ class PresetBody(BaseModel):
         for required in ("name", "description", "visibility"):
             if required in out and out[required] is None:
                 raise InvalidRequest(f"'{required}' cannot be null", code="invalid_field", param=required)
+        if out.get("visibility") == "everyone":
+            out["visibility"] = "shared"
+        if "group" in out:
+            out["group_name"] = out.pop("group")
         return out
 
 

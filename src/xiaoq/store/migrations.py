@@ -322,3 +322,34 @@ def m008_accounts(conn: sqlite3.Connection) -> None:
         ALTER TABLE knowledge_bases ADD COLUMN group_name TEXT;
         """,
     )
+
+
+@migration
+def m009_preset_groups(conn: sqlite3.Connection) -> None:
+    """Presets shared with one group (``visibility = 'group'`` and ``group_name``), as knowledge
+    bases are. SQLite cannot change a CHECK constraint in place, so the table is copied into a new one."""
+    _script(
+        conn,
+        """
+        CREATE TABLE presets_new (
+            id TEXT PRIMARY KEY CHECK (length(id) BETWEEN 1 AND 64),
+            builtin TEXT UNIQUE,
+            owner_id INTEGER,
+            visibility TEXT NOT NULL DEFAULT 'shared' CHECK (visibility IN ('private', 'shared', 'group')),
+            group_name TEXT,
+            language TEXT,
+            name TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            system_prompt TEXT,
+            settings TEXT NOT NULL DEFAULT '{}',
+            position INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        INSERT INTO presets_new (id, builtin, owner_id, visibility, language, name, description, system_prompt, settings, position, created_at, updated_at)
+            SELECT id, builtin, owner_id, visibility, language, name, description, system_prompt, settings, position, created_at, updated_at FROM presets;
+        DROP TABLE presets;
+        ALTER TABLE presets_new RENAME TO presets;
+        CREATE INDEX presets_owner ON presets (owner_id, position);
+        """,
+    )

@@ -279,3 +279,16 @@ def m008_accounts(conn: Any) -> None:
         ALTER TABLE knowledge_bases ADD COLUMN group_name TEXT
         """,
     )
+
+
+@migration
+def m009_preset_groups(conn: Any) -> None:
+    """Presets shared with one group (``visibility = 'group'`` and ``group_name``), as knowledge bases are."""
+    _script(
+        conn,
+        """
+        ALTER TABLE presets DROP CONSTRAINT IF EXISTS presets_visibility_check;
+        ALTER TABLE presets ADD CONSTRAINT presets_visibility_check CHECK (visibility IN ('private', 'shared', 'group'));
+        ALTER TABLE presets ADD COLUMN group_name TEXT
+        """,
+    )

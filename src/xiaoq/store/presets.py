@@ -17,9 +17,12 @@ from typing import Any, Iterable, Optional
 from xiaoq.errors import Forbidden, InvalidRequest, NotFound
 from xiaoq.store.conversations import utc_now
 
-_COLUMNS = "id, builtin, owner_id, visibility, language, name, description, system_prompt, settings, position, created_at, updated_at"
+_COLUMNS = "id, builtin, owner_id, visibility, group_name, language, name, description, system_prompt, settings, position, created_at, updated_at"
+#: Who may use a preset: everyone (stored as ``shared``, the name the API has used since m007),
+#: one group (``group_name``), or its owner alone.
+VISIBILITIES = ("shared", "group", "private")
 #: Columns a caller may set (the rest are the store's).
-EDITABLE = ("visibility", "language", "name", "description", "system_prompt", "settings")
+EDITABLE = ("visibility", "group_name", "language", "name", "description", "system_prompt", "settings")
 
 
 def preset_dict(row: Any) -> dict[str, Any]:
@@ -32,9 +35,11 @@ class PresetStore:
     """Presets over the conversations' database (SQLite or PostgreSQL: plain SQL only).
 
     With accounts, :meth:`for_viewer` gives one user's view: the built-ins and every ``shared``
-    preset, plus their own ``private`` ones (another user's private preset is NotFound, like a
-    made-up id). A preset they make is theirs (``owner_id``). Changing one is for its
-    owner, or an admin for the built-ins and shared ones (403 otherwise). The store itself (no
+    preset, those shared with one of their groups (``group``; an admin: with any group, as for
+    knowledge bases), plus their own ``private`` ones (another user's private preset, or a group's
+    preset for a non-member, is NotFound, like a made-up id). A preset they make is theirs
+    (``owner_id``). Changing one is for its owner, or an admin for the built-ins, shared and group
+    ones (403 otherwise). The store itself (no
     viewer) sees and changes everything: the single-user modes."""
 
     viewer: Any = None
@@ -50,11 +55,16 @@ class PresetStore:
     def _visible(self) -> tuple[str, tuple[Any, ...]]:
         if self.viewer is None:
             return "", ()
-        return " AND (visibility = 'shared' OR owner_id = ?)", (self.viewer.id,)
+        u = self.viewer
+        return (
+            " AND (visibility = 'shared' OR owner_id = ?"
+            " OR (visibility = 'group' AND (? = 1 OR group_name IN (SELECT g.group_name FROM user_groups g WHERE g.user_id = ?))))",
+            (u.id, int(u.is_admin), u.id),
+        )
 
     def _check_may_change(self, preset: dict[str, Any]) -> None:
         u = self.viewer
-        if u is None or preset["owner_id"] == u.id or (u.is_admin and (preset["owner_id"] is None or preset["visibility"] == "shared")):
+        if u is None or preset["owner_id"] == u.id or (u.is_admin and (preset["owner_id"] is None or preset["visibility"] != "private")):
             return
         raise Forbidden("This preset is shared with you to use, not to change.", code="preset_read_only")
 
@@ -64,7 +74,7 @@ class PresetStore:
         with self.db.write() as conn:
             for b in builtins:
                 conn.execute(
-                    f"INSERT INTO presets ({_COLUMNS}) VALUES (?, ?, NULL, 'shared', ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                    f"INSERT INTO presets ({_COLUMNS}) VALUES (?, ?, NULL, 'shared', NULL, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
                     (b["builtin"], b["builtin"], *_values(b), b.get("position", 0), now, now),
                 )
 
@@ -84,18 +94,27 @@ class PresetStore:
 
     def create(self, fields: dict[str, Any]) -> dict[str, Any]:
         pid, now = uuid.uuid4().hex, utc_now()
+        visibility = fields.get("visibility") or ("private" if self.viewer is not None else "shared")
+        _check_sharing(visibility, fields.get("group_name"))
         with self.db.write() as conn:
             last = conn.execute("SELECT COALESCE(MAX(position), 0) FROM presets").fetchone()[0]
             owner = self.viewer.id if self.viewer is not None else None
             conn.execute(
-                f"INSERT INTO presets ({_COLUMNS}) VALUES (?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (pid, owner, fields.get("visibility") or ("private" if owner else "shared"), *_values(fields), int(last) + 1, now, now),
+                f"INSERT INTO presets ({_COLUMNS}) VALUES (?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (pid, owner, visibility, fields.get("group_name"), *_values(fields), int(last) + 1, now, now),
             )
         return self.get(pid)
 
     def update(self, preset_id: str, fields: dict[str, Any]) -> dict[str, Any]:
         """Change the given :data:`EDITABLE` fields (``system_prompt`` None: the server's default)."""
-        self._check_may_change(self.get(preset_id))
+        preset = self.get(preset_id)
+        self._check_may_change(preset)
+        if "visibility" in fields or "group_name" in fields:
+            fields = dict(fields)
+            fields["visibility"] = fields.get("visibility") or preset["visibility"]
+            if fields.get("group_name") is None:  # not given: a group preset keeps its group
+                fields["group_name"] = preset["group_name"] if fields["visibility"] == "group" else None
+            _check_sharing(fields["visibility"], fields["group_name"])
         sets = [f"{k} = ?" for k in fields if k in EDITABLE]
         params = [json.dumps(v, ensure_ascii=False) if k == "settings" else v for k, v in fields.items() if k in EDITABLE]
         with self.db.write() as conn:
@@ -110,7 +129,7 @@ class PresetStore:
         shipped = next((b for b in builtins if b["builtin"] == builtin), None)
         if shipped is None:
             raise InvalidRequest("Only a built-in preset can be reset.", code="not_a_builtin_preset")
-        return self.update(preset_id, {k: shipped.get(k) for k in EDITABLE if k != "visibility"})
+        return self.update(preset_id, {k: shipped.get(k) for k in EDITABLE if k not in ("visibility", "group_name")})
 
     def delete(self, preset_id: str) -> None:
         preset = self.get(preset_id)
@@ -119,6 +138,11 @@ class PresetStore:
             raise InvalidRequest("A built-in preset cannot be deleted; edit it or reset it.", code="builtin_preset")
         with self.db.write() as conn:
             conn.execute("DELETE FROM presets WHERE id = ?", (preset_id,))
+
+
+def _check_sharing(visibility: str, group: Optional[str]) -> None:
+    if visibility not in VISIBILITIES or (visibility == "group") != bool(group):
+        raise InvalidRequest("visibility is everyone (shared), private, or group with a group name", code="invalid_visibility", param="visibility")
 
 
 def _values(p: dict[str, Any]) -> tuple[Any, ...]:
