@@ -1,8 +1,9 @@
 """Password hashing with the standard library's scrypt (memory-hard, no extra dependency).
 
 A hash is ``scrypt$<log2 n>$<r>$<p>$<salt b64>$<digest b64>``: the cost travels with the hash, so
-raising it later leaves old hashes verifiable. 2^15 x 8 x 128 bytes = 32 MiB and roughly 0.1 s per
-guess on one core: slow for a guessing loop, quick enough for a login.
+raising it later leaves old hashes verifiable. 2^15 x 8 x 128 bytes = 32 MiB and 0.10-0.13 s per
+guess on one core of the 2-core dev machine (five hashes, load average ~5): slow for a guessing
+loop, quick enough for a login.
 """
 
 from __future__ import annotations
