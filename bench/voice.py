@@ -149,13 +149,17 @@ def wer(client: httpx.Client, url: str) -> tuple[float, list[tuple[str, str]]]:
 
 
 def _stream_tokens(url: str, stop: threading.Event, stamps: list[float]) -> None:
+    """One chat stream after another until ``stop``: an answer that ends early (EOS) must not
+    leave the measured phases with no stream at all."""
     body = {"model": "x", "stream": True, "max_tokens": 2000, "temperature": 0.7, "messages": [{"role": "user", "content": "Write a long essay about the history of tea."}]}
-    with httpx.Client(timeout=300) as c, c.stream("POST", url + "/v1/chat/completions", json=body) as r:
-        for line in r.iter_lines():
-            if line.startswith("data: {") and '"content"' in line:
-                stamps.append(time.perf_counter())
-            if stop.is_set():
-                return
+    with httpx.Client(timeout=300) as c:
+        for _ in range(100):  # bounded: each answer lasts seconds
+            with c.stream("POST", url + "/v1/chat/completions", json=body) as r:
+                for line in r.iter_lines():
+                    if line.startswith("data: {") and '"content"' in line:
+                        stamps.append(time.perf_counter())
+                    if stop.is_set():
+                        return
 
 
 def _speech_jobs(url: str, seconds: float, threads_seen: list[float]) -> int:
