@@ -172,13 +172,20 @@ async def test_context_overflow_raises_with_counts(tiny_gguf: Path):
 # ---- queue, cancellation, priority ---------------------------------------------------------
 
 
-async def test_cancel_mid_stream_stops_within_two_tokens_and_next_starts(tiny_gguf: Path):
+async def test_cancel_mid_stream_stops_within_two_tokens_and_next_starts(tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch):
+    # Recorded on the class, before submit: a slot may start (and keep its emit) before
+    # submit returns, so patching the instance afterwards can miss every piece of it.
+    emitted: list[tuple[int, str]] = []
+    original = Generation.emit
+
+    def emit(self: Generation, piece: str) -> None:
+        emitted.append((id(self), piece))
+        original(self, piece)
+
+    monkeypatch.setattr(Generation, "emit", emit)
     async with engine(tiny_gguf, parallel=1, queue=2) as e:
         a = await e.submit(req("first", max_tokens=1500))
         b = await e.submit(req("second", max_tokens=8))
-        events: list[tuple[str, str]] = []
-        record(a, "a", events)
-        record(b, "b", events)
         got = 0
         async for _ in a:
             got += 1
@@ -190,7 +197,7 @@ async def test_cancel_mid_stream_stops_within_two_tokens_and_next_starts(tiny_gg
         await b.text()
         assert b.result is not None and b.result.finish_reason == "length"
         # b ran only after a stopped (one slot): all of a's pieces precede b's
-        names = [n for n, _ in events]
+        names = ["a" if gid == id(a) else "b" if gid == id(b) else "?" for gid, _ in emitted]
         assert names.index("b") > max(i for i, n in enumerate(names) if n == "a")
         assert e.stats()["requests_finished_total"]["cancelled"] == 1
 
