@@ -18,7 +18,8 @@ from tests.kb import docs
 from xiaoq.api.app import create_app
 from xiaoq.engine.fake import FakeEngine
 from xiaoq.engine.llama_engine import LlamaEngine
-from xiaoq.kb.answer import RULES
+from xiaoq.engine.types import Generation, GenerationRequest
+from xiaoq.kb.answer import RULES, example_turns
 from xiaoq.kb.ingest import Ingestor
 from xiaoq.store import Store
 from xiaoq.store.kb import KnowledgeStore
@@ -117,3 +118,37 @@ def test_a_conversation_turn_from_a_knowledge_base_gets_the_answer_rules_in_its_
     store.close()
     assert grounded[0]["content"] == "OPERATOR\n\n" + RULES["zh"] and grounded[-1]["content"].startswith("<data ")
     assert plain[0]["content"] == "OPERATOR"  # a turn without the knowledge base: the prompt as it is
+
+
+class RecordingEngine(LlamaEngine):
+    """The real engine, keeping the messages of every request it was given."""
+
+    requests: list[GenerationRequest]
+
+    async def submit(self, request: GenerationRequest) -> Generation:
+        self.requests = [*getattr(self, "requests", []), request]
+        return await super().submit(request)
+
+
+def test_a_conversation_turn_from_a_knowledge_base_gets_the_worked_turns_before_its_history(tiny_gguf: Path, tmp_path: Path) -> None:
+    settings = make_settings(ctx=4096, parallel=1, queue=2, threads=1, kv_cache_mb=16, kb_dense=False, max_tokens=4)
+    engine = RecordingEngine(tiny_gguf, settings)
+    store = Store(tmp_path / "x.db")
+    ks = KnowledgeStore(store.db)
+    Ingestor(ks).add_bytes(ks.ensure_kb("office")["id"], "admin.md", docs.MARKDOWN.encode())
+    with TestClient(create_app(settings, engine, store=store, web_dir=None)) as c:
+        wait_ready(c, timeout=60)
+        conv = c.post("/api/conversations", json={"kb": "office", "system_prompt": "OPERATOR"}).json()
+        first = parse_sse(c.post(f"/api/conversations/{conv['id']}/messages", json={"content": "停车证几点发放？"}).text)
+        second = parse_sse(c.post(f"/api/conversations/{conv['id']}/messages", json={"content": "访客在哪里登记停车？"}).text)
+    store.close()
+    assert "done" in first[-1] and "done" in second[-1]  # the real engine answered both turns
+    sent = engine.requests[-1].messages
+    worked = example_turns("zh")
+    assert sent[0]["content"] == "OPERATOR\n\n" + RULES["zh"]
+    assert [dict(role=m["role"], content=m["content"]) for m in sent[1 : 1 + len(worked)]] == [dict(m) for m in worked]
+    history = sent[1 + len(worked) : -1]
+    assert [m["role"] for m in history] == ["user", "assistant"] and history[0]["content"] == "停车证几点发放？"
+    passage = "停车证每日九点发放"
+    assert passage in sent[-1]["content"] and sent[-1]["content"].endswith("访客在哪里登记停车？")
+    assert [m for m in sent[:-1] if passage in m["content"]] == []  # the passages only in the last user message

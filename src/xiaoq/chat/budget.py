@@ -138,11 +138,14 @@ def plan_context(
     chunk: int = 4,
     summary_reserve: int = 256,
     min_reply_tokens: int = 64,
+    prefix: Sequence[ChatMessage] = (),
 ) -> BudgetPlan:
     """Choose the messages to send. See the module docstring for the rules.
 
     ``summary`` covers the first ``summary_turns`` turns; ``summary_reserve`` is the room kept for
-    a summary not yet written (and the ``max_tokens`` of the job that writes it).
+    a summary not yet written (and the ``max_tokens`` of the job that writes it). ``prefix``:
+    messages that go right after the system message, before the summary and the turns (the worked
+    turns of an answer from passages): as stable as the system message, so they stay cached.
     """
     ts = [t if isinstance(t, Turn) else Turn(*t) for t in turns]
     n = len(ts)
@@ -153,10 +156,10 @@ def plan_context(
     new = ChatMessage(role="user", content=new_message)
 
     def head(summary_text: Optional[str]) -> list[ChatMessage]:
-        return build_messages(system, [], new_message, summary_blocks(summary_text))[:-1]
+        return build_messages(system, [], new_message, [*prefix, *summary_blocks(summary_text)])[:-1]
 
     def build(c: int, summary_text: Optional[str]) -> list[ChatMessage]:
-        return build_messages(system, [m for t in ts[c:] for m in t.messages()], new_message, summary_blocks(summary_text))
+        return build_messages(system, [m for t in ts[c:] for m in t.messages()], new_message, [*prefix, *summary_blocks(summary_text)])
 
     # Per-turn costs: ChatML wraps each message on its own, so token counts add up; every choice is
     # still verified with one exact count before it is accepted.

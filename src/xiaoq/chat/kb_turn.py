@@ -1,7 +1,8 @@
 """What a conversation turn reads from knowledge bases: the conversation's knowledge base (its
 ``kb`` column, or the request's ``kb`` for this turn) and the files attached to the conversation.
 
-A question gets the passages that fit the budget (:mod:`xiaoq.kb.answer`). A request to summarise
+A question gets the passages that fit the budget (:mod:`xiaoq.kb.answer`), XiaoQ's answer rules in
+the system message and the worked turns between it and the history, as ``/chat`` does. A request to summarise
 the attached files gets all of them: in one prompt when they fit the budget, else through a
 map-reduce (:mod:`xiaoq.kb.summarize`) whose map step runs inside the stream, reporting progress.
 """
@@ -12,9 +13,10 @@ import asyncio
 from typing import Any, AsyncIterator, Optional
 
 from xiaoq.chat.grounding import ground_scope
+from xiaoq.chat.language import reply_language
 from xiaoq.engine.types import Engine
 from xiaoq.errors import InvalidRequest
-from xiaoq.kb.answer import Grounding, compose, grounded_system
+from xiaoq.kb.answer import Grounding, compose, example_turns, grounded_system
 from xiaoq.kb.retrieve import Hit
 from xiaoq.kb.summarize import is_summary_request, map_parts, reduce_content, windows
 from xiaoq.kb.types import check_kb_name, conversation_scope
@@ -49,6 +51,7 @@ class KnowledgeTurns:
             grounding = await ground_scope(self.kbs, self.engine, ids, spec.question)
             spec.grounding, spec.prompt = grounding, grounding.content
             spec.system = grounded_system(spec.system, spec.question)
+            spec.prefix = example_turns(reply_language(spec.question))
 
     async def _summary(self, kb_id: int, spec: Any) -> None:
         chunks = await asyncio.to_thread(self._all_chunks, kb_id)

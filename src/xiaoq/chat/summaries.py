@@ -19,7 +19,7 @@ import asyncio
 import functools
 import logging
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from xiaoq.chat.budget import BudgetPlan, SummaryJob, Turn, plan_context, turns_covered
 from xiaoq.chat.memory import model_part, notes_block, self_statements
@@ -154,8 +154,9 @@ class Summaries:
     def __init__(self, store: Store, engine: Engine, settings: Settings):
         self.store, self.engine, self.settings = store, engine, settings
 
-    async def plan(self, conversation_id: str, system: str, past: list[dict[str, Any]], question: str, max_tokens: int) -> Planned:
-        """The prompt that fits, with the stored summary (``plan.summarize`` set when a new one is due)."""
+    async def plan(self, conversation_id: str, system: str, past: list[dict[str, Any]], question: str, max_tokens: int, prefix: Sequence[ChatMessage] = ()) -> Planned:
+        """The prompt that fits, with the stored summary (``plan.summarize`` set when a new one is due);
+        ``prefix``: messages between the system message and the rest (``budget.plan_context``)."""
         turns = await counted_turns(self.store, self.engine, conversation_id, past)
         stored = await asyncio.to_thread(self.store.get_summary, conversation_id)
         if stored and (not past or (stored["upto_message_id"] or 0) > past[-1]["id"]):
@@ -163,7 +164,7 @@ class Summaries:
         summary = stored["summary"] if stored else None
         covered = turns_covered(turns, stored["upto_message_id"]) if stored else 0
         options = dict(system=system, turns=turns, new_message=question, n_ctx=self.engine.n_ctx, max_tokens=max_tokens,
-                       count=self.engine.count_prompt_tokens, max_turns=self.settings.history_max_turns)
+                       count=self.engine.count_prompt_tokens, max_turns=self.settings.history_max_turns, prefix=list(prefix))
         # Counting renders and tokenizes: a worker thread, so other streams keep flowing.
         plan = await asyncio.to_thread(functools.partial(plan_context, **options, summary=summary, summary_turns=covered))
         return Planned(plan, options, turns, summary)

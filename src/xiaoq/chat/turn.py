@@ -64,6 +64,9 @@ class TurnSpec:
     #: Work that must run inside the stream before the reply is submitted (a document summary's
     #: map step); it yields status events and sets ``prompt``.
     prepare: Optional[Callable[["ReplyTurn"], AsyncIterator[dict[str, Any]]]] = None
+    #: Messages between the system message and the history (the worked turns of an answer from
+    #: passages), as stable as the system message.
+    prefix: list[ChatMessage] = field(default_factory=list)
 
 
 @dataclass
@@ -89,7 +92,7 @@ async def open_turn(deps: TurnDeps, spec: TurnSpec, turn: "ReplyTurn") -> "Reply
             turn.reply_tokens = await _reply_tokens(deps.engine, spec.continues)
         # The reply so far is part of the prompt: the plan keeps room for it as for the answer.
         room = spec.sampling.max_tokens + turn.reply_tokens
-        planned = await deps.summaries.plan(spec.conversation_id, spec.system, spec.past, spec.prompt or spec.question, room)
+        planned = await deps.summaries.plan(spec.conversation_id, spec.system, spec.past, spec.prompt or spec.question, room, spec.prefix)
         await turn.admit(planned)
         reply = spec.continues or await asyncio.to_thread(
             deps.store.add_message, spec.conversation_id, "assistant", "", "incomplete", budget=planned.plan.report
@@ -193,7 +196,7 @@ class ReplyTurn:
                 async for event in self.spec.prepare(self):
                     yield event
                 s = self.spec
-                await self._submit((await self.deps.summaries.plan(s.conversation_id, s.system, s.past, s.prompt or s.question, s.sampling.max_tokens)).plan)
+                await self._submit((await self.deps.summaries.plan(s.conversation_id, s.system, s.past, s.prompt or s.question, s.sampling.max_tokens, s.prefix)).plan)
             assert self.generation is not None
             async for text in self._sent(track(self.generation) if track else self.generation):
                 yield {"token": text}
