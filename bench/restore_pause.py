@@ -10,7 +10,8 @@ as after lunch or a restart) and that conversation's next turn is submitted. Pri
 stream's longest gap between tokens from that moment until the resumed turn's first token, its
 median gap, and the resumed turn's time to first token, with the file read on the scheduler
 thread ("read on the scheduler thread", the old way) and read ahead on a worker thread
-("prefetched", the default). The load average is printed with the figures.
+("prefetched", the default), the two modes' order alternating from one repetition to the next.
+The load average is printed with the figures.
 """
 
 from __future__ import annotations
@@ -74,6 +75,12 @@ async def _one(engine: Any, resume: int, prefetch: bool, tag: str) -> dict[str, 
         "restored_tokens": float(resumed.result.usage.cached_tokens) if resumed.result else 0.0, "disk_prefix": float(n)}
 
 
+def mode_order(modes: list[str], rep: int) -> list[str]:
+    """The modes in this repetition's order: reversed every other repetition, so neither mode always
+    runs second (on a warmer page cache, a longer-running stream, a fuller disk tier)."""
+    return modes if rep % 2 == 0 else list(reversed(modes))
+
+
 async def main_async(args: argparse.Namespace) -> None:
     from xiaoq.config import Settings
     from xiaoq.engine.llama_engine import LlamaEngine
@@ -95,13 +102,14 @@ async def main_async(args: argparse.Namespace) -> None:
             rows: dict[str, list[dict[str, float]]] = {"read on the scheduler thread": [], "prefetched": []}
             doc = 0
             for rep in range(args.reps):
-                for mode in rows:
+                for mode in mode_order(list(rows), rep):
                     rows[mode].append(await _one(engine, doc, mode == "prefetched", f"r{rep}{mode[:2]}"))
                     doc += 1
         finally:
             await engine.close()
     print(f"load average {os.getloadavg()[0]:.1f} {os.getloadavg()[1]:.1f} {os.getloadavg()[2]:.1f}; "
-          f"model {args.model}; threads {args.threads}; {args.reps} repetition(s), medians")
+          f"model {args.model}; threads {args.threads}; {args.reps} repetition(s), medians; "
+          f"first mode per repetition: {', '.join(mode_order(list(rows), i)[0] for i in range(args.reps))}")
     print("| disk restore | running stream's longest gap | its median gap | resumed turn's TTFT | restored tokens |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for mode, rs in rows.items():
