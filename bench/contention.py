@@ -9,6 +9,7 @@ one core on a 2-core machine: treat it as noise, whatever the ratio says.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Iterable, Optional
 
@@ -55,3 +56,28 @@ class ForeignLoad:
             return None
         foreign = (_busy_seconds() - self._busy0) - (_own_seconds(self.pids) - self._own0)
         return max(0.0, foreign / wall)
+
+
+class ForeignLoadAroundChildren(ForeignLoad):
+    """``ForeignLoad`` over a window in which this process spawns servers and reaps them (cold start,
+    restart): their CPU is counted as this process's own once they have been waited for."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+
+    def start(self) -> "ForeignLoad":
+        super().start()
+        self._own0 += _reaped_seconds()
+        return self
+
+    def stop(self) -> Optional[float]:
+        wall = time.monotonic() - self._t0
+        if wall <= 0:
+            return None
+        own = _own_seconds([]) + _reaped_seconds() - self._own0
+        return max(0.0, ((_busy_seconds() - self._busy0) - own) / wall)
+
+
+def _reaped_seconds() -> float:
+    t = os.times()
+    return t.children_user + t.children_system

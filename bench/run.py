@@ -30,12 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx  # noqa: E402
 
-from bench import curve, membw, model_file, report  # noqa: E402
+from bench import curve, lifecycle, membw, model_file, report  # noqa: E402
 from bench import scenarios as S  # noqa: E402
-from bench.contention import ForeignLoad  # noqa: E402
+from bench.contention import ForeignLoad, ForeignLoadAroundChildren  # noqa: E402
 from bench.profile import ProfilePlan, find_py_spy  # noqa: E402
 from bench.stats import median  # noqa: E402
-from bench.servers import ROOT, RunningServer, ServerError, ServerPool, llama_server_spec, xiaoq_spec  # noqa: E402
+from bench.servers import (ROOT, RunningServer, ServerError, ServerPool, ServerSpec, llama_server_spec,  # noqa: E402
+                           xiaoq_spec)
 
 RESULTS_DIR = ROOT / "bench" / "results"
 DEFAULT_MODEL = Path.home() / ".cache" / "xiaoq" / "models" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
@@ -54,6 +55,11 @@ LOOKUP_DRAFT = 8
 #: Scenario 7 runs on servers of its own (a 64 MB RAM cache each, XiaoQ with its disk tier).
 DISK_KEY = "7"
 DISK_RAM_MB = 64
+#: Scenarios 9 (cold start) and 10 (restart) spawn their own servers in every repetition.
+LIFECYCLE = lifecycle.SCENARIOS
+COLD_KEY = "9"
+#: XiaoQ's default disk tier: scenario 10 resumes from it, and every start scans it.
+DEFAULT_DISK_MB = 2048
 
 
 def log(msg: str) -> None:
@@ -255,7 +261,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                    help="RAM state cache: XiaoQ --kv-cache-mb and llama-server --cache-ram (default 512)")
     p.add_argument("--users", type=int, default=None,
                    help="users alternating in scenario 3 (default 3; more users than slots tests the RAM cache)")
-    p.add_argument("--scenarios", default="1,2,3,4,5,7,8", help="comma-separated subset of 1-5, 7, 8 (default all)")
+    p.add_argument("--scenarios", default="1,2,3,4,5,7,8,9,10",
+                   help="comma-separated subset of 1-5, 7-10 (default all; 9 and 10 start their own servers)")
     p.add_argument("--matched-scenarios", default="1,5",
                    help="scenarios also run on llama-server at XiaoQ's batch size (default 1,5; '' for none)")
     p.add_argument("--noise", action=argparse.BooleanOptionalAction, default=None,
@@ -283,9 +290,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 
 def _keys(p: argparse.ArgumentParser, text: str) -> list[str]:
     keys = [k.strip() for k in text.split(",") if k.strip()]
-    bad = [k for k in keys if k not in SCENARIOS]
+    bad = [k for k in keys if k not in SCENARIOS and k not in LIFECYCLE]
     if bad:
-        p.error(f"unknown scenario(s) {bad}; choose from {', '.join(SCENARIOS)}")
+        p.error(f"unknown scenario(s) {bad}; choose from {', '.join([*SCENARIOS, *LIFECYCLE])}")
     return keys
 
 
@@ -341,6 +348,67 @@ def disk_specs(args: argparse.Namespace, bindir: Optional[Path], model: str,
     return out
 
 
+def lifecycle_specs(args: argparse.Namespace, bindir: Optional[Path], model: str,
+                    threads: int) -> list[tuple[str, Callable[[], ServerSpec], frozenset[str]]]:
+    """(side, a new spec per start, scenarios) of scenarios 9 and 10: XiaoQ as a user starts it (its
+    default disk tier, in a fresh data directory), llama-server at its defaults, and llama-server B,
+    the noise line, in the cold start."""
+    both = frozenset(LIFECYCLE)
+    out: list[tuple[str, Callable[[], ServerSpec], frozenset[str]]] = []
+
+    def llama() -> ServerSpec:
+        assert bindir is not None
+        return _llama(bindir, model, threads, args, cache_mb=args.kv_cache_mb)
+
+    if bindir:
+        out.append((report.L, llama, both))
+    if args.llama_vs_llama and bindir:
+        out.append((report.X, llama, both))
+    elif not args.no_xiaoq and not args.llama_vs_llama:
+        out.append((report.X, lambda: xiaoq_spec(model, threads=threads, ctx=args.ctx, parallel=args.parallel,
+                                                  kv_cache_mb=args.kv_cache_mb, kv_disk_mb=DEFAULT_DISK_MB,
+                                                  batch=args.batch, extra=tuple(args.xiaoq_arg)), both))
+    if bindir and args.noise:
+        out.append((report.LB, llama, frozenset({COLD_KEY})))
+    out.sort(key=lambda x: list(report.ALL_SIDES).index(x[0]))
+    return out
+
+
+async def run_lifecycle(pool: Any, specs: list[tuple[str, Callable[[], ServerSpec], frozenset[str]]],
+                        keys: list[str], reps: int, wl: S.Workload, run_id: str, sink: list[dict[str, Any]], *,
+                        deadline: Optional[float] = None,
+                        transport: Optional[httpx.AsyncBaseTransport] = None) -> None:
+    """Scenarios 9 and 10, every side in turn (the order alternating per repetition), into the same
+    repetitions as the other scenarios. Past ``deadline`` no new scenario starts; a scenario is
+    measured on every side of a repetition or on none."""
+    async with httpx.AsyncClient(transport=transport) as client:
+        for rep in range(reps):
+            if deadline is not None and time.monotonic() > deadline:
+                log(f"time budget spent: scenario(s) {', '.join(keys)} not run from repetition {rep + 1} on")
+                return
+            if rep >= len(sink):
+                sink.append({})
+            row = sink[rep]
+            order = specs if rep % 2 == 0 else list(reversed(specs))
+            for key in keys:
+                if deadline is not None and time.monotonic() > deadline:
+                    log(f"time budget spent: scenario {key} not run in repetition {rep + 1} or later")
+                    return
+                name, fn = LIFECYCLE[key]
+                for side, make_spec, only in order:
+                    if key not in only:
+                        continue
+                    log(f"rep {rep + 1}/{reps} scenario {key} ({name}) on {side}")
+                    meter = ForeignLoadAroundChildren().start()
+                    try:
+                        data = await asyncio.wait_for(fn(pool, make_spec, client, wl, S.W.nonce(run_id, rep, name)),
+                                                      timeout=1800)
+                    except asyncio.TimeoutError:
+                        data = {"errors": ["scenario timed out after 1800 s"]}
+                    data["foreign_cores"] = meter.stop()
+                    row.setdefault(side, {})[name] = data
+
+
 def start_sides(pool: ServerPool, specs: list, record: dict[str, Any]) -> dict[str, tuple[RunningServer, Any]]:
     running = {}
     for name, spec, only in specs:
@@ -385,6 +453,14 @@ def run_phase(pool: ServerPool, specs: list, keys: list[str], args: argparse.Nam
             record[name]["peak_rss_mb"] = srv.peak_rss_mb()
         record[name]["metrics"] = fetch_metrics(srv.base_url)
         pool.stop(srv)
+
+
+def _argv_of(make: Callable[[], ServerSpec]) -> list[str]:
+    """A spec's command line for the report (a port and scratch directory of its own each start)."""
+    spec = make()
+    if spec.scratch is not None:
+        spec.scratch.rmdir()
+    return spec.argv
 
 
 def write_outputs(results: dict[str, Any], out: Path) -> str:
@@ -439,12 +515,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     phase = dict(wl=wl, run_id=run_id, model=model, deadline=deadline)
     try:
         with ServerPool(RESULTS_DIR / "logs") as pool:
-            keys = [k for k in args.scenario_keys if k != DISK_KEY]
+            keys = [k for k in args.scenario_keys if k != DISK_KEY and k not in LIFECYCLE]
             run_phase(pool, head_to_head_specs(args, bindir, model, threads), keys, args, results, results["sides"],
                       bench_tg=bench_tg, **phase)
             if DISK_KEY in args.scenario_keys:
                 run_phase(pool, disk_specs(args, bindir, model, threads), [DISK_KEY], args, results,
                           results["disk_sides"], finish=False, **phase)
+            life = [k for k in args.scenario_keys if k in LIFECYCLE]
+            if life:
+                specs = lifecycle_specs(args, bindir, model, threads)
+                results["lifecycle_sides"] = {name: _argv_of(make) for name, make, _ in specs}
+                asyncio.run(run_lifecycle(pool, specs, life, args.reps, wl, run_id, results["reps"],
+                                          deadline=deadline))
     except KeyboardInterrupt:
         log("interrupted: servers stopped; writing what was measured")
     finally:

@@ -130,13 +130,13 @@ class RunningServer:
                 continue
         return total_kb / 1024.0 if total_kb else None
 
-    def stop(self, grace: float = 10.0) -> None:
+    def stop(self, grace: float = 10.0, *, keep_scratch: bool = False) -> None:
         """SIGTERM the whole process group, then SIGKILL after ``grace`` seconds; remove its scratch
-        directory."""
+        directory unless ``keep_scratch`` (a restart with the same data directory follows)."""
         try:
             self._stop(grace)
         finally:
-            if self.spec.scratch is not None:
+            if self.spec.scratch is not None and not keep_scratch:
                 shutil.rmtree(self.spec.scratch, ignore_errors=True)
 
     def _stop(self, grace: float) -> None:
@@ -186,13 +186,14 @@ class ServerPool:
             s.stop()
         self.servers.clear()
 
-    def stop(self, server: RunningServer) -> None:
-        server.stop()
+    def stop(self, server: RunningServer, *, keep_scratch: bool = False, grace: float = 10.0) -> None:
+        server.stop(grace, keep_scratch=keep_scratch)
         if server in self.servers:
             self.servers.remove(server)
 
-    def start(self, spec: ServerSpec, *, health_timeout: float = 180.0) -> RunningServer:
-        """Launch ``spec`` and wait until GET /health answers 200 (503 means still loading)."""
+    def start(self, spec: ServerSpec, *, health_timeout: float = 180.0, poll: float = 0.25) -> RunningServer:
+        """Launch ``spec`` and wait until GET /health answers 200 (503 means still loading), asking
+        every ``poll`` seconds."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{spec.name}-{spec.port}.log"
         log = open(log_path, "wb")
@@ -219,7 +220,7 @@ class ServerPool:
                         return server
                 except httpx.HTTPError:
                     pass
-                time.sleep(0.25)
+                time.sleep(poll)
         tail = server.log_tail()
         self.stop(server)
         raise ServerError(f"{spec.name} not healthy after {health_timeout:.0f}s:\n{tail}")

@@ -1,0 +1,128 @@
+"""Scenarios that start and stop the server processes themselves: cold start and restart.
+
+The other scenarios run against servers that are already up (``bench/scenarios.py``); these two
+measure what a user sees around a process start, so each repetition spawns its own servers:
+
+- **cold start** (scenario 9): from just before the process is spawned to the first streamed
+  token of a short prompt. The runner polls ``/health`` every ``POLL`` seconds (both servers say
+  503 while they load, 200 once a request can be served), then sends the request. The model
+  file is in the page cache for every start alike (the earlier scenarios read it): this measures
+  the process, not the disk.
+- **restart** (scenario 10): a long first turn, the server stopped (SIGTERM: XiaoQ writes its
+  states to the disk tier in its data directory, which is kept), started again with the same
+  data directory, and the conversation's second turn timed; then the same second-turn prompt
+  with a new nonce (nothing can match it) on the same server: the cold prefill of the same
+  length. llama-server keeps nothing across a restart, so its resumed turn is a cold prefill too:
+  its resumed / cold ratio is how far two equal cold prefills differ in this run.
+
+Every failure lands in the repetition's ``errors``; servers are always stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+from typing import Any, Callable, Optional, Protocol
+
+import httpx
+
+from bench import workload as W
+from bench.client import StreamResult, chat_body, stream_chat
+from bench.servers import RunningServer, ServerError, ServerSpec, free_port
+
+#: Seconds between two /health polls while a server starts (also the figure's resolution).
+POLL = 0.05
+#: Generated tokens of the cold-start request and of the restart scenario's turns.
+SHORT_REPLY = 8
+TURN_REPLY = 16
+STOP_GRACE = 60.0
+
+
+class Pool(Protocol):
+    """What these scenarios need of ``bench.servers.ServerPool``."""
+
+    def start(self, spec: ServerSpec, *, health_timeout: float = ..., poll: float = ...) -> RunningServer: ...
+
+    def stop(self, server: RunningServer, *, keep_scratch: bool = False, grace: float = ...) -> None: ...
+
+
+def respawn(spec: ServerSpec) -> ServerSpec:
+    """The same server on a new free port, with the same scratch (data) directory."""
+    port = free_port()
+    argv = list(spec.argv)
+    argv[argv.index("--port") + 1] = str(port)
+    return replace(spec, argv=argv, port=port)
+
+
+async def _chat(client: httpx.AsyncClient, srv: RunningServer, messages: list[dict[str, str]],
+                max_tokens: int) -> StreamResult:
+    return await stream_chat(client, srv.base_url, chat_body(messages, max_tokens, seed=1234))
+
+
+def _err(res: StreamResult, what: str) -> list[str]:
+    return [] if res.ok else [f"{what}: {res.error or 'no token received'}"]
+
+
+async def _start(pool: Pool, spec: ServerSpec) -> RunningServer:
+    return await asyncio.to_thread(pool.start, spec, poll=POLL)
+
+
+async def cold_start(pool: Pool, make_spec: Callable[[], ServerSpec], client: httpx.AsyncClient,
+                     wl: Any, tag: str) -> dict[str, Any]:
+    """Scenario 9: process start -> /health 200 -> first streamed token of a short prompt."""
+    spec = make_spec()
+    t0 = time.perf_counter()
+    try:
+        srv = await _start(pool, spec)
+    except ServerError as exc:
+        return {"errors": [f"start: {str(exc).splitlines()[0]}"]}
+    ready = time.perf_counter() - t0
+    try:
+        res = await _chat(client, srv, W.short_messages(tag), SHORT_REPLY)
+    finally:
+        await asyncio.to_thread(pool.stop, srv)
+    return {"ready": ready, "first_token": (res.t_first - t0) if res.t_first is not None else None,
+            "request_ttft": res.ttft, "pid": srv.proc.pid, "errors": _err(res, "first request")}
+
+
+def _turns(tag: str, words: int, reply: Optional[str] = None) -> list[dict[str, str]]:
+    first = [W.system_message(tag), {"role": "user", "content": W.document_question(tag, words, seed=11)}]
+    if reply is None:
+        return first
+    return first + [{"role": "assistant", "content": reply}, {"role": "user", "content": W.user_followups(0)[0]}]
+
+
+async def restart(pool: Pool, make_spec: Callable[[], ServerSpec], client: httpx.AsyncClient,
+                  wl: Any, tag: str) -> dict[str, Any]:
+    """Scenario 10: a conversation's second turn after a server restart, and a cold prefill of the
+    same length on the restarted server."""
+    spec = make_spec()
+    try:
+        srv = await _start(pool, spec)
+    except ServerError as exc:
+        return {"errors": [f"start: {str(exc).splitlines()[0]}"]}
+    try:
+        first = await _chat(client, srv, _turns(tag, wl.restart_doc_words), TURN_REPLY)
+    finally:
+        await asyncio.to_thread(pool.stop, srv, keep_scratch=True, grace=STOP_GRACE)
+    if not first.ok:
+        await asyncio.to_thread(pool.stop, srv)  # removes the scratch directory kept above
+        return {"errors": _err(first, "first turn")}
+    try:
+        again = await _start(pool, respawn(spec))
+    except ServerError as exc:
+        await asyncio.to_thread(pool.stop, srv)
+        return {"errors": [f"restart: {str(exc).splitlines()[0]}"]}
+    try:
+        resumed = await _chat(client, again, _turns(tag, wl.restart_doc_words, first.text), TURN_REPLY)
+        cold = await _chat(client, again, _turns(f"{tag}-cold", wl.restart_doc_words, first.text), TURN_REPLY)
+    finally:
+        await asyncio.to_thread(pool.stop, again)
+    return {"resumed_ttft": resumed.ttft, "cold_ttft": cold.ttft, "resumed_cached": resumed.cached_tokens,
+            "prompt_tokens": resumed.prompt_tokens, "cold_prompt_tokens": cold.prompt_tokens,
+            "pid": again.proc.pid, "errors": _err(resumed, "resumed turn") + _err(cold, "cold prefill")}
+
+
+#: key -> (name in the results, scenario function)
+SCENARIOS: dict[str, tuple[str, Callable[..., Any]]] = {"9": ("cold_start", cold_start), "10": ("restart", restart)}
