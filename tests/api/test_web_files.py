@@ -42,3 +42,27 @@ def test_gzip_etag_head_and_headers(tmp_path: Path) -> None:
         api = c.get("/health")
         assert api.headers["x-content-type-options"] == "nosniff"
         assert "frame-ancestors 'none'" in api.headers["content-security-policy"]
+
+
+def test_files_are_compressed_on_first_request_not_at_start(tmp_path: Path, monkeypatch) -> None:
+    """Building the app compresses nothing (it is on the way to the first token); a file's gzip
+    form is made once, by its first request that accepts gzip."""
+    import xiaoq.api.web as web
+
+    js = _build(tmp_path)
+    made: list[int] = []
+    real = gzip.compress
+
+    def counting(data: bytes, *args, **kwargs) -> bytes:
+        made.append(len(data))
+        return real(data, *args, **kwargs)
+
+    monkeypatch.setattr(web.gzip, "compress", counting)
+    settings = make_settings()
+    with TestClient(create_app(settings, FakeEngine(settings), web_dir=tmp_path)) as c:
+        wait_ready(c)
+        assert made == []
+        for _ in range(3):
+            r = c.get("/assets/index-abc.js", headers={"Accept-Encoding": "gzip"})
+            assert r.headers["content-encoding"] == "gzip" and r.content == js
+        assert made == [len(js)]

@@ -66,3 +66,23 @@ def test_serve_answers_its_first_request_without_the_optional_features_heavy_mod
     status, err = stop(proc)
     assert status == 0, err
     assert loaded == []
+
+
+def test_a_command_imports_only_its_own_module_and_help_still_lists_every_command() -> None:
+    script = """
+import contextlib, io, json, sys
+from xiaoq.cli import main
+with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
+    main(["serve", "--help"])
+others = sorted(m for m in sys.modules if m.startswith("xiaoq.cli.") and m not in ("xiaoq.cli.serve", "xiaoq.cli.options", "xiaoq.cli.runtime"))
+out = io.StringIO()
+with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+    main(["--help"])
+print(json.dumps([others, out.getvalue()]))
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    others, help_text = json.loads(r.stdout.strip().splitlines()[-1])
+    assert others == [], others
+    for command in ("backup", "chat", "kb", "listen", "pull", "restore", "serve", "user"):
+        assert f"  {command} " in help_text, help_text

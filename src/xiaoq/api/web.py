@@ -1,7 +1,8 @@
 """Serves the built web UI (``xiaoq/web/``) and the security headers every response carries.
 
-Why not ``StaticFiles``: we want (1) gzip bodies computed once at startup, not per request, so a
-small office server or a Raspberry Pi sends the UI fast; (2) long, immutable cache lifetimes for the
+Why not ``StaticFiles``: we want (1) gzip bodies computed once per file, by its first request, not
+per request, so a small office server or a Raspberry Pi sends the UI fast, and not at startup, which
+is on the way to the first token; (2) long, immutable cache lifetimes for the
 content-hashed files under ``assets/`` and ``no-cache`` for ``index.html`` so a new release is picked
 up at once; (3) no directory listing and no path tricks: only files that exist in the build are served,
 looked up in a dict built at startup.
@@ -9,6 +10,7 @@ looked up in a dict built at startup.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import mimetypes
@@ -47,13 +49,18 @@ NO_CACHE = "no-cache"
 
 @dataclass(frozen=True)
 class WebFile:
-    """One file of the build, held in memory with its gzip form."""
+    """One file of the build, held in memory, with its gzip form once it has been asked for."""
 
     body: bytes
-    gzipped: Optional[bytes]
+    compressible: bool
     media_type: str
     etag: str
     cache_control: str
+
+    @functools.cached_property
+    def gzipped(self) -> Optional[bytes]:
+        """The gzip form (made once; two first requests at once may both make it, harmlessly)."""
+        return gzip.compress(self.body, compresslevel=9, mtime=0) if self.compressible else None
 
 
 #: What a Vite build holds. Anything else found under the web root (a database, its -wal file,
@@ -89,12 +96,10 @@ class WebUI:
         media_type = _MEDIA_TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         if media_type.startswith("text/") or media_type in ("application/javascript", "application/json", "application/manifest+json"):
             media_type += "; charset=utf-8"
-        gz = None
-        if path.suffix in _COMPRESSIBLE and len(body) > 512:
-            gz = gzip.compress(body, compresslevel=9, mtime=0)
+        compressible = path.suffix in _COMPRESSIBLE and len(body) > 512
         etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
         cache = IMMUTABLE if rel.startswith("assets/") else NO_CACHE
-        return WebFile(body, gz, media_type, etag, cache)
+        return WebFile(body, compressible, media_type, etag, cache)
 
     def lookup(self, url_path: str) -> Optional[WebFile]:
         if url_path in ("", "/"):
@@ -106,7 +111,7 @@ class WebUI:
         if request.headers.get("if-none-match") == f.etag:
             return Response(status_code=304, headers=headers)
         body = f.body
-        if f.gzipped is not None and "gzip" in request.headers.get("accept-encoding", ""):
+        if f.compressible and "gzip" in request.headers.get("accept-encoding", "") and f.gzipped is not None:
             body = f.gzipped
             headers["Content-Encoding"] = "gzip"
         if request.method == "HEAD":  # same headers as GET, Content-Length included, no body

@@ -12,6 +12,7 @@ traceback: usage and settings errors exit 2, model/engine/network errors exit 1,
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from typing import Optional, Sequence
@@ -24,26 +25,30 @@ from xiaoq.errors import XiaoQError
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+#: Each command and the module defining it (as an attribute of the same name).
+COMMANDS = {
+    "serve": "xiaoq.cli.serve", "chat": "xiaoq.cli.chat", "listen": "xiaoq.cli.listen", "pull": "xiaoq.cli.pull",
+    "kb": "xiaoq.cli.kb", "user": "xiaoq.cli.users", "backup": "xiaoq.cli.backup", "restore": "xiaoq.cli.backup",
+}
+
+
+class LazyGroup(click.Group):
+    """Imports a command's module only when that command runs (or the help lists them all):
+    ``xiaoq serve`` does not pay for the chat terminal's or the microphone's imports before its
+    model starts loading."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> Optional[click.Command]:
+        module = COMMANDS.get(cmd_name)
+        return getattr(importlib.import_module(module), cmd_name) if module else None
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "-V", "--version", prog_name="xiaoq", message="%(prog)s %(version)s")
 def cli() -> None:
     """XiaoQ (小Q): a fast, private chatbot on a plain CPU (Qwen2.5 GGUF via llama.cpp)."""
-
-
-def _register() -> None:
-    from xiaoq.cli.backup import backup, restore
-    from xiaoq.cli.chat import chat
-    from xiaoq.cli.kb import kb
-    from xiaoq.cli.listen import listen
-    from xiaoq.cli.pull import pull
-    from xiaoq.cli.serve import serve
-    from xiaoq.cli.users import user
-
-    for command in (serve, chat, listen, pull, kb, user, backup, restore):
-        cli.add_command(command)
-
-
-_register()
 
 
 def fail(message: str, status: int = 1) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821

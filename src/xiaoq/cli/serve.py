@@ -33,19 +33,19 @@ def serve(**given: Any) -> None:
     sock = listen_socket(settings.host, settings.port)
     port = sock.getsockname()[1]  # the real one when --port 0
 
+    setup_logging(settings.log_level, settings.log_format)
+    from xiaoq.store import open_store
+
+    store = open_store(settings.database())  # created and migrated on first start; a bad --db fails here
+    engine = make_engine(settings, path)
+
     import uvicorn
 
     from xiaoq.api.app import create_app
     from xiaoq.api.shutdown import DrainingServer
-
-    setup_logging(settings.log_level, settings.log_format)
-    from xiaoq.store import open_store
-
     from xiaoq.engine.cores import core_lender
     from xiaoq.voice.service import VoiceService
 
-    engine = make_engine(settings, path)
-    store = open_store(settings.database())  # created and migrated on first start
     voice = VoiceService(settings, lend_core=core_lender(engine))
     voice.warm_when_idle(lambda: engine_idle(engine))  # after the chat model and its first answers
     fatal = _FatalExit()
@@ -102,7 +102,9 @@ def make_engine(settings: Settings, path: Optional[Path]) -> Engine:
     from xiaoq.engine.llama_engine import LlamaEngine
 
     assert path is not None
-    return LlamaEngine(path, settings)
+    engine = LlamaEngine(path, settings)
+    engine.preload()  # the model loads on its own thread while the web stack is imported and built
+    return engine
 
 
 def engine_idle(engine: Engine) -> bool:

@@ -25,6 +25,7 @@ import logging
 import os
 import secrets
 import threading
+from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator, Optional, TypeVar
@@ -57,6 +58,8 @@ class LlamaEngine:
         self._model: Optional[LlamaModel] = None
         self._template: Optional[ChatTemplate] = None
         self._scheduler: Optional[Scheduler] = None
+        #: The load begun by preload() (None: not begun).
+        self._loading: Optional["Future[None]"] = None
         self._ready = False
         self._tokenizer_id = self.model_name
         self._failure: Optional[str] = None
@@ -83,14 +86,38 @@ class LlamaEngine:
     def failure(self) -> Optional[str]:
         return self._failure
 
+    def preload(self) -> None:
+        """Begin loading the model and its warm-up decode now, on a thread of its own; ``start``
+        waits for it. ``xiaoq serve`` calls this before it imports the web stack, so llama.cpp's
+        load (C code, the GIL released) and the interpreter's imports run on two cores at once
+        instead of one after the other."""
+        if self._loading is not None:
+            return
+        self._loading = Future()
+        threading.Thread(target=self._load_and_warm, args=(self._loading,), name="xiaoq-model-load",
+                         daemon=True).start()
+
+    def _load_and_warm(self, done: "Future[None]") -> None:
+        try:
+            self._load()
+            assert self._scheduler is not None
+            self._scheduler.start()  # its warm-up decode; no decoding in _load: see Scheduler._run
+        except BaseException as e:  # noqa: BLE001 - handed to start(), which raises it
+            done.set_exception(e)
+        else:
+            done.set_result(None)
+
     async def start(self) -> None:
         if self._ready:
             return
-        await asyncio.to_thread(self._load)  # no decoding here: see Scheduler._run
+        self.preload()
+        assert self._loading is not None
+        await asyncio.wrap_future(self._loading)
         assert self._scheduler is not None
         loop = asyncio.get_running_loop()
         self._scheduler.on_death = lambda message: loop.call_soon_threadsafe(self._died, message)
-        await asyncio.to_thread(self._scheduler.start)
+        if self._scheduler.failure is not None:  # it died before anyone listened
+            self._died(self._scheduler.failure)
         self._ready = True
 
     def _died(self, message: str) -> None:
@@ -153,6 +180,11 @@ class LlamaEngine:
 
     async def close(self) -> None:
         self._ready = False
+        if self._loading is not None:  # a load under way finishes before anything is freed
+            try:
+                await asyncio.wrap_future(self._loading)
+            except Exception:  # noqa: BLE001 - start() reported it
+                pass
         sched, self._scheduler = self._scheduler, None
         if sched is not None:
             await asyncio.to_thread(sched.stop)
