@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -423,14 +424,23 @@ def start_sides(pool: ServerPool, specs: list, record: dict[str, Any]) -> dict[s
     return running
 
 
+def _discard(specs: list) -> None:
+    """Remove the scratch directories of specs that will never be started."""
+    for _, spec, _ in specs:
+        if spec.scratch is not None:
+            shutil.rmtree(spec.scratch, ignore_errors=True)
+
+
 def run_phase(pool: ServerPool, specs: list, keys: list[str], args: argparse.Namespace, results: dict[str, Any],
               record: dict[str, Any], *, wl: S.Workload, run_id: str, model: str, deadline: Optional[float],
               bench_tg: Optional[Callable[[], dict[str, Any]]] = None, finish: bool = True) -> None:
     """Start ``specs``, run ``keys`` on them for every repetition, record what the servers say."""
     if not keys or not specs:
+        _discard(specs)
         return
     if deadline is not None and time.monotonic() > deadline:
         log(f"time budget spent: scenario(s) {', '.join(keys)} not started")
+        _discard(specs)
         return
     running = start_sides(pool, specs, record)
     sides = [S.Side(name, srv.base_url, only=only) for name, (srv, only) in running.items()]

@@ -143,3 +143,17 @@ async def test_a_spent_time_budget_starts_no_lifecycle_scenario():
     await run.run_lifecycle(pool, [("xiaoq", lambda: ServerSpec("x", ["--port", "1"], 1), frozenset({"9"}))], ["9"],
                             3, S.Workload(), "t", sink, deadline=0.0)
     assert pool.calls == [] and sink == []
+
+
+def test_a_phase_that_starts_no_server_leaves_no_scratch_directory(tmp_path: Path):
+    """`--scenarios 9` (no head-to-head scenario) or a spent budget: the specs built for the phase
+    are never started, and their temporary data directories are removed."""
+    args = run.parse_args(["--scenarios", "9", "--no-noise"])
+    specs = run.head_to_head_specs(args, None, "m.gguf", 2)
+    scratches = [spec.scratch for _, spec, _ in specs if spec.scratch]
+    assert scratches and all(p.is_dir() for p in scratches)
+    run.run_phase(None, specs, [], args, {"reps": []}, {}, wl=S.Workload(), run_id="t", model="m.gguf", deadline=None)
+    assert not any(p.exists() for p in scratches)
+    specs = run.head_to_head_specs(args, None, "m.gguf", 2)
+    run.run_phase(None, specs, ["1"], args, {"reps": []}, {}, wl=S.Workload(), run_id="t", model="m.gguf", deadline=0.0)
+    assert not any(spec.scratch.exists() for _, spec, _ in specs if spec.scratch)
