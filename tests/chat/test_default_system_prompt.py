@@ -28,3 +28,12 @@ def test_xiaoq_default_comes_in_the_language_of_the_message_an_operator_prompt_a
     assert default_system_prompt("Be brief.", "帮我写一封请假邮件") == "Be brief."
     assert default_system_prompt("", "hi") == ""
 
+
+
+def test_no_brevity_that_shrinks_lists_and_emails() -> None:
+    """Under "concise" / "lists as plain text" lists came back as bare titles and emails as a request
+    for details (eval/quality.py, length rows); each list item and email is asked for in full."""
+    zh, en = DEFAULT_SYSTEM_PROMPT.split("\n", 1)
+    assert "简洁" not in zh and "concise" not in en.lower() and "plain text" not in en
+    assert "每一项" in zh and "each item" in en
+    assert "完整" in zh and "in full" in en
