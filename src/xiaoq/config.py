@@ -170,6 +170,11 @@ class Settings(BaseSettings):
         description="End a reply that has become a runaway repetition (finish_reason 'repetition') and cut the repeated copies",
         json_schema_extra=_flag("--loop-guard/--no-loop-guard"),
     )
+    language_check: bool = Field(
+        True,
+        description="Hold the first tokens of a reply under XiaoQ's own system prompt and, when they are in the wrong language, regenerate it once with a firmer language line (nothing is shown before the check)",
+        json_schema_extra=_flag("--language-check/--no-language-check"),
+    )
     default_max_tokens: int = Field(512, ge=1, le=32768, description="Default max_tokens of a reply", json_schema_extra=_flag("--default-max-tokens"))
     max_tokens: int = Field(2048, ge=1, le=131072, description="Server-side cap on max_tokens of any request", json_schema_extra=_flag("--max-tokens"))
     seed: Optional[int] = Field(None, description="Default sampling seed (random when unset)", json_schema_extra=_flag("--seed"))

@@ -126,9 +126,10 @@ class Metrics:
         self.ttft = Histogram(PREFIX + "http_time_to_first_token_seconds", "Time from request to first streamed token", TTFT_BUCKETS)
         self.tps = Histogram(PREFIX + "http_decode_tokens_per_second", "Decode speed of each finished request", TPS_BUCKETS)
         self.finished: dict[tuple[str, str], int] = {}
+        self.language_retries = 0
         self._lock = threading.Lock()
 
-    def observe_generation(self, route: str, finish_reason: str, ttft_s: Optional[float], tokens_per_s: Optional[float]) -> None:
+    def observe_generation(self, route: str, finish_reason: str, ttft_s: Optional[float], tokens_per_s: Optional[float], language_retry: bool = False) -> None:
         if ttft_s is not None:
             self.ttft.observe(ttft_s)
         if tokens_per_s:
@@ -136,6 +137,7 @@ class Metrics:
         with self._lock:
             key = (route, finish_reason)
             self.finished[key] = self.finished.get(key, 0) + 1
+            self.language_retries += int(language_retry)
 
     def render(self, stats: Mapping[str, Any]) -> str:
         lines = render_stats(stats)
@@ -144,6 +146,10 @@ class Metrics:
         with self._lock:
             for (route, reason), n in sorted(self.finished.items()):
                 lines.append(f'{name}{{route="{route}",finish_reason="{reason}"}} {n}')
+        name = PREFIX + "http_language_retries_total"
+        lines += [f"# HELP {name} Replies that started in the wrong language and were generated again", f"# TYPE {name} counter"]
+        with self._lock:
+            lines.append(f"{name} {self.language_retries}")
         lines += self.ttft.render() + self.tps.render()
         return "\n".join(lines) + "\n"
 

@@ -72,6 +72,7 @@ class ChatBody(BaseModel):
     seed: Optional[Seed] = None
     stop: Optional[Stop] = None
     loop_guard: Optional[Bool] = Field(None, description="End a runaway repetition (default: the server's --loop-guard)")
+    language_check: Optional[Bool] = Field(None, description="Regenerate once a reply that starts in the wrong language (default: the server's --language-check)")
     conversation_id: Optional[str] = Field(None, max_length=64, description="Use and record this stored conversation (its history and system prompt)")
     kb: Optional[str] = Field(None, max_length=64, description="Answer from this knowledge base, with citations")
 
@@ -110,6 +111,7 @@ async def chat(body: ChatBody, http: Request, engine: EngineDep, settings: Setti
         frequency_penalty=body.frequency_penalty,
         presence_penalty=body.presence_penalty,
         loop_guard=body.loop_guard,
+        language_check=body.language_check,
     )
     tracked = await TrackedGeneration.submit(engine, request, metrics, "/chat", http.app.state.draining)
     return EventStream(chat_events(tracked, grounding), on_close=tracked.cancel)

@@ -47,6 +47,7 @@ class SamplingBody(BaseModel):
     min_p: Optional[Float] = Field(None, ge=0, le=1)
     repeat_penalty: Optional[Float] = Field(None, gt=0, le=2)
     loop_guard: Optional[Bool] = None
+    language_check: Optional[Bool] = None
 
     def overrides(self) -> SamplingOverrides:
         return SamplingOverrides(
@@ -57,6 +58,7 @@ class SamplingBody(BaseModel):
             min_p=self.min_p,
             repeat_penalty=self.repeat_penalty,
             loop_guard=self.loop_guard,
+            language_check=self.language_check,
         )
 
 
@@ -225,6 +227,7 @@ async def conversation_chat(request: Request, body: Any, metrics: Metrics) -> Ev
         min_p=body.min_p,
         repeat_penalty=body.repeat_penalty,
         loop_guard=body.loop_guard,
+        language_check=body.language_check,
     )
     turn = await service.send(body.conversation_id, body.prompt, overrides, kb=getattr(body, "kb", None))
     return stream_turn(turn, metrics, started, request.app.state.draining, classic=True, route="/chat")

@@ -105,6 +105,8 @@ class ChatCompletionBody(BaseModel):
     kb: Optional[str] = Field(None, max_length=64)
     #: XiaoQ's: end a runaway repetition (default: the server's --loop-guard).
     loop_guard: Optional[Bool] = None
+    #: XiaoQ's: regenerate once a reply that starts in the wrong language (default: --language-check).
+    language_check: Optional[Bool] = None
 
 
 def completion_id() -> str:
@@ -174,6 +176,7 @@ async def chat_completions(
         logit_bias=body.logit_bias,
         ignore_eos=body.ignore_eos,
         loop_guard=body.loop_guard,
+        language_check=body.language_check,
     )
     tracked = await TrackedGeneration.submit(engine, gen_request, metrics, "/v1/chat/completions", request.app.state.draining)
     if body.stream:

@@ -39,6 +39,7 @@ async def generation_request(
     logit_bias: Optional[dict[int, float]] = None,
     ignore_eos: bool = False,
     loop_guard: Optional[bool] = None,
+    language_check: Optional[bool] = None,
 ) -> GenerationRequest:
     room = engine.n_ctx - await engine.acount_prompt_tokens(messages) if max_tokens is None else None
     sampling = SamplingParams(
@@ -54,5 +55,6 @@ async def generation_request(
         logit_bias=dict(logit_bias or {}),
         ignore_eos=ignore_eos,
         loop_guard=settings.loop_guard if loop_guard is None else loop_guard,
+        language_check=settings.language_check if language_check is None else language_check,
     )
     return GenerationRequest(messages=messages, sampling=sampling)

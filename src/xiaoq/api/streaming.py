@@ -19,6 +19,7 @@ from fastapi import Request
 
 from xiaoq.api.metrics import Metrics
 from xiaoq.api.sse import sse_data
+from xiaoq.chat import language_check
 from xiaoq.engine.types import Engine, Generation, GenerationRequest, GenerationResult, Timings, Usage
 from xiaoq.errors import EngineError, ShuttingDown
 
@@ -69,7 +70,7 @@ class TrackedGeneration:
     ) -> "TrackedGeneration":
         """Submit now (so Busy / ContextLengthExceeded become JSON errors before any streaming)."""
         started = time.perf_counter()
-        return cls(await engine.submit(request), metrics, route, started, draining)
+        return cls(await language_check.submit(engine, request), metrics, route, started, draining)
 
     @property
     def result(self) -> GenerationResult:
@@ -134,7 +135,7 @@ class TrackedGeneration:
         tokens = self.result.usage.completion_tokens or self.pieces_seen
         if self.first is not None and self.last is not None and tokens > 1 and self.last > self.first:
             tps = (tokens - 1) / (self.last - self.first)
-        self.metrics.observe_generation(self.route, self.result.finish_reason, ttft, tps)
+        self.metrics.observe_generation(self.route, self.result.finish_reason, ttft, tps, self.result.language_retry)
 
     async def collect(self, request: Request) -> str:
         """The whole text, for non-streaming responses; a client that hangs up cancels the work."""

@@ -51,6 +51,7 @@ class SamplingOverrides:
     min_p: Optional[float] = None
     repeat_penalty: Optional[float] = None
     loop_guard: Optional[bool] = None
+    language_check: Optional[bool] = None
 
 
 class ConversationService:
@@ -275,6 +276,7 @@ class ConversationService:
             min_p=float(pick("min_p", s.min_p)),
             repeat_penalty=float(pick("repeat_penalty", s.repeat_penalty)),
             loop_guard=bool(pick("loop_guard", s.loop_guard)),
+            language_check=bool(pick("language_check", s.language_check)),
         )
 
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, AsyncIterator, Callable, Optional
 
 from xiaoq.chat.budget import BudgetPlan
+from xiaoq.chat import language_check
 from xiaoq.chat.fences import FenceRepairer
 from xiaoq.chat.summaries import Planned, Summaries, SummaryRun
 from xiaoq.engine.types import ChatMessage, Engine, Generation, GenerationRequest, GenerationResult, SamplingParams, Timings, Usage
@@ -168,7 +169,7 @@ class ReplyTurn:
         max_tokens = plan.max_tokens if reply is None else max(1, min(self.spec.sampling.max_tokens, plan.max_tokens - self.reply_tokens))
         sampling = replace(self.spec.sampling, max_tokens=max_tokens)
         request = GenerationRequest(messages=messages, sampling=sampling, affinity_key=self.conversation_id, continue_last=reply is not None)
-        self.generation = await self.deps.engine.submit(request)
+        self.generation = await language_check.submit(self.deps.engine, request)
         if self.stopped:
             self.generation.cancel()
 

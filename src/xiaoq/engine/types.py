@@ -72,6 +72,9 @@ class SamplingParams:
     #: End the reply when it becomes a runaway repetition (``engine/loops.py``); the result then
     #: says how much of the streamed text to keep.
     loop_guard: bool = False
+    #: Regenerate once a reply that starts in the wrong language (``chat/language_check.py``, which
+    #: acts on it above the engine; engines ignore it).
+    language_check: bool = False
 
 
 @dataclass
@@ -150,6 +153,9 @@ class GenerationResult:
     #: With ``repetition``: the reply is the first ``text_length`` characters of the streamed text
     #: (the rest repeated them, and was already sent before the repetition was certain).
     text_length: Optional[int] = None
+    #: The reply started in the wrong language and was generated again (``chat/language_check.py``);
+    #: the text is the retry's only.
+    language_retry: bool = False
 
 
 _ids = itertools.count(1)
