@@ -337,6 +337,10 @@ class LlamaModel:
     def seq_rm(self, seq: int, p0: int = -1, p1: int = -1) -> bool:
         return bool(C.llama_memory_seq_rm(self.mem, seq, p0, p1))
 
+    def seq_pos_max(self, seq: int) -> int:
+        """The highest position ``seq`` holds in the KV cache; -1 when it holds no cells."""
+        return int(C.llama_memory_seq_pos_max(self.mem, seq))
+
     def seq_cp(self, src: int, dst: int, p0: int = -1, p1: int = -1) -> None:
         C.llama_memory_seq_cp(self.mem, src, dst, p0, p1)
 

@@ -169,6 +169,7 @@ class LlamaEngine:
             default_seed=s.seed,
             cores=self.cores,
             draft_max=s.lookup_draft,
+            park_after=s.park_idle_after,
         )
         if s.kv_disk_mb > 0 and s.kv_cache_mb > 0:  # states evicted from RAM spill to disk
             from .kv_spill import DiskSpill, model_fingerprint
@@ -343,6 +344,7 @@ class LlamaEngine:
             "batch_tokens_buckets": c.batch_buckets(),
             "kv_slot_reuse_total": c.kv_slot_reuse_total,
             "kv_seq_copy_total": c.kv_seq_copy_total,
+            "kv_idle_parked_total": c.kv_idle_parked_total,
             "draft_tokens_total": c.draft_tokens_total,
             "draft_accepted_total": c.draft_accepted_total,
             "kv_cache_hits_total": sched.cache.hits,

@@ -18,6 +18,20 @@ A free slot's contents are saved to the RAM cache before they are overwritten, s
 that leave a slot can come back without re-reading their history. At least the prompt's last
 token is always evaluated, because sampling needs its logits.
 
+Parking idle slots (``park_after`` seconds, with a RAM cache): the KV cache is unified, and
+llama.cpp attends over every cell below the highest one in use (``n_kv``, padded to 256), masked
+or not, so the cells of a conversation idle in its slot widen every running stream's step. A slot
+idle for ``park_after`` seconds while another slot works is saved to the RAM cache and its cells
+are freed (its next turn is restored from there, as after any slot change). Freed cells below a
+running sequence would not lower ``n_kv``, so the running sequences are then moved down too: their
+state is copied out and back in, which puts their cells, in the same order, into the lowest free
+ones. The copy keeps the cells' order and values; attention sums over a sequence's cells in cell
+order, so under ``--deterministic`` parking waits until every working slot's KV holds a generated
+token: a prompt, and the first token after it (placed where the filler token of
+``pad_for_invariance`` was, below the prompt), would otherwise be laid out, and rounded,
+differently from a run without parking; past that point greedy output is the same. The delay
+spares a conversation whose next turn follows at once.
+
 Only this thread touches the llama.cpp context; ``submit`` (event loop thread) only appends to the
 queue under a lock.
 
@@ -116,6 +130,11 @@ class Slot:
         return array("i", self.tokens).tobytes()
 
 
+def _decoded(s: Slot) -> bool:
+    """Whether the slot's KV holds a token it generated (its prompt's cells are all placed)."""
+    return s.job is not None and len(s.tokens) > len(s.job.tokens)
+
+
 @dataclass
 class Counters:
     requests_total: int = 0
@@ -130,6 +149,7 @@ class Counters:
     kv_cache_saves_total: int = 0
     kv_slot_reuse_total: int = 0
     kv_seq_copy_total: int = 0
+    kv_idle_parked_total: int = 0
     draft_tokens_total: int = 0
     draft_accepted_total: int = 0
     finish: dict[str, int] = field(default_factory=lambda: {"stop": 0, "length": 0, "cancelled": 0, "error": 0, "repetition": 0})
@@ -152,10 +172,13 @@ class Scheduler:
         self, model: LlamaModel, *, n_slots: int, queue_size: int, n_ctx: int, cache_bytes: int, default_seed: Optional[int],
         cores: Optional[CoreShare] = None,
         draft_max: int = 0,
+        park_after: float = 0.0,
     ):
         self.model = model
         #: Most tokens drafted by prompt lookup per slot and step (0: no drafting).
         self.draft_max = draft_max
+        #: Seconds a slot may sit idle while others work before it is parked (0: never).
+        self.park_after = park_after
         #: Decode threads for each step: fewer while a core is lent to speech work (see cores.py).
         self.cores = cores or CoreShare(model.threads, model.threads)
         #: The thread count llama.cpp's context holds (read by stats from other threads).
@@ -299,6 +322,7 @@ class Scheduler:
                 with self._lock:
                     self._n_assigned -= 1
                 self._finish_unstarted(job, "error", error=f"engine error: {e}")
+        self._park_idle()
         self._step()
         return True
 
@@ -446,16 +470,53 @@ class Scheduler:
         self.model.seq_rm(s.id)
         s.tokens = []
 
-    def _save(self, s: Slot) -> None:
-        """Copy a slot's KV state to the RAM cache before its tokens are overwritten."""
+    def _save(self, s: Slot) -> bool:
+        """Copy a slot's KV state to the RAM cache before its tokens are overwritten; True when
+        the cache holds it afterwards."""
         if not self.cache.enabled:
-            return
+            return False
         key = s.key()
         if self.cache.contains_prefix_of_or_equal(key):
-            return
+            return True
         data = self.model.state_get(s.id)
         if data is not None and self.cache.put(key, data):
             self.counters.kv_cache_saves_total += 1
+            return True
+        return False
+
+    # ---- parking idle slots (see the module docstring) ----------------------------------------
+    def _park_idle(self) -> None:
+        if self.park_after <= 0 or not self.cache.enabled:
+            return
+        active = [s for s in self.slots if s.job is not None]
+        if not active or (self.model.deterministic and not all(_decoded(s) for s in active)):
+            return
+        now = time.perf_counter()
+        idle = [s for s in self.slots if s.job is None and s.tokens and now - s.last_used >= self.park_after]
+        if sum(self._park(s) for s in idle):
+            for s in active:
+                self._move_down(s)
+
+    def _park(self, s: Slot) -> bool:
+        """Free an idle slot's cells once the cache holds its state (a few tokens are not worth
+        saving); False when the cache cannot take it, so the slot keeps it."""
+        if len(s.tokens) >= MIN_SAVE_TOKENS and not self._save(s):
+            return False
+        self._reset_slot(s)
+        self.counters.kv_idle_parked_total += 1
+        return True
+
+    def _move_down(self, s: Slot) -> None:
+        """Copy a working slot's state out and back in: llama.cpp puts it into free cells from its
+        search head, which freeing lowered to the lowest freed cell, in the same order."""
+        if not s.tokens:
+            return
+        data = self.model.state_get(s.id)
+        if data is not None and self.model.state_set(s.id, data):
+            return
+        log.error("moving slot %d's KV state failed", s.id)
+        self._reset_slot(s)
+        self._finish(s, "error", error="could not move the KV state of this request")
 
     # ---- one step ---------------------------------------------------------------------------
     def _step(self) -> None:
