@@ -23,8 +23,8 @@ from xiaoq.store import Store
 from tests.api.helpers import make_settings, parse_sse
 from tests.api.server import serve, wait_health
 
-QUESTION = "猫为什么喜欢晒太阳？"
-SAMPLING = {"temperature": 0, "seed": 7, "max_tokens": 40}
+QUESTION = "天空为什么是蓝色的？"
+SAMPLING = {"temperature": 0.8, "seed": 1, "max_tokens": 40}
 
 
 @pytest.fixture(scope="module")

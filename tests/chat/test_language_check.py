@@ -46,10 +46,17 @@ def test_a_reply_starting_with_code_is_not_judged() -> None:
 
 
 def test_code_and_inline_code_do_not_count_as_prose() -> None:
-    # the Latin letters are all code: Chinese prose around them decides
-    assert lc.verdict("用 `sorted(items, key=len)` 排", "zh", pieces=12) is None
-    assert lc.verdict("用 `sorted(items, key=len)` 排序就行", "zh", pieces=14) is lc.RELEASE
-    assert lc.verdict("可以：\n```python\nwhile True: sleep_in_the_sun()\n```\n", "zh", pieces=20) is None
+    # without leaving the code out, its Latin letters would call these Chinese replies English
+    assert lc.verdict("用 `sorted(items, key=len)`", "zh", pieces=10) is None
+    assert lc.verdict("OK:\n```python\nwhile True: sleep_in_the_sun()\n```\n", "zh", pieces=20) is None
+
+
+def test_a_reply_that_starts_with_a_word_of_the_other_language_is_not_wrong() -> None:
+    # an English term first, then Chinese: a Chinese reply (no retry on the term alone)
+    assert lc.verdict(" Kubernetes集", "zh", pieces=3) is None
+    assert lc.verdict(" Kubernetes集群", "zh", pieces=4) is lc.RELEASE
+    # a Chinese name first, then English: an English reply
+    assert lc.verdict("北京 is the capital", "en", pieces=5) is lc.RELEASE
 
 
 def test_the_hold_is_bounded() -> None:

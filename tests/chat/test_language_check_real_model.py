@@ -1,6 +1,7 @@
-"""The language check with the real Qwen2.5 model (``XIAOQ_TEST_MODEL``): a request to translate an
-English sentence into Chinese, under XiaoQ's own line, ends up as Chinese text with the check on,
-whatever the first attempt began with (the 0.5B model sometimes copies the English source)."""
+"""The language check with the real Qwen2.5 model (``XIAOQ_TEST_MODEL``): translations into Chinese,
+under XiaoQ's own line, end up as Chinese text with the check on. The model often keeps an English
+term at the start of such a translation ("quarterly报告…"): that is a Chinese reply, and must not
+cost a retry."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from xiaoq.engine.types import ChatMessage, GenerationRequest, SamplingParams
 
 pytestmark = pytest.mark.real_model
 
-ASK = "Translate into Chinese: Please remember to water the plants on the balcony while I am away."
+ASK = "Translate into Chinese:\n\nThe monthly newsletter is attached. Please proofread the headlines and reply with corrections by Tuesday."
 
 
 async def test_a_translation_into_chinese_comes_back_in_chinese(real_model_path: Path) -> None:
@@ -24,10 +25,14 @@ async def test_a_translation_into_chinese_comes_back_in_chinese(real_model_path:
     await e.start()
     try:
         messages = [ChatMessage(role="system", content=default_system_prompt(DEFAULT_SYSTEM_PROMPT, ASK)), ChatMessage(role="user", content=ASK)]
+        retries = 0
         for seed in range(4):
             request = GenerationRequest(messages=messages, sampling=SamplingParams(seed=seed, max_tokens=80, language_check=True))
             gen = await language_check.submit(e, request)
             text = await gen.text()
             assert is_chinese(text), (seed, gen.result.language_retry, text)
+            if gen.result.language_retry:
+                retries += 1
+        assert retries == 0  # every reply was Chinese from its first words: nothing to redo
     finally:
         await e.close()

@@ -4,8 +4,8 @@ before any of it reaches the user.
 The 0.5B model sometimes answers in the other language despite its system line (most often by
 copying the source of a translation). Streamed text cannot be taken back, so the decision has to
 come first: :func:`submit` holds the first pieces of the reply until its prose (code blocks and
-inline code left out) holds enough Han characters or Latin letters to tell the language, at most
-:data:`MAX_HOLD_PIECES` pieces. Wrong: the held pieces are dropped, the generation cancelled, and
+inline code left out) tells the language, at most :data:`MAX_HOLD_PIECES` pieces: a few letters of
+the expected script make it right, a run of the other script before them makes it wrong. Wrong: the held pieces are dropped, the generation cancelled, and
 the same request is generated again with a stronger language line (:func:`steered`); the retry is
 streamed as it comes, unchecked (one retry, never a loop). Right, undecided or starting with code:
 the held pieces are released and the rest streams through.
@@ -25,7 +25,7 @@ import re
 from dataclasses import replace
 from typing import AsyncIterator, Optional
 
-from xiaoq.chat.language import Language, is_chinese, reply_language
+from xiaoq.chat.language import Language, reply_language
 from xiaoq.config import DEFAULT_SYSTEM_PROMPT, default_system_prompt
 from xiaoq.engine.types import ChatMessage, Engine, Generation, GenerationRequest, GenerationResult, Timings, Usage
 from xiaoq.errors import XiaoQError
@@ -34,8 +34,12 @@ log = logging.getLogger("xiaoq.chat")
 
 #: Pieces (about tokens) held at most before the reply is released undecided.
 MAX_HOLD_PIECES = 32
-#: Prose needed to decide: a Han character weighs four Latin letters, as in ``is_chinese``.
-DECIDE_WEIGHT = 16
+#: Letters of the expected script that make a reply right: a short English term may open a Chinese
+#: reply ("Kubernetes 集群…"), a Chinese name an English one, so the expected script wins early.
+ENOUGH_EXPECTED = {"zh": 2, "en": 8}
+#: Prose of the other script that makes it wrong when it comes before enough of the expected one (a
+#: Han character weighs four Latin letters, as in ``is_chinese``).
+ENOUGH_OTHER = 16
 
 RELEASE = "release"
 RETRY = "retry"
@@ -55,20 +59,23 @@ def _prose(text: str) -> str:
     return _INLINE.sub(" ", _FENCED.sub(" ", text))
 
 
-def _weight(prose: str) -> int:
+def _letters(prose: str) -> dict[str, int]:
     han = sum("\u3400" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff" for ch in prose)
-    latin = sum(ch.isascii() and ch.isalpha() for ch in prose)
-    return 4 * han + latin
+    return {"zh": han, "en": sum(ch.isascii() and ch.isalpha() for ch in prose)}
 
 
 def verdict(held: str, expected: Language, pieces: int) -> Optional[str]:
-    """:data:`RELEASE`, :data:`RETRY`, or None to hold on. A reply that starts with code is not
-    judged; one still undecided after :data:`MAX_HOLD_PIECES` pieces is released."""
+    """:data:`RELEASE`, :data:`RETRY`, or None to hold on. Wrong means a run of the other script
+    before a few letters of the expected one; a reply that starts with code is not judged; one still undecided after
+    :data:`MAX_HOLD_PIECES` pieces is released."""
     if held.lstrip().startswith("```"):
         return RELEASE
-    prose = _prose(held)
-    if _weight(prose) >= DECIDE_WEIGHT:
-        return RELEASE if ("zh" if is_chinese(prose) else "en") == expected else RETRY
+    letters = _letters(_prose(held))
+    other = "en" if expected == "zh" else "zh"
+    if letters[expected] >= ENOUGH_EXPECTED[expected]:
+        return RELEASE
+    if letters[other] * (4 if other == "zh" else 1) >= ENOUGH_OTHER:
+        return RETRY
     return RELEASE if pieces >= MAX_HOLD_PIECES else None
 
 
