@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from tests.engine.test_llama_engine import engine, until
 from xiaoq.engine.llama_engine import LlamaEngine
 from xiaoq.engine.types import GenerationRequest, GenerationResult, SamplingParams
@@ -89,3 +91,13 @@ async def test_nothing_is_parked_without_a_state_cache(tiny_gguf: Path):
         await b.text()
         assert e.stats()["kv_idle_parked_total"] == 0
         assert all(p >= 0 for p in idle_cells(e))  # both conversations stayed in their slots
+
+
+@pytest.mark.real_model
+async def test_parking_keeps_greedy_output_on_the_real_model(real_model_path: Path):
+    texts = []
+    for park in (0.02, 0):
+        async with engine(real_model_path, deterministic=True, parallel=2, park_idle_after=park, kv_disk_mb=0, threads=1) as e:
+            text_b, text_a2, _, _ = await run_turns(e, park=park > 0)
+            texts.append((text_b, text_a2))
+    assert texts[0] == texts[1]
