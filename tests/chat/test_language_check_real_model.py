@@ -17,7 +17,7 @@ from xiaoq.engine.types import ChatMessage, GenerationRequest, SamplingParams
 
 pytestmark = pytest.mark.real_model
 
-ASK = "Translate into Chinese:\n\nThe monthly newsletter is attached. Please proofread the headlines and reply with corrections by Tuesday."
+ASK = "Translate into Chinese:\n\nThe quarterly report is attached. Please review the figures and send your comments by Monday."
 
 
 async def test_a_translation_into_chinese_comes_back_in_chinese(real_model_path: Path) -> None:

@@ -5,9 +5,10 @@ The 0.5B model sometimes answers in the other language despite its system line (
 copying the source of a translation). Streamed text cannot be taken back, so the decision has to
 come first: :func:`submit` holds the first pieces of the reply until its prose (code blocks and
 inline code left out) tells the language, at most :data:`MAX_HOLD_PIECES` pieces: a few letters of
-the expected script make it right, a run of the other script before them makes it wrong. Wrong: the held pieces are dropped, the generation cancelled, and
-the same request is generated again with a stronger language line (:func:`steered`); the retry is
-streamed as it comes, unchecked (one retry, never a loop). Right, undecided or starting with code:
+the expected script make it right, a run of the other script before them makes it wrong. Wrong: the
+held pieces are dropped, the generation cancelled, and the same request is generated again with a
+stronger language line (:func:`steered`); the retry is streamed as it comes, unchecked (one retry,
+never a loop). Right, undecided or starting with code:
 the held pieces are released and the rest streams through.
 
 Which replies: those under XiaoQ's own system line (:func:`xiaoq.config.default_system_prompt`),
@@ -35,7 +36,7 @@ log = logging.getLogger("xiaoq.chat")
 #: Pieces (about tokens) held at most before the reply is released undecided.
 MAX_HOLD_PIECES = 32
 #: Letters of the expected script that make a reply right: a short English term may open a Chinese
-#: reply ("Kubernetes 集群…"), a Chinese name an English one, so the expected script wins early.
+#: reply, a Chinese name an English one, so a few letters of the expected script decide early.
 ENOUGH_EXPECTED = {"zh": 2, "en": 8}
 #: Prose of the other script that makes it wrong when it comes before enough of the expected one (a
 #: Han character weighs four Latin letters, as in ``is_chinese``).
