@@ -50,7 +50,7 @@ def test_serve_answers_its_first_request_without_the_optional_features_heavy_mod
     (asr / "model.bin").write_bytes(b"")
     trigger, out = tmp_path / "trigger", tmp_path / "modules.json"
     port = free_port()
-    argv = ["serve", "--model", str(tiny_gguf), "--port", str(port), "--ctx", "256", "--asr-model", str(asr),
+    argv = ["serve", "--model", str(tiny_gguf), "--port", str(port), "--ctx", "1024", "--asr-model", str(asr),
             "--data-dir", str(tmp_path / "data")]
     proc = subprocess.Popen([sys.executable, "-c", WRAPPER, str(trigger), str(out), ",".join(HEAVY), *argv],
                             env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
