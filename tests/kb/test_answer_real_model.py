@@ -1,7 +1,8 @@
 """With the REAL model: a grounded answer states the fact from its passage, and a question the
 passages say nothing about gets XiaoQ's fixed refusal (greedy, so the check is repeatable). A
 question on the passage's own topic that it does not answer (the shuttle's driver) is beyond the
-0.5B model: it replied "班车的司机叫 [1]。"."""
+0.5B model: it replied "班车的司机叫 [1]。". The English question about the server room's door code
+(not near the worked examples) is refused today: the over-refusal the evaluation measures."""
 
 from __future__ import annotations
 
@@ -18,6 +19,11 @@ from xiaoq.kb.retrieve import Retriever
 from xiaoq.store.kb import KnowledgeStore
 
 SHUTTLE = "# 通勤班车\n\n公司班车每天早上七点四十从地铁站北口发车，傍晚六点十分从园区返回地铁站。周末停运。"
+SERVER_ROOM = (
+    "# Server room\n\nThe server room is on the basement level, behind the blue door. Its door code changes every "
+    "quarter; the IT help desk at extension 4410 gives out the new code after checking your badge.\n\n"
+    "# Backups\n\nThe file server is copied to tape every Friday night and the tapes are kept off site for a year."
+)
 
 
 async def _answer(engine: LlamaEngine, retriever: Retriever, kb_id: int, question: str) -> str:
@@ -43,3 +49,23 @@ async def test_answers_from_the_passage_and_refuses_what_it_does_not_say(real_mo
     print(f"\nanswered: {answered!r}\nrefused: {refused!r}")
     assert "七点四十" in answered or "7:40" in answered
     assert REFUSAL["zh"].rstrip("。") in refused
+
+
+@pytest.mark.real_model
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="over-refusal: the 0.5B model answers 'The documents do not contain this.' although the passage holds the answer")
+async def test_answers_an_english_question_from_its_passage_with_its_number_and_refuses_beside_the_point(real_model_path: Path, kstore: KnowledgeStore) -> None:
+    kb = kstore.ensure_kb("default")
+    Ingestor(kstore).add_bytes(kb["id"], "it.md", SERVER_ROOM.encode())
+    engine = LlamaEngine(real_model_path, Settings(ctx=2048, parallel=1, threads=2, kv_cache_mb=64, kv_disk_mb=0, seed=1))
+    await engine.start()
+    try:
+        retriever = Retriever(kstore)
+        answered = await _answer(engine, retriever, kb["id"], "Who gives out the new door code of the server room?")
+        refused = await _answer(engine, retriever, kb["id"], "How many days of sick leave do employees get?")
+    finally:
+        await engine.close()
+    print(f"\nanswered: {answered!r}\nrefused: {refused!r}")
+    assert "4410" in answered or "help desk" in answered.lower()
+    assert "[1]" in answered or "[2]" in answered
+    assert REFUSAL["en"].rstrip(".") in refused
