@@ -59,6 +59,16 @@ def test_a_reply_that_starts_with_a_word_of_the_other_language_is_not_wrong() ->
     assert lc.verdict("北京 is the capital", "en", pieces=5) is lc.RELEASE
 
 
+def test_a_bracketed_placeholder_is_not_prose() -> None:
+    # an English email to a Chinese request opens with a Han placeholder: the brackets do not make it Chinese
+    assert lc.verdict("Dear [某某],\n\nI am writing to", "zh", pieces=9) is lc.RETRY
+    assert lc.verdict("Hello 【王经理】, thank you for", "zh", pieces=9) is lc.RETRY
+    assert lc.verdict("Dear [张先", "zh", pieces=4) is None  # an open bracket: its text is still a placeholder
+    # a Chinese reply keeps counting its prose beside a placeholder, and an English one its own
+    assert lc.verdict("尊敬的[Name]：您好", "zh", pieces=6) is lc.RELEASE
+    assert lc.verdict("[Your name] here, writing about", "en", pieces=6) is lc.RELEASE
+
+
 def test_the_hold_is_bounded() -> None:
     assert lc.verdict("1. 2. 3. 4.", "zh", pieces=lc.MAX_HOLD_PIECES - 1) is None
     assert lc.verdict("1. 2. 3. 4.", "zh", pieces=lc.MAX_HOLD_PIECES) is lc.RELEASE

@@ -9,7 +9,8 @@ the expected script make it right, a run of the other script before them makes i
 held pieces are dropped, the generation cancelled, and the same request is generated again with a
 stronger language line (:func:`steered`); the retry is streamed as it comes, unchecked (one retry,
 never a loop). Right, undecided or starting with code:
-the held pieces are released and the rest streams through.
+the held pieces are released and the rest streams through. Bracketed placeholders are not prose
+either: they name what the user fills in, in whatever script.
 
 Which replies: those under XiaoQ's own system line (:func:`xiaoq.config.default_system_prompt`),
 whose language is known by the same rule that chose the line
@@ -54,10 +55,14 @@ STEER: dict[Language, str] = {
 
 _FENCED = re.compile(r"```.*?(?:```|\Z)", re.S)
 _INLINE = re.compile(r"`[^`\n]*(?:`|$)", re.M)
+#: A placeholder such as ``[name]`` or ``【name】`` (or one still open at the end of the held text):
+#: its words are for the user to replace, so they do not tell the reply's language; an English
+#: email may open with a placeholder written in Han characters.
+_PLACEHOLDER = re.compile(r"\[[^\]\n]*(?:\]|$)|【[^】\n]*(?:】|$)", re.M)
 
 
 def _prose(text: str) -> str:
-    return _INLINE.sub(" ", _FENCED.sub(" ", text))
+    return _PLACEHOLDER.sub(" ", _INLINE.sub(" ", _FENCED.sub(" ", text)))
 
 
 def _letters(prose: str) -> dict[str, int]:
