@@ -145,3 +145,63 @@ def test_stream_guard_answers_in_characters_of_the_sent_text() -> None:
             break
     assert keep is not None
     assert sent[:keep] == "Intro.\nSame words again and more.\n"
+
+
+# ---- the stream guard on lines that differ only in their item number ----------------------------
+
+
+def guard_keep(text: str) -> str | None:
+    """What the stream guard keeps of ``text`` fed piece by piece (None: it never stops)."""
+    from xiaoq.engine.loops import StreamGuard
+
+    toks = pieces(text)
+    vocab = {tok: i for i, tok in enumerate(dict.fromkeys(toks))}
+    by_id = {i: tok.encode() for tok, i in vocab.items()}
+    guard = StreamGuard(lambda t: by_id[t])
+    sent = ""
+    for tok in toks:
+        sent += tok
+        keep = guard.push(vocab[tok], len(sent))
+        if keep is not None:
+            return sent[:keep]
+    return None
+
+
+NUMBERED_RUNAWAYS = {
+    "dot": ("应对压力的方法：\n1. 规律作息\n2. 适量运动\n", "{n}. 深呼吸放松\n"),
+    "dash and dot": ("Tips for the trip:\n- 1. Pack light\n", "- {n}. Keep your passport in a safe place\n"),
+    "comma and blank lines": ("建议如下：\n\n", "{n}、多和朋友交流沟通\n\n"),
+    "paren": ("Steps:\n", "{n}) Check the cable again\n"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NUMBERED_RUNAWAYS))
+def test_a_list_repeating_one_item_under_growing_numbers_is_a_loop(name: str) -> None:
+    head, item = NUMBERED_RUNAWAYS[name]
+    first = 3 if name == "dot" else 2
+    text = head + "".join(item.format(n=n) for n in range(first, first + 30))
+    kept = guard_keep(text)
+    assert kept is not None
+    assert kept.rstrip() == (head + item.format(n=first)).rstrip()  # the first copy stays, the rest goes
+    assert len(text) - len(kept) > len(text) // 2  # stopped early, not at the end
+
+
+@pytest.mark.parametrize("name", sorted(LEGITIMATE) + sorted(HELD_OUT))
+def test_the_stream_guard_leaves_legitimate_repetition_alone(name: str) -> None:
+    assert guard_keep({**LEGITIMATE, **HELD_OUT}[name]) is None
+
+
+NUMBERED_LEGITIMATE = {
+    "items that differ": "\n".join(f"{n}. {w}" for n, w in enumerate(["苹果含有丰富的维生素", "香蕉能补充钾元素", "橙子富含维生素C", "葡萄可以做成葡萄干", "西瓜适合夏天解渴", "草莓酸甜可口", "芒果香气浓郁", "梨子润肺止咳", "桃子柔软多汁", "樱桃颜色鲜艳"], 1)),
+    "numbers only": "\n".join(f"{n}. {n * n}" for n in range(1, 40)),
+    "bare enumerators": "\n".join(f"{n}." for n in range(1, 60)),
+    "one line of enumerators": " ".join(f"{n}. 选项" for n in range(1, 40)),
+    "table rows that differ only by number": "| 序号 | 状态 |\n|---|---|\n" + "".join(f"| {n} | 正常运行 |\n" for n in range(1, 30)),
+    "numbered code lines": "```\n1. print('-' * 20)\n2. print('-' * 20)\n3. print('-' * 20)\n4. done()\n```\n",
+    "decimals": "\n".join(f"{n}.5 kg of flour" for n in range(1, 30)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NUMBERED_LEGITIMATE))
+def test_numbered_lines_that_are_not_a_runaway_are_left_alone(name: str) -> None:
+    assert guard_keep(NUMBERED_LEGITIMATE[name]) is None

@@ -17,10 +17,15 @@ letters (letters or CJK characters). So "哈哈哈" or a chorus sung twice is to
 Markdown table or numbers in a list differ from one another and never form a run, and
 ``0, 0, 0, …`` or ``|---|---|`` carry no letters. Only exact repeats count: what a person would call
 "the same line again"; the repeated copies are what :attr:`Loop.keep` cuts away.
+
+In the stream, :class:`StreamGuard` adds one line rule beside it (:class:`NumberedLines`): a list that
+repeats one item under a growing number is the same line again once the numbers are left out, with
+the same thresholds.
 """
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Generic, Hashable, Optional, Sequence, TypeVar
@@ -175,6 +180,64 @@ def trim_loops(text: str) -> str:
     return "".join(parts).strip()
 
 
+#: What opens a list item and is not its content: a marker (``-``, ``*``, ``+``, ``•``), a number
+#: with ``.``/``、``/``)`` (not a decimal such as ``1.5``), or both.
+_ENUMERATOR = re.compile(r"^\s*(?:[-*+•]\s+)?(?:[(（]?\d{1,4}[.、)）](?!\d))?\s*")
+
+
+def line_content(line: str) -> str:
+    """A line without its list marker or item number: what makes two list items the same."""
+    return _ENUMERATOR.sub("", line, count=1).rstrip()
+
+
+class NumberedLines:
+    """Back-to-back lines that are the same once their item numbers are left out ("12. X", "13. X",
+    …): a runaway list the token detector cannot see, since each copy's number differs.
+
+    Same thresholds as the token detector (``min_copies`` copies, ``min_run`` tokens in the copies
+    after the first, ``min_letters`` letters in the line). Blank lines between items do not break a
+    run; a table row (``| 3 | x |``) keeps its number, so rows stay different. Each token costs a
+    check for a newline; a line's text is looked at once, when it ends.
+    """
+
+    def __init__(self, rules: LoopRules = TOKEN_RULES):
+        self.rules = rules
+        self._line = bytearray()
+        self._tokens = 0
+        self._key: Optional[str] = None
+        self._copies = 0
+        self._repeated = 0
+        self._keep = 0
+
+    def push(self, piece: bytes, seen: int) -> Optional[int]:
+        """Record a token (``seen`` tokens in all, this one included); when the lines have become a
+        runaway, how many tokens to keep (through the first copy)."""
+        self._tokens += 1
+        if b"\n" not in piece:
+            self._line += piece
+            return None
+        head, *_, tail = piece.split(b"\n")
+        line = (bytes(self._line) + head).decode("utf-8", errors="ignore")
+        self._line = bytearray(tail)
+        if not line.strip():
+            return None
+        return self._line_ended(line_content(line), seen if not tail.strip() else seen - 1)
+
+    def _line_ended(self, key: str, end: int) -> Optional[int]:
+        tokens, self._tokens = self._tokens, 0
+        if key == self._key:
+            self._copies += 1
+            self._repeated += tokens
+        else:
+            letters = sum(ch.isalpha() for ch in key)
+            self._key = key if letters >= self.rules.min_letters else None
+            self._copies, self._repeated, self._keep = 1, 0, end
+        r = self.rules
+        if self._key is not None and self._copies >= r.min_copies and self._repeated >= r.min_run:
+            return self._keep
+        return None
+
+
 class StreamGuard:
     """The detector on one generation's tokens, and where its text should end when it loops.
 
@@ -184,7 +247,9 @@ class StreamGuard:
     """
 
     def __init__(self, piece: Callable[[int], bytes], rules: LoopRules = TOKEN_RULES):
+        self._piece = piece
         self._detector: LoopDetector[int] = LoopDetector(lambda t: piece_letters(piece(t)), rules, lambda t: piece_boundary(piece(t)))
+        self._lines = NumberedLines(rules)
         self._sent: list[int] = []
 
     def push(self, token: int, chars_sent: int) -> Optional[int]:
@@ -192,6 +257,7 @@ class StreamGuard:
         characters of the sent text to keep (the rest repeats what it kept)."""
         self._sent.append(chars_sent)
         hit = self._detector.push(token)
-        if hit is None:
+        keep = hit.keep if hit is not None else self._lines.push(self._piece(token), len(self._sent))
+        if keep is None:
             return None
-        return self._sent[hit.keep - 1] if hit.keep > 0 else 0
+        return self._sent[keep - 1] if keep > 0 else 0
