@@ -33,19 +33,23 @@ async def _answer(engine: LlamaEngine, retriever: Retriever, kb_id: int, questio
     return "".join([piece async for piece in gen])
 
 
-@pytest.mark.real_model
-@pytest.mark.slow
-async def test_answers_from_the_passage_and_refuses_what_it_does_not_say(real_model_path: Path, kstore: KnowledgeStore) -> None:
+async def _ask(model: Path, kstore: KnowledgeStore, name: str, document: str, *questions: str) -> list[str]:
+    """Ingests one document into the default KB and answers each question from it, greedy, on a fresh engine."""
     kb = kstore.ensure_kb("default")
-    Ingestor(kstore).add_bytes(kb["id"], "shuttle.md", SHUTTLE.encode())
-    engine = LlamaEngine(real_model_path, Settings(ctx=2048, parallel=1, threads=2, kv_cache_mb=64, kv_disk_mb=0, seed=1))
+    Ingestor(kstore).add_bytes(kb["id"], name, document.encode())
+    engine = LlamaEngine(model, Settings(ctx=2048, parallel=1, threads=2, kv_cache_mb=64, kv_disk_mb=0, seed=1))
     await engine.start()
     try:
         retriever = Retriever(kstore)
-        answered = await _answer(engine, retriever, kb["id"], "班车早上几点从地铁站发车？")
-        refused = await _answer(engine, retriever, kb["id"], "差旅费怎么报销？")
+        return [await _answer(engine, retriever, kb["id"], q) for q in questions]
     finally:
         await engine.close()
+
+
+@pytest.mark.real_model
+@pytest.mark.slow
+async def test_answers_from_the_passage_and_refuses_what_it_does_not_say(real_model_path: Path, kstore: KnowledgeStore) -> None:
+    answered, refused = await _ask(real_model_path, kstore, "shuttle.md", SHUTTLE, "班车早上几点从地铁站发车？", "差旅费怎么报销？")
     print(f"\nanswered: {answered!r}\nrefused: {refused!r}")
     assert "七点四十" in answered or "7:40" in answered
     assert REFUSAL["zh"].rstrip("。") in refused
@@ -55,16 +59,8 @@ async def test_answers_from_the_passage_and_refuses_what_it_does_not_say(real_mo
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="over-refusal: the 0.5B model answers 'The documents do not contain this.' although the passage holds the answer")
 async def test_answers_an_english_question_from_its_passage_with_its_number_and_refuses_beside_the_point(real_model_path: Path, kstore: KnowledgeStore) -> None:
-    kb = kstore.ensure_kb("default")
-    Ingestor(kstore).add_bytes(kb["id"], "it.md", SERVER_ROOM.encode())
-    engine = LlamaEngine(real_model_path, Settings(ctx=2048, parallel=1, threads=2, kv_cache_mb=64, kv_disk_mb=0, seed=1))
-    await engine.start()
-    try:
-        retriever = Retriever(kstore)
-        answered = await _answer(engine, retriever, kb["id"], "Who gives out the new door code of the server room?")
-        refused = await _answer(engine, retriever, kb["id"], "How many days of sick leave do employees get?")
-    finally:
-        await engine.close()
+    answered, refused = await _ask(real_model_path, kstore, "it.md", SERVER_ROOM, "Who gives out the new door code of the server room?",
+                                   "How many days of sick leave do employees get?")
     print(f"\nanswered: {answered!r}\nrefused: {refused!r}")
     assert "4410" in answered or "help desk" in answered.lower()
     assert "[1]" in answered or "[2]" in answered
