@@ -269,15 +269,17 @@ async def test_close_cancels_running_and_queued(tiny_gguf: Path):
 
 
 async def test_concurrent_greedy_streams_equal_solo_runs(tiny_gguf: Path):
+    # 200 tokens a stream: the tiny model decodes one in about a millisecond, so with 48 the first
+    # stream could end before the event loop of a loaded machine had submitted the fourth (CI: 3 >= 4).
     # Batch invariance needs the deterministic kernels (see LlamaModel.pad_for_invariance): the
     # prompts are long enough (~310 tokens each, >= 512 KV cells in use) that a lone decode would
     # otherwise take flash attention's split-KV path and round differently.
     prompts = ["hello world", "你好，世界", "the fast CPU", "tell me a story about a cat"]
     async with engine(tiny_gguf, deterministic=True, parallel=4) as e:
-        solo = [await (await e.submit(req(p, max_tokens=48))).text() for p in prompts]
+        solo = [await (await e.submit(req(p, max_tokens=200))).text() for p in prompts]
     # a fresh engine, so nothing is reused from the solo runs' KV
     async with engine(tiny_gguf, deterministic=True, parallel=4) as e:
-        gens = [await e.submit(req(p, max_tokens=48)) for p in prompts]
+        gens = [await e.submit(req(p, max_tokens=200)) for p in prompts]
         together = await asyncio.gather(*(g.text() for g in gens))
         assert e.stats()["batch_tokens_max"] >= 4
     assert together == solo
