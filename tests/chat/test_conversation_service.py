@@ -113,12 +113,44 @@ async def test_sampling_precedence_and_one_reply_per_conversation(store: Store) 
     with pytest.raises(ConversationBusy):
         await service.send(cid, "again")
     assert [m["content"] for m in store.get_messages(cid)] == ["hi", ""]  # the refused one is not stored
-    assert service.stop(cid) is True
+    assert await service.stop(cid, wait=0) is True  # nobody reads the stream yet: do not wait for its settling
     gen = engine.generations[-1]
     assert gen.cancelled
     gen.finish(GenerationResult("cancelled", Usage(prompt_tokens=10), Timings()))  # as the engine does
     text, done = await run(turn)
     assert done["finish_reason"] == "cancelled" and text == ""
     assert store.get_message(turn.message_id)["status"] == "incomplete"
-    assert service.stop(cid) is False and not service.is_running(cid)
+    assert await service.stop(cid) is False and not service.is_running(cid)
+    await engine.close()
+
+
+async def test_stop_returns_once_the_partial_reply_is_stored(store: Store) -> None:
+    # The browser aborts its stream and posts Stop; a reload right after must read the whole partial
+    # reply with its final fields, not the last periodic save (CI once saw 2,163 of 2,505 characters).
+    settings = make_settings()
+    engine = ManualEngine(settings)
+    await engine.start()
+    service = ConversationService(store, engine, settings)
+    cid = store.create_conversation()["id"]
+    turn = await service.send(cid, "写一篇文章")
+    gen = engine.generations[-1]
+    reader = asyncio.ensure_future(run(turn))
+    pieces = [f"第{i}段。" for i in range(40)]
+    for piece in pieces:
+        gen.emit(piece)
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.05)
+
+    async def engine_sees_the_cancel() -> None:  # the scheduler ends a cancelled generation a step later
+        while not gen.cancelled:
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.05)
+        gen.finish(GenerationResult("cancelled", Usage(prompt_tokens=5, completion_tokens=40), Timings()))
+
+    finisher = asyncio.ensure_future(engine_sees_the_cancel())
+    assert await service.stop(cid) is True
+    row = store.get_message(turn.message_id)  # read at once, as a reload would
+    assert row["content"] == "".join(pieces) and row["status"] == "incomplete" and row["finish_reason"] == "cancelled"
+    await finisher
+    await reader
     await engine.close()

@@ -74,7 +74,7 @@ async def test_regenerate_that_does_not_complete_keeps_the_old_reply(store: Stor
         events = turn.events()
         assert (await events.__anext__())["start"] is True
         assert "token" in await events.__anext__()
-        assert service.stop(cid)
+        assert await service.stop(cid, wait=0)
         rest = [e async for e in events]
         assert rest[-1]["finish_reason"] == "cancelled"
     else:

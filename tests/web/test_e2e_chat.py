@@ -103,8 +103,9 @@ def test_stop_keeps_the_partial_reply_after_reload(browser: Any, server: str) ->
         partial = answer.locator(".md").inner_text()
         assert partial.strip()
 
-        # The server writes the stopped reply as it finishes cancelling, just after our stream ends.
-        reply = eventually(lambda: stored(server, conv["id"])[-1], lambda m: bool(m["content"].strip()))
+        # The server writes the stopped reply as it finishes cancelling, just after our stream ends
+        # (a periodic save before it has text too, but no finish reason: wait for the final row).
+        reply = eventually(lambda: stored(server, conv["id"])[-1], lambda m: m.get("finish_reason") == "cancelled")
         assert reply["role"] == "assistant" and reply["status"] == "incomplete"
 
         page.reload()

@@ -208,7 +208,7 @@ async def edit_message(
 @router.post(ROUTE + "/{conversation_id}/stop")
 async def stop(conversation_id: ConversationId, service: ConversationsDep) -> dict[str, bool]:
     await service.get(conversation_id, messages=False)  # unknown id: 404
-    return {"stopped": service.stop(conversation_id)}
+    return {"stopped": await service.stop(conversation_id)}
 
 
 async def conversation_chat(request: Request, body: Any, metrics: Metrics) -> EventStream:

@@ -118,7 +118,7 @@ class ConversationService:
         return await self._db(self.store.update_conversation, conversation_id, **fields)
 
     async def delete(self, conversation_id: str) -> None:
-        self.stop(conversation_id)
+        await self.stop(conversation_id, wait=1.0)  # its final write lands before the delete
         await self._db(self.store.delete_conversation, conversation_id)
 
     async def export(self, conversation_id: str, fmt: str) -> Any:
@@ -193,12 +193,14 @@ class ConversationService:
 
         return await self._turn(conversation_id, spec)
 
-    def stop(self, conversation_id: str) -> bool:
-        """Cancel the reply being generated in this conversation; False when none runs."""
+    async def stop(self, conversation_id: str, wait: float = 5.0) -> bool:
+        """Cancel the reply being generated in this conversation and wait (at most ``wait`` s) until
+        its partial text is stored, so what the caller reads next is final; False when none runs."""
         turn = self._running.get(conversation_id)
         if turn is None or not self._mine(turn):
             return False
         turn.cancel()
+        await turn.wait_stored(wait)
         return True
 
     async def close(self) -> None:

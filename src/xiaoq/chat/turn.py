@@ -130,6 +130,7 @@ class ReplyTurn:
         self.stopped = False
         self.final: Optional[dict[str, Any]] = None  # the stored reply once settled
         self._settled: Optional[asyncio.Future[None]] = None
+        self._stored = asyncio.Event()  # set once the final row is written (or its write failed)
 
     @property
     def conversation_id(self) -> str:
@@ -292,8 +293,22 @@ class ReplyTurn:
         if self._settled is None:
             fields = self._fields(status, result, error)
             self._settled = asyncio.ensure_future(asyncio.to_thread(self._write_final, status, fields))
-            self._settled.add_done_callback(lambda _: self.deps.release(self))
+            self._settled.add_done_callback(self._on_stored)
         await asyncio.shield(self._settled)
+
+    def _on_stored(self, _: "asyncio.Future[None]") -> None:
+        self._stored.set()
+        self.deps.release(self)
+
+    async def wait_stored(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` s) until the stream has settled the reply, without settling it
+        here: the stream's own ending writes what it sent. Why: Stop answers once the stopped reply
+        is stored, so a reload right after Stop shows the whole partial, not the last periodic save."""
+        try:
+            await asyncio.wait_for(self._stored.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
 
     def _fields(self, status: str, result: Optional[GenerationResult], error: Optional[str]) -> dict[str, Any]:
         fields: dict[str, Any] = {"budget": self.budget, "finish_reason": "error" if error else self._result().finish_reason, **self._grounding(event=False)}
