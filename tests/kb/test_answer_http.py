@@ -4,8 +4,9 @@ which passages went where in the prompt, and the citations on every surface."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 import httpx
 import openai
@@ -18,6 +19,7 @@ from xiaoq.api.app import create_app
 from xiaoq.engine.llama_engine import LlamaEngine
 from xiaoq.engine.types import Generation, GenerationRequest
 from xiaoq.kb.answer import REFUSAL
+from xiaoq.kb.embed import Embedder
 from xiaoq.kb.ingest import Ingestor
 from xiaoq.store import Store
 from xiaoq.store.kb import KnowledgeStore
@@ -44,21 +46,29 @@ class Recording:
         return self.inner.submit(request)
 
 
-@pytest.fixture(scope="module")
-def server(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Recording]]:
-    settings = make_settings(ctx=4096, parallel=1, queue=2, threads=1, kv_cache_mb=16, kb_dense=False, kb_passage_tokens=400)
-    store = Store(tmp_path_factory.mktemp("kb-http") / "x.db")
+@contextmanager
+def office_server(tiny_gguf: Path, folder: Path, embedder: Optional[Embedder] = None, **extra: bytes) -> Iterator[tuple[str, Recording]]:
+    """A real server on the tiny GGUF over a knowledge base ``office`` (the admin and IT documents,
+    plus ``extra`` name -> bytes), its vectors made by ``embedder`` (None: words only)."""
+    settings = make_settings(ctx=4096, parallel=1, queue=2, threads=1, kv_cache_mb=16, kb_dense=embedder is not None, kb_passage_tokens=400)
+    store = Store(folder / "x.db")
     ks = KnowledgeStore(store.db)
     kb = ks.ensure_kb("office")
-    ing = Ingestor(ks)
-    ing.add_bytes(kb["id"], "admin.md", docs.MARKDOWN.encode())
-    ing.add_bytes(kb["id"], "it.html", docs.HTML.encode())
-    ing.add_bytes(kb["id"], "notice.md", f"# 通知\n\n打印机墨盒在前台领取。{INJECTION}".encode())
+    ing = Ingestor(ks, embedder)
+    for name, data in {"admin.md": docs.MARKDOWN.encode(), "it.html": docs.HTML.encode(), **extra}.items():
+        ing.add_bytes(kb["id"], name, data)
     engine = Recording(LlamaEngine(tiny_gguf, settings))
     with serve(create_app(settings, engine, store=store, web_dir=None)) as url:  # type: ignore[arg-type]
         wait_health(url)
         yield url, engine
     store.close()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Recording]]:
+    notice = f"# 通知\n\n打印机墨盒在前台领取。{INJECTION}".encode()
+    with office_server(tiny_gguf, tmp_path_factory.mktemp("kb-http"), **{"notice.md": notice}) as running:
+        yield running
 
 
 def _check_citations(citations: list[dict[str, Any]], source: str) -> None:

@@ -113,7 +113,7 @@ async def chat(body: ChatBody, http: Request, engine: EngineDep, settings: Setti
         loop_guard=body.loop_guard,
         language_check=body.language_check,
     )
-    tracked = await TrackedGeneration.submit(engine, request, metrics, "/chat", http.app.state.draining)
+    tracked = await TrackedGeneration.submit(engine, request, metrics, "/chat", http.app.state.draining, grounding)
     return EventStream(chat_events(tracked, grounding), on_close=tracked.cancel)
 
 
@@ -139,6 +139,4 @@ async def chat_events(tracked: TrackedGeneration, grounding: Optional[Grounding]
 
 def grounding_fields(grounding: Optional[Grounding]) -> dict:
     """``citations`` and ``retrieved`` of a knowledge-base answer (nothing without one)."""
-    if grounding is None:
-        return {}
-    return {"citations": grounding.citations(), "retrieved": grounding.retrieval_report()}
+    return grounding.fields() if grounding is not None else {}

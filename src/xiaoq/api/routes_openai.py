@@ -178,7 +178,7 @@ async def chat_completions(
         loop_guard=body.loop_guard,
         language_check=body.language_check,
     )
-    tracked = await TrackedGeneration.submit(engine, gen_request, metrics, "/v1/chat/completions", request.app.state.draining)
+    tracked = await TrackedGeneration.submit(engine, gen_request, metrics, "/v1/chat/completions", request.app.state.draining, grounding)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         chunks = ChunkFactory(engine.model_name, include_usage)
@@ -212,7 +212,9 @@ async def chat_completions(
 
 
 def _citations(grounding: Optional[Grounding]) -> dict[str, Any]:
-    return {"citations": grounding.citations()} if grounding is not None else {}
+    """``citations`` and ``retrieved`` (extra fields): what was retrieved explains an answer that
+    ignored a document, or a refusal with no citation."""
+    return grounding.fields() if grounding is not None else {}
 
 
 async def completion_chunks(tracked: TrackedGeneration, chunks: ChunkFactory, grounding: Optional[Grounding] = None) -> AsyncIterator[bytes]:

@@ -19,9 +19,10 @@ from fastapi import Request
 
 from xiaoq.api.metrics import Metrics
 from xiaoq.api.sse import sse_data
-from xiaoq.chat import language_check
+from xiaoq.chat.grounding import submit_answer
 from xiaoq.engine.types import Engine, Generation, GenerationRequest, GenerationResult, Timings, Usage
 from xiaoq.errors import EngineError, ShuttingDown
+from xiaoq.kb.answer import Grounding
 
 log = logging.getLogger("xiaoq.api")
 
@@ -66,11 +67,12 @@ class TrackedGeneration:
 
     @classmethod
     async def submit(
-        cls, engine: Engine, request: GenerationRequest, metrics: Metrics, route: str, draining: Optional[Draining] = None
+        cls, engine: Engine, request: GenerationRequest, metrics: Metrics, route: str, draining: Optional[Draining] = None, grounding: Optional[Grounding] = None
     ) -> "TrackedGeneration":
-        """Submit now (so Busy / ContextLengthExceeded become JSON errors before any streaming)."""
+        """Submit now (so Busy / ContextLengthExceeded become JSON errors before any streaming);
+        a ``grounding`` the retrieval gate refused streams its refusal instead."""
         started = time.perf_counter()
-        return cls(await language_check.submit(engine, request), metrics, route, started, draining)
+        return cls(await submit_answer(engine, request, grounding), metrics, route, started, draining)
 
     @property
     def result(self) -> GenerationResult:

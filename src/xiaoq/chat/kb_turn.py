@@ -48,7 +48,8 @@ class KnowledgeTurns:
                 await self._summary(files["id"], spec)
                 return
         if ids:
-            grounding = await ground_scope(self.kbs, self.engine, ids, spec.question)
+            # a continuation goes on with a reply already given: never cut it short with a refusal
+            grounding = await ground_scope(self.kbs, self.engine, ids, spec.question, gate=not spec.continues)
             spec.grounding, spec.prompt = grounding, grounding.content
             spec.system = grounded_system(spec.system, spec.question)
             spec.prefix = example_turns(reply_language(spec.question))

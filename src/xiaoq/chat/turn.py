@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, AsyncIterator, Callable, Optional
 
 from xiaoq.chat.budget import BudgetPlan
-from xiaoq.chat import language_check
+from xiaoq.chat.grounding import submit_answer
 from xiaoq.chat.fences import FenceRepairer
 from xiaoq.chat.summaries import Planned, Summaries, SummaryRun
 from xiaoq.engine.types import ChatMessage, Engine, Generation, GenerationRequest, GenerationResult, SamplingParams, Timings, Usage
@@ -153,7 +153,7 @@ class ReplyTurn:
         self.planned = planned
         if self.spec.prepare is not None:
             return
-        if planned.plan.summarize is not None:
+        if planned.plan.summarize is not None and not self._refused:
             run = SummaryRun(self.deps.engine, planned)
             if await run.begin():
                 self.summary = run
@@ -161,6 +161,11 @@ class ReplyTurn:
                     run.cancel()
                 return
         await self._submit(planned.plan)
+
+    @property
+    def _refused(self) -> bool:
+        """The retrieval gate answered this turn: no model call, so no summary is waited for."""
+        return getattr(self.spec.grounding, "refusal", None) is not None
 
     async def _submit(self, plan: BudgetPlan) -> None:
         assert self.planned is not None
@@ -170,7 +175,7 @@ class ReplyTurn:
         max_tokens = plan.max_tokens if reply is None else max(1, min(self.spec.sampling.max_tokens, plan.max_tokens - self.reply_tokens))
         sampling = replace(self.spec.sampling, max_tokens=max_tokens)
         request = GenerationRequest(messages=messages, sampling=sampling, affinity_key=self.conversation_id, continue_last=reply is not None)
-        self.generation = await language_check.submit(self.deps.engine, request)
+        self.generation = await submit_answer(self.deps.engine, request, self.spec.grounding)
         if self.stopped:
             self.generation.cancel()
 
@@ -278,9 +283,7 @@ class ReplyTurn:
         """``citations`` (and what was retrieved) of a knowledge-base answer, for the done event
         (``retrieved``) or the stored message (``retrieval``)."""
         g = self.spec.grounding
-        if g is None:
-            return {}
-        return {"citations": g.citations(), ("retrieved" if event else "retrieval"): g.retrieval_report()}
+        return g.fields("retrieved" if event else "retrieval") if g is not None else {}
 
     async def _fail(self, error: XiaoQError, result: Optional[GenerationResult], stored: Optional[str] = None) -> dict[str, Any]:
         await self._settle("error", result, error=stored or error.message)

@@ -19,11 +19,12 @@ refused.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from xiaoq.chat.language import Language, reply_language
 from xiaoq.chat.prompt import data_text as data_block  # the one format of every data block
 from xiaoq.engine.types import ChatMessage
+from xiaoq.kb.gate import answerable
 from xiaoq.kb.retrieve import Hit, Retriever, snippet
 
 #: Passages retrieved before the budget picks; more rarely fit 600 tokens.
@@ -70,6 +71,14 @@ class Grounding:
     passages: list[Hit] = field(default_factory=list)
     retrieved: list[Hit] = field(default_factory=list)
     content: str = ""
+    #: The retrieval gate's verdict (:mod:`xiaoq.kb.gate`): False, the passages cannot answer and
+    #: the reply is :attr:`refusal` without the model; True, they can; None, no gate ran.
+    answerable: Optional[bool] = None
+
+    @property
+    def refusal(self) -> Optional[str]:
+        """The reply decided without the model (the fixed refusal in the question's language), if any."""
+        return REFUSAL[reply_language(self.question)] if self.answerable is False else None
 
     def citations(self) -> list[dict[str, Any]]:
         """``[{n, chunk_id, source, heading, anchor, snippet}]``: what the reply stores and sends."""
@@ -84,6 +93,11 @@ class Grounding:
             }
             for n, h in enumerate(self.passages, 1)
         ]
+
+    def fields(self, retrieved: str = "retrieved") -> dict[str, Any]:
+        """What a reply carries: ``citations`` and what was retrieved (under ``retrieved``: the
+        stored message names it ``retrieval``)."""
+        return {"citations": self.citations(), retrieved: self.retrieval_report()}
 
     def retrieval_report(self) -> list[dict[str, Any]]:
         """Every candidate with its scores and whether it went into the prompt ("what was retrieved")."""
@@ -161,8 +175,11 @@ def grounded_system(system: str, question: str) -> str:
     return "\n\n".join(t for t in [system, RULES[reply_language(question)]] if t)
 
 
-def ground(retriever: Retriever, kb_ids: Sequence[int], question: str, budget: int, count: Callable[[str], int]) -> Grounding:
-    """Retrieve, choose within ``budget`` tokens, and compose (blocking: run it in a thread)."""
+def ground(retriever: Retriever, kb_ids: Sequence[int], question: str, budget: int, count: Callable[[str], int], threshold: float = 0.0) -> Grounding:
+    """Retrieve, judge whether the candidates can answer (``threshold``: :mod:`xiaoq.kb.gate`),
+    choose within ``budget`` tokens, and compose (blocking: run it in a thread). A refused question
+    keeps what was retrieved (the user sees why) and gets no passages, so no citations."""
     hits = retriever.search(kb_ids, question, k=CANDIDATES) if kb_ids else []
-    chosen = select(hits, budget, count)
-    return Grounding(question, chosen, hits, compose(question, chosen))
+    verdict = answerable(hits, threshold)
+    chosen = select(hits, budget, count) if verdict is not False else []
+    return Grounding(question, chosen, hits, compose(question, chosen), verdict)

