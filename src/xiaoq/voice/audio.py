@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import io
 import struct
-from typing import Iterator
-
-import numpy as np
+from typing import TYPE_CHECKING, Iterator
 
 from xiaoq.errors import InvalidAudio, VoiceUnavailable
 from xiaoq.voice.types import ASR_SAMPLE_RATE
+
+if TYPE_CHECKING:  # numpy loads with the first audio, not at `xiaoq serve`'s start (issue 12)
+    import numpy as np
 
 #: Longest upload transcribed (seconds): a spoken question or a dictated note, not a meeting.
 MAX_AUDIO_SECONDS = 300.0
@@ -36,6 +37,8 @@ def decode_audio(data: bytes, max_seconds: float = MAX_AUDIO_SECONDS, rate: int 
         import av
     except ImportError:
         raise VoiceUnavailable("Speech recognition is not installed on this server: pip install 'xiaoq[voice]'.") from None
+    import numpy as np
+
     limit = int(max_seconds * rate)
     pieces: list[np.ndarray] = []
     try:

@@ -7,9 +7,10 @@ low-priority worker thread, so an engine never needs to know about asyncio or sc
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, Optional, Protocol, Sequence
+from typing import TYPE_CHECKING, Iterator, Optional, Protocol, Sequence
 
-import numpy as np
+if TYPE_CHECKING:  # numpy loads with the speech models, not at `xiaoq serve`'s start (issue 12)
+    import numpy as np
 
 #: Sample rate every ASR engine receives (Whisper, SenseVoice and Silero VAD all expect 16 kHz).
 ASR_SAMPLE_RATE = 16000

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Optional, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from xiaoq.errors import VoiceUnavailable
 from xiaoq.voice.models import is_english_only
 from xiaoq.voice.types import ASR_SAMPLE_RATE, Transcript
+
+if TYPE_CHECKING:  # numpy loads with the model, not when `xiaoq serve` describes its voice (issue 12)
+    import numpy as np
 
 #: Greedy decoding: on espeak-ng and microphone speech it matched beam search here at half the time.
 BEAM_SIZE = 1
