@@ -58,6 +58,31 @@ def test_draft_size_grows_on_accepted_drafts_and_shrinks_on_rejected_ones():
     assert size.n == 2
 
 
+def test_drafts_that_keep_failing_pause_drafting_for_longer_each_time_until_one_is_accepted():
+    size = DraftSize(4)
+    size.update(2, 0)
+    assert size.n == 1 and size.ready()  # halving first: no pause yet
+
+    def paused_steps() -> int:
+        n = 0
+        while not size.ready():
+            n += 1
+        return n
+
+    lengths = []
+    for _ in range(6):
+        size.update(1, 0)  # a one-token draft rejected outright
+        lengths.append(paused_steps())
+    assert lengths == [2, 4, 8, 16, 32, 32]
+    size.update(1, 1)  # accepted: drafting grows again, no pause left
+    assert size.n == 2 and size.ready()
+    size.update(2, 1)  # partly accepted: neither grows nor pauses
+    assert size.n == 2 and size.ready()
+    size.update(2, 0)
+    size.update(1, 0)
+    assert paused_steps() == 2  # the pauses start over after an accepted draft
+
+
 async def _generate(model: Path, tmp_path: Path, draft: int, prompts: list[str], max_tokens: int) -> tuple[list[str], dict]:
     from xiaoq.config import Settings
     from xiaoq.engine.llama_engine import LlamaEngine

@@ -48,19 +48,42 @@ def _newest_earlier(hist: bytes, n: int) -> int:
     return -1
 
 
+#: Longest pause (in decode steps) of a reply's drafting after drafts keep failing.
+PAUSE_MAX = 32
+
+
 class DraftSize:
     """How many tokens to draft for one reply: doubled after a fully accepted draft, halved after
     a rejected one, so ordinary chat (few matches hold) spends few extra rows and a quote runs on
-    long drafts."""
+    long drafts.
+
+    A one-token draft rejected outright also pauses drafting for a few steps (2, 4, … up to
+    ``PAUSE_MAX``; any accepted draft ends the pauses): a draft row is a logits row and a Python
+    check each step, which ordinary answers paid for nothing (quiet bench: 0.94 of no drafting on
+    an ordinary answer, target ≥ 0.98)."""
 
     def __init__(self, n_max: int):
         self.n_max = n_max
         self.n = max(1, n_max // 2)
+        self.pause = 0  # the next pause's length in steps (0: none yet)
+        self.skip = 0  # steps left in the current pause
+
+    def ready(self) -> bool:
+        """Whether to draft at this step (counts a paused step down)."""
+        if self.skip > 0:
+            self.skip -= 1
+            return False
+        return True
 
     def update(self, drafted: int, accepted: int) -> None:
         if drafted == 0:
             return
+        if accepted > 0:
+            self.pause = 0
         if accepted == drafted:
             self.n = min(self.n_max, self.n * 2)
         elif accepted == 0:
+            if self.n == 1:
+                self.pause = min(PAUSE_MAX, max(2, self.pause * 2))
+                self.skip = self.pause
             self.n = max(1, self.n // 2)

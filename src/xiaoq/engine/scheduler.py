@@ -614,7 +614,7 @@ class Scheduler:
         assert s.job is not None and s.draft_size is not None and self.model.batch is not None
         batch = self.model.batch
         room = min(s.draft_size.n, s.job.max_tokens - s.n_gen - 1, self.n_batch - batch.n)
-        if room <= 0:
+        if room <= 0 or not s.draft_size.ready():
             return
         draft = find_draft(s.tokens + [s.next_token], room)
         p0 = len(s.tokens) + 1
