@@ -136,7 +136,10 @@ class Settings(BaseSettings):
     # --- engine --------------------------------------------------------------------------------
     ctx: int = Field(4096, ge=256, le=131072, description="Context tokens per conversation (prompt + reply); the KV pool holds ctx x parallel", json_schema_extra=_flag("--ctx"))
     threads: int = Field(default_factory=physical_cores, ge=1, le=256, description="Threads for decoding (default: physical cores)", json_schema_extra=_flag("--threads"))
-    batch: int = Field(128, ge=8, le=8192, description="Prompt tokens evaluated per llama_decode chunk (n_batch)", json_schema_extra=_flag("--batch"))
+    batch: int = Field(128, ge=8, le=8192, description="Most tokens in one llama_decode step while some stream is decoding (a prompt's chunks beside them stay within it)", json_schema_extra=_flag("--batch"))
+    prefill_batch: int = Field(512, ge=8, le=8192, description="Prompt tokens per llama_decode step while no stream is decoding (llama.cpp's n_ubatch; bigger batches use the matmul kernels better; its compute buffer grows with it, about +30 MB resident at 512 vs 128 on Qwen2.5-0.5B); at most --batch: --batch", json_schema_extra=_flag("--prefill-batch"))
+    prefill_chunk: int = Field(0, ge=0, le=8192, description="Prompt tokens per step beside decoding streams; 0: sized from this machine's own step times (see --prefill-step-ratio)", json_schema_extra=_flag("--prefill-chunk"))
+    prefill_step_ratio: float = Field(8.0, ge=1.0, le=100.0, description="With --prefill-chunk 0: a step that carries prompt tokens beside decoding streams takes at most this many times their decode step (the longest pause a running stream sees during another user's prefill), within 16 tokens and --batch", json_schema_extra=_flag("--prefill-step-ratio"))
     parallel: int = Field(default_factory=default_parallel, ge=1, le=64, description="Sequence slots decoded together in each step", json_schema_extra=_flag("--parallel"))
     queue: int = Field(16, ge=0, le=10000, description="Requests that may wait for a slot; beyond that: HTTP 503 with Retry-After", json_schema_extra=_flag("--queue"))
     cpus: Optional[str] = Field(None, description="Pin the process to these CPUs, e.g. '0,1' or '0-3'", json_schema_extra=_flag("--cpus"))

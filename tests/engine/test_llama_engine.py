@@ -376,22 +376,24 @@ async def test_ram_cache_disabled_means_no_hits(tiny_gguf: Path):
 
 async def test_stats_shape(tiny_gguf: Path):
     async with engine(tiny_gguf) as e:
-        await (await e.submit(req("x", max_tokens=3))).text()
+        g = await e.submit(req("x", max_tokens=3))
+        await g.text()
         s = e.stats()
         for k in (
             "queue_depth", "slots_active", "slots_total", "requests_total", "tokens_generated_total",
             "prompt_tokens_evaluated_total", "prompt_tokens_cached_total", "decode_steps_total",
             "batch_tokens_last", "batch_tokens_mean", "kv_cache_hits_total", "kv_cache_misses_total",
-            "kv_cache_bytes", "kv_cache_entries",
+            "kv_cache_bytes", "kv_cache_entries", "prefill_chunk_tokens", "step_fit_base_ms", "step_fit_token_ms",
         ):
             assert k in s, k
         assert s["slots_total"] == 2 and s["slots_active"] == 0 and s["requests_total"] == 1
         assert s["tokens_generated_total"] == 3
         buckets = s["batch_tokens_buckets"]
-        assert buckets["+Inf"] == s["decode_steps_total"]
-        assert buckets["1"] == 2  # two decode steps of one token; the rest were prefill chunks
-        assert buckets["64"] == buckets["+Inf"]  # never more than n_batch per step
-        assert s["batch_tokens_max"] == 64
+        assert buckets["+Inf"] == s["decode_steps_total"] == 3
+        assert buckets["1"] == 2  # two decode steps of one token, after the prompt's one step
+        # with nobody decoding, the prompt (more than --batch 64 tokens) went in one step
+        assert s["batch_tokens_max"] == g.prompt_tokens > 64
+        assert s["prefill_chunk_tokens"] == 32  # half of --batch until a mixed step is timed
 
 
 async def test_shared_prefix_is_copied_from_a_busy_slot(tiny_gguf: Path):

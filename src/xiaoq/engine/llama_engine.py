@@ -136,7 +136,7 @@ class LlamaEngine:
                 self.model_path,
                 n_ctx_per_seq=s.ctx,
                 n_seq=s.parallel,
-                n_batch=s.batch,
+                n_batch=max(s.batch, s.prefill_batch),
                 n_threads=s.threads,
                 use_mmap=s.mmap,
                 deterministic=self.deterministic,
@@ -170,6 +170,9 @@ class LlamaEngine:
             cores=self.cores,
             draft_max=s.lookup_draft,
             park_after=s.park_idle_after,
+            batch=s.batch,
+            prefill_chunk=s.prefill_chunk,
+            prefill_step_ratio=s.prefill_step_ratio,
         )
         if s.kv_disk_mb > 0 and s.kv_cache_mb > 0:  # states evicted from RAM spill to disk
             from .kv_spill import DiskSpill, model_fingerprint
@@ -342,6 +345,7 @@ class LlamaEngine:
             "batch_tokens_max": c.batch_tokens_max,
             "batch_tokens_mean": round(c.batch_tokens_total / steps, 3) if steps else 0.0,
             "batch_tokens_buckets": c.batch_buckets(),
+            **sched.chunk.stats(),
             "kv_slot_reuse_total": c.kv_slot_reuse_total,
             "kv_seq_copy_total": c.kv_seq_copy_total,
             "kv_idle_parked_total": c.kv_idle_parked_total,

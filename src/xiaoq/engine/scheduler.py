@@ -3,8 +3,10 @@
 The loop, as in llama-server: admit queued requests into free slots; build ONE batch holding the
 next token of every decoding slot plus a bounded chunk of every prefilling slot's prompt; call
 ``llama_decode`` once; sample each slot that produced logits with its own sampler chain; stream the
-text. A long prompt is fed in chunks, so other users keep receiving tokens meanwhile; while anyone
-is decoding the chunk is kept small, which bounds the pause they see.
+text. A long prompt is fed in chunks, so other users keep receiving tokens meanwhile. While nobody
+decodes, a chunk is as big as the context's batch (``--prefill-batch``: bigger ubatches use the
+matmul kernels better); while anyone is decoding it is kept small (:mod:`.chunking` sizes it from
+this machine's own step times), which bounds the pause they see.
 
 Cancellation is checked at the top of every step (between decode steps and between prefill chunks),
 so a cancelled slot stops within one token and its slot goes to the next queued request at once.
@@ -63,6 +65,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from ..errors import Busy, EngineError, ModelError
+from .chunking import PrefillChunk
 from .context import LlamaModel
 from .cores import CoreShare, lent_cpu, process_cpus
 from .kv_cache import StateCache, common_prefix_len
@@ -173,6 +176,9 @@ class Scheduler:
         cores: Optional[CoreShare] = None,
         draft_max: int = 0,
         park_after: float = 0.0,
+        batch: Optional[int] = None,
+        prefill_chunk: int = 0,
+        prefill_step_ratio: float = 8.0,
     ):
         self.model = model
         #: Most tokens drafted by prompt lookup per slot and step (0: no drafting).
@@ -190,14 +196,14 @@ class Scheduler:
         self.slots = [Slot(i) for i in range(n_slots)]
         self.cache = StateCache(cache_bytes)
         self.counters = Counters()
-        self.n_batch = model.n_batch
-        # While other slots are decoding, a prompt is fed in chunks of half a batch: the pause every
-        # running stream sees is one such chunk (~0.2-0.6 s on two cores, against llama-server's
-        # whole-prompt stall of ~6-8 s for 1,450 tokens), while the chunks stay big enough for
-        # efficient matmuls. n_batch/8 gave shorter pauses (~0.2 s) but cost 4-stream throughput
-        # (0.87 of llama-server vs 0.95 with n_batch/2, bench/run.py --scenarios 4,5) and doubled
-        # the long prompt's own time to first token.
-        self.prefill_chunk_shared = max(8, self.n_batch // 2)
+        #: Most tokens in a step while some slot decodes; a step of prompt tokens alone may take the
+        #: context's whole batch (``model.n_batch``).
+        self.n_batch = min(batch or model.n_batch, model.n_batch)
+        # Until the step times are known, a mixed step carries half a batch of prompt tokens.
+        self.chunk = PrefillChunk(self.n_batch, ratio=prefill_step_ratio, pinned=prefill_chunk,
+                                  initial=max(8, self.n_batch // 2))
+        #: Times each llama_decode for the chunk's fit (a test may give it a simulated machine).
+        self.step_clock: Callable[[], float] = time.perf_counter
         self._lock = threading.Lock()
         self._cv = threading.Condition(self._lock)
         self._pending: list[Job] = []
@@ -537,9 +543,10 @@ class Scheduler:
         for s in active:
             if s.state == DECODE and s.draft_size is not None:
                 self._add_draft(s)
-        budget = self.n_batch - batch.n
         if n_decode:
-            budget = min(budget, self.prefill_chunk_shared)
+            budget = min(self.n_batch - batch.n, self.chunk.shared(n_decode))
+        else:
+            budget = self.model.n_batch - batch.n
         prefilling = sorted((s for s in active if s.state == PREFILL), key=lambda s: s.job.order)  # type: ignore[union-attr]
         for s in prefilling:
             s.n_chunk = 0
@@ -559,7 +566,10 @@ class Scheduler:
         if self.model.deterministic:
             self.model.pad_for_invariance()
         self._apply_threads()
+        t0 = self.step_clock()
         rc = self.model.decode()
+        if rc == 0:
+            self.chunk.observe(batch.n, sum(s.n_chunk for s in prefilling), self.step_clock() - t0)
         c = self.counters
         c.decode_steps_total += 1
         c.batch_tokens_last = batch.n
