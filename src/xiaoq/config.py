@@ -179,7 +179,11 @@ class Settings(BaseSettings):
         description="Hold the first tokens of a reply under XiaoQ's own system prompt and, when they are in the wrong language, regenerate it once with a firmer language line (nothing is shown before the check)",
         json_schema_extra=_flag("--language-check/--no-language-check"),
     )
-    default_max_tokens: int = Field(512, ge=1, le=32768, description="Default max_tokens of a reply", json_schema_extra=_flag("--default-max-tokens"))
+    #: 1024, not 512: a list with a sentence or two per item runs past 512 tokens on the 0.5B model
+    #: (eval/quality.py: most length-cap hits were such lists, cut mid-item), and runaway replies
+    #: are ended by the loop guard, not by this cap. 1024 still leaves 3072 tokens of a 4096
+    #: context for the system prompt and history (chat/budget.py reserves the whole reply).
+    default_max_tokens: int = Field(1024, ge=1, le=32768, description="Default max_tokens of a reply", json_schema_extra=_flag("--default-max-tokens"))
     max_tokens: int = Field(2048, ge=1, le=131072, description="Server-side cap on max_tokens of any request", json_schema_extra=_flag("--max-tokens"))
     seed: Optional[int] = Field(None, description="Default sampling seed (random when unset)", json_schema_extra=_flag("--seed"))
     system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, description="Default system prompt", json_schema_extra=_flag("--system-prompt"))

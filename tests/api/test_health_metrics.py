@@ -50,7 +50,7 @@ def test_engine_closed_at_shutdown() -> None:
 def test_api_config(client: TestClient) -> None:
     body = client.get("/api/config").json()
     assert body["model"] == "fake-model" and body["auth_required"] is False
-    assert body["n_ctx"] == 4096 and body["max_tokens"] == 2048 and body["default_max_tokens"] == 512
+    assert body["n_ctx"] == 4096 and body["max_tokens"] == 2048 and body["default_max_tokens"] == 1024
     assert (body["temperature"], body["top_p"]) == (0.7, 0.9)
 
 

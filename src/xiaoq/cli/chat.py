@@ -134,6 +134,17 @@ def _setup_terminal() -> None:
             pass
 
 
+def terminal_sampling(settings: Settings) -> SamplingParams:
+    """The sampling a terminal session (`xiaoq chat`, `xiaoq listen`) asks for: the server's
+    defaults, with the reply cap decided where the server decides it (``chat/policy.py``)."""
+    return SamplingParams(
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        max_tokens=policy.default_max_tokens(settings),
+        seed=settings.seed,
+    )
+
+
 @click.command()
 @click.argument("question", nargs=-1)
 @click.option("--repl", is_flag=True, default=False, help="Read stdin line by line as messages and /commands even when it is not a terminal (for scripts)")
@@ -147,12 +158,7 @@ def chat(question: tuple[str, ...], repl: bool, url: Optional[str], conversation
     With QUESTION (or with stdin not a terminal: all of it, as one message) XiaoQ answers once
     and exits."""
     settings = build_settings(given, flags=CHAT_FLAGS)
-    sampling = SamplingParams(
-        temperature=settings.temperature,
-        top_p=settings.top_p,
-        max_tokens=policy.default_max_tokens(settings),
-        seed=settings.seed,
-    )
+    sampling = terminal_sampling(settings)
     _setup_terminal()
     backend: Backend
     if url:

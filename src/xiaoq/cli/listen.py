@@ -19,11 +19,10 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import click
 
-from xiaoq.cli.chat import BOT_PREFIX, CHAT_FLAGS, CHAT_HELPS, CHAT_SETTINGS, REMOTE_FIELDS, USER_PROMPT, LocalBackend, RemoteBackend, Repl
+from xiaoq.cli.chat import BOT_PREFIX, CHAT_FLAGS, CHAT_HELPS, CHAT_SETTINGS, REMOTE_FIELDS, USER_PROMPT, LocalBackend, RemoteBackend, Repl, terminal_sampling
 from xiaoq.cli.options import build_settings, settings_options
 from xiaoq.cli.runtime import model_path, pin_cpus
 from xiaoq.config import Settings
-from xiaoq.engine.types import SamplingParams
 from xiaoq.voice.types import ASREngine
 from xiaoq.voice.worker import LowPriorityWorker
 
@@ -158,7 +157,7 @@ def listen(url: Optional[str], wake: bool, speak: bool, input_file: Optional[Pat
     if asr is None:
         raise click.UsageError("xiaoq listen needs speech recognition: drop --asr off")
     source = FileSource(input_file) if input_file else MicSource()  # no microphone: one line, exit 1
-    sampling = SamplingParams(temperature=settings.temperature, top_p=settings.top_p, max_tokens=min(settings.default_max_tokens, settings.max_tokens), seed=settings.seed)
+    sampling = terminal_sampling(settings)
     speaker = reply_speaker(settings) if speak else None
     backend = _backend(url, settings)
     click.echo(f"loading… (answers from {url or 'the model here'}, speech recognition {asr.model})", err=True)
