@@ -43,3 +43,23 @@ async def test_a_repeating_answer_ends_with_repetition_and_one_copy(real_model_p
         assert r.finish_reason == "stop" and r.text_length is None and "长城" in text, (r, text)
     finally:
         await e.close()
+
+
+#: An answer already cycling through three to-do items under growing numbers: the model carries
+#: the cycle on, and only the numbers tell the copies apart.
+ITEMS = ["给阳台的花浇水", "把旧报纸送去回收", "给奶奶打个电话"]
+CYCLING = "<|im_start|>user\n列一个周末待办清单<|im_end|>\n<|im_start|>assistant\n待办：\n" + "".join(
+    f"{n}. {item}\n" for n, item in enumerate(ITEMS * 2, 1))
+
+
+async def test_a_list_cycling_under_growing_numbers_ends_with_repetition(real_model_path: Path) -> None:
+    e = LlamaEngine(real_model_path, Settings(threads=1, parallel=1, ctx=1024, kv_cache_mb=0))
+    await e.start()
+    try:
+        text, r = await generate(e, CYCLING, loop_guard=True, max_tokens=300)
+        assert r.finish_reason == "repetition", text
+        assert r.usage.completion_tokens < 150, r.usage
+        # the guard sees the reply, not the prompt: of what the model added, one cycle stays
+        assert text[: r.text_length].rstrip() == "".join(f"{n}. {item}\n" for n, item in enumerate(ITEMS, 7)).rstrip(), text
+    finally:
+        await e.close()

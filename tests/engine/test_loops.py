@@ -186,6 +186,28 @@ def test_a_list_repeating_one_item_under_growing_numbers_is_a_loop(name: str) ->
     assert len(text) - len(kept) > len(text) // 2  # stopped early, not at the end
 
 
+NUMBERED_CYCLES = {
+    "four items, dot": ("Your weekly list:\n", ["{n}. Spinach: it goes well in soups and salads.\n", "{n}. Onion: a base for many sauces.\n",
+                                               "{n}. Garlic: adds flavour to almost any dish.\n", "{n}. Tomatoes: good raw or cooked.\n"]),
+    "three items, comma": ("采购清单：\n", ["{n}、菠菜：可以做汤也可以凉拌\n", "{n}、洋葱：很多酱汁的底料\n", "{n}、大蒜：几乎每道菜都能用\n"]),
+    "four sections of three lines": ("Tea and coffee compared:\n\n", [
+        "{n}. **Taste**:\n   - **Tea**: light and a little grassy.\n   - **Coffee**: bitter and strong.\n\n",
+        "{n}. **Caffeine**:\n   - **Tea**: about a third of a cup of coffee.\n   - **Coffee**: enough to keep you awake.\n\n",
+        "{n}. **Price**:\n   - **Tea**: cheap per cup.\n   - **Coffee**: dearer, especially in a cafe.\n\n",
+        "{n}. **Making it**:\n   - **Tea**: hot water and a few minutes.\n   - **Coffee**: a grinder and a machine.\n\n"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NUMBERED_CYCLES))
+def test_a_list_cycling_through_the_same_items_under_growing_numbers_is_a_loop(name: str) -> None:
+    head, items = NUMBERED_CYCLES[name]
+    text = head + "".join(items[(n - 1) % len(items)].format(n=n) for n in range(1, 41))
+    kept = guard_keep(text)
+    assert kept is not None
+    assert kept.rstrip() == (head + "".join(item.format(n=n) for n, item in enumerate(items, 1))).rstrip()  # one cycle stays
+    assert len(text) - len(kept) > len(text) // 2
+
+
 @pytest.mark.parametrize("name", sorted(LEGITIMATE) + sorted(HELD_OUT))
 def test_the_stream_guard_leaves_legitimate_repetition_alone(name: str) -> None:
     assert guard_keep({**LEGITIMATE, **HELD_OUT}[name]) is None
@@ -199,6 +221,7 @@ NUMBERED_LEGITIMATE = {
     "table rows that differ only by number": "| 序号 | 状态 |\n|---|---|\n" + "".join(f"| {n} | 正常运行 |\n" for n in range(1, 30)),
     "numbered code lines": "```\n1. print('-' * 20)\n2. print('-' * 20)\n3. print('-' * 20)\n4. done()\n```\n",
     "decimals": "\n".join(f"{n}.5 kg of flour" for n in range(1, 30)),
+    "two rounds of the same exercises": "Two rounds:\n" + "".join(f"{n}. {x}\n" for n, x in enumerate(["Push-ups: ten slow repetitions", "Squats: fifteen repetitions", "Plank: hold for thirty seconds"] * 2, 1)) + "Then stretch.\n",
 }
 
 

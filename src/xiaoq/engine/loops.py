@@ -19,8 +19,8 @@ Markdown table or numbers in a list differ from one another and never form a run
 "the same line again"; the repeated copies are what :attr:`Loop.keep` cuts away.
 
 In the stream, :class:`StreamGuard` adds one line rule beside it (:class:`NumberedLines`): a list that
-repeats one item under a growing number is the same line again once the numbers are left out, with
-the same thresholds.
+repeats one item, or cycles through a few, under growing numbers is the same lines again once the
+numbers are left out, with the same thresholds.
 """
 
 from __future__ import annotations
@@ -191,28 +191,28 @@ def line_content(line: str) -> str:
 
 
 class NumberedLines:
-    """Back-to-back lines that are the same once their item numbers are left out ("12. X", "13. X",
-    …): a runaway list the token detector cannot see, since each copy's number differs.
+    """Lines that repeat back to back once their item numbers are left out: one item ("12. X",
+    "13. X", …) or a cycle of a few ("20. A", "21. B", "22. C", "23. A", …), a runaway list the token
+    detector cannot see, since each copy's numbers differ.
 
-    Same thresholds as the token detector (``min_copies`` copies, ``min_run`` tokens in the copies
-    after the first, ``min_letters`` letters in the line). Blank lines between items do not break a
-    run; a table row (``| 3 | x |``) keeps its number, so rows stay different. Each token costs a
-    check for a newline; a line's text is looked at once, when it ends.
+    The finished lines, numbers left out, go through a :class:`LoopDetector` of their own (a cycle
+    of up to ``max_lines`` lines: the model also cycles through a few sections of a heading and two
+    sub-items) with the token detector's thresholds: ``min_copies`` copies,
+    ``min_run`` tokens in the copies after the first, ``min_letters`` letters in the repeated lines.
+    Blank lines between items do not break a run; a table row (``| 3 | x |``) keeps its number, so
+    rows stay different. Each token costs a check for a newline; a line's text is looked at once,
+    when it ends.
     """
 
-    def __init__(self, rules: LoopRules = TOKEN_RULES):
+    def __init__(self, rules: LoopRules = TOKEN_RULES, max_lines: int = 16):
         self.rules = rules
         self._line = bytearray()
-        self._tokens = 0
-        self._key: Optional[str] = None
-        self._copies = 0
-        self._repeated = 0
-        self._keep = 0
+        self._detector: LoopDetector[str] = LoopDetector(_letters, LoopRules(min_copies=rules.min_copies, min_run=0, max_period=max_lines, min_letters=rules.min_letters))
+        self._ends: list[int] = []
 
     def push(self, piece: bytes, seen: int) -> Optional[int]:
         """Record a token (``seen`` tokens in all, this one included); when the lines have become a
         runaway, how many tokens to keep (through the first copy)."""
-        self._tokens += 1
         if b"\n" not in piece:
             self._line += piece
             return None
@@ -221,21 +221,15 @@ class NumberedLines:
         self._line = bytearray(tail)
         if not line.strip():
             return None
-        return self._line_ended(line_content(line), seen if not tail.strip() else seen - 1)
+        self._ends.append(seen if not tail.strip() else seen - 1)
+        hit = self._detector.push(line_content(line))
+        if hit is None or self._ends[-1] - self._ends[hit.start + hit.period - 1] < self.rules.min_run:
+            return None
+        return self._ends[hit.keep - 1]
 
-    def _line_ended(self, key: str, end: int) -> Optional[int]:
-        tokens, self._tokens = self._tokens, 0
-        if key == self._key:
-            self._copies += 1
-            self._repeated += tokens
-        else:
-            letters = sum(ch.isalpha() for ch in key)
-            self._key = key if letters >= self.rules.min_letters else None
-            self._copies, self._repeated, self._keep = 1, 0, end
-        r = self.rules
-        if self._key is not None and self._copies >= r.min_copies and self._repeated >= r.min_run:
-            return self._keep
-        return None
+
+def _letters(text: str) -> int:
+    return sum(ch.isalpha() for ch in text)
 
 
 class StreamGuard:
