@@ -210,3 +210,15 @@ def length_change(before: dict[str, float], after: dict[str, float], leave_out: 
     shorter = sum(after[k] < 0.9 * before[k] for k in common)
     total = sum(before[k] for k in common)
     return LengthChange(shorter, len(common), sum(after[k] for k in common) / total if total else 0.0)
+
+
+def ratio_by_kind(before: dict[str, float], after: dict[str, float], kinds: dict[str, str], leave_out: frozenset[str] | set[str] = frozenset()) -> dict[str, float]:
+    """:func:`length_change`'s total ratio within each kind of prompt (``kinds``: prompt id → kind),
+    since one kind growing (longer code) can hide another shrinking (lists cut to titles)."""
+    out: dict[str, float] = {}
+    for kind in sorted(set(kinds.values())):
+        ids = {k for k, v in kinds.items() if v == kind}
+        change = length_change({k: v for k, v in before.items() if k in ids}, {k: v for k, v in after.items() if k in ids}, leave_out)
+        if change.compared:
+            out[kind] = change.total_ratio
+    return out

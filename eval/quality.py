@@ -268,10 +268,11 @@ def pct(a: int, b: int) -> str:
     return f"{a}/{b} ({100 * a / b:.1f} %)" if b else "–"
 
 
-def length_rows(runs: list[tuple[str, list[dict]]], stats: list[dict[str, Any]]) -> list[tuple[str, list[str]]]:
+def length_rows(runs: list[tuple[str, list[dict]]], stats: list[dict[str, Any]], kinds: dict[str, str]) -> list[tuple[str, list[str]]]:
     """The length check: prompts more than 10 % shorter than in the first column (its looped and
     capped replies left out: cutting those is the point) and the total length ratio; beside it,
-    the same between the first column's samples 0 and 1, which is what sampling alone does."""
+    the same between the first column's samples 0 and 1, which is what sampling alone does; then
+    the total ratio per kind of prompt."""
     base = runs[0][1]
     fixed = {k.split("#")[0] for k in stats[0]["loop_keys"]} | {r["id"] for r in base if r["finish_reason"] == "length"}
     before = judges.mean_lengths(base)
@@ -284,6 +285,8 @@ def length_rows(runs: list[tuple[str, list[dict]]], stats: list[dict[str, Any]])
     noise = judges.length_change(judges.mean_lengths(base, 0), judges.mean_lengths(base, 1), fixed)
     if noise.compared:
         out.append(("the same between the first column's samples 0 and 1 (sampling noise)", [cell(noise)] + ["" for _ in runs[1:]]))
+    per_kind = [judges.ratio_by_kind(before, judges.mean_lengths(rows), kinds, fixed) for _, rows in runs[1:]]
+    out.append(("total length ratio per kind (the same prompts left out)", ["–"] + [", ".join(f"{k} {v:.2f}" for k, v in r.items()) for r in per_kind]))
     return out
 
 
@@ -309,7 +312,7 @@ def report(args: argparse.Namespace) -> None:
     row("mean reply: characters / tokens", lambda s, i: f"{s['chars']:.0f} / {s['tokens']:.0f}")
     row("mean time per reply (s; depends on the machine's load)", lambda s, i: f"{s['wall']:.1f}")
     if len(runs) > 1:
-        for name, cells in length_rows(runs, stats):
+        for name, cells in length_rows(runs, stats, {i: p["cat"] for i, p in prompts.items()}):
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     print("\n".join(lines))
     if args.verbose:

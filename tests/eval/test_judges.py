@@ -66,3 +66,11 @@ def test_mean_lengths_per_prompt_skip_errors_and_can_take_one_sample() -> None:
     ]
     assert judges.mean_lengths(rows) == {"a": 20.0}
     assert judges.mean_lengths(rows, sample=1) == {"a": 30.0}
+
+
+def test_length_ratio_per_kind_totals_each_kind_apart() -> None:
+    before = {"code-1": 100.0, "code-2": 300.0, "poem-1": 50.0, "poem-2": 80.0}
+    after = {"code-1": 200.0, "code-2": 300.0, "poem-1": 25.0, "poem-2": 10.0}
+    kinds = {"code-1": "code", "code-2": "code", "poem-1": "poem", "poem-2": "poem"}
+    assert judges.ratio_by_kind(before, after, kinds) == {"code": 500 / 400, "poem": 35 / 130}
+    assert judges.ratio_by_kind(before, after, kinds, leave_out={"poem-2"}) == {"code": 500 / 400, "poem": 0.5}
