@@ -145,3 +145,19 @@ async def test_greedy_output_is_the_same_with_fitted_chunks_and_big_steps(tiny_g
     assert max(s.tokens for s in fitted[2]) > 64 and max(s.tokens for s in pinned[2]) <= 65  # +1: the filler
     assert {s.chunk for s in fitted[2] if s.prompt and s.decoding} == {FITTED}
     assert fitted[:2] == pinned[:2]
+
+
+@pytest.mark.real_model
+async def test_greedy_output_is_the_same_with_fitted_chunks_on_the_real_model(real_model_path: Path):
+    texts = []
+    for kw in (dict(prefill_batch=512), dict(prefill_batch=64, prefill_chunk=32)):
+        async with engine(real_model_path, deterministic=True, parallel=2, batch=64, kv_disk_mb=0, threads=1, **kw) as e:
+            steps = record_steps(e)
+            a, b, text_b = await beside_a_stream(e, 300)
+            a.cancel()
+            text_a = await a.text()
+            texts.append((text_b, text_a))
+            assert {s.chunk for s in steps if s.prompt and s.decoding} == ({32} if "prefill_chunk" in kw else {FITTED})
+    (b1, a1), (b2, a2) = texts
+    assert b1 == b2
+    assert a1.startswith(a2) or a2.startswith(a1), "A was cancelled at different points, same tokens up to there"
