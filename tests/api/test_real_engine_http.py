@@ -97,6 +97,17 @@ def test_chat_streams_tokens_then_done(server) -> None:
     assert "".join(e["token"] for e in parse_sse(httpx.post(url + "/chat", json=body, timeout=60).text)[:-1]) == "".join(pieces)
 
 
+def test_metrics_show_the_prefill_chunk_and_its_step_fit(server) -> None:
+    url, _ = server
+    httpx.post(url + "/chat", json={"prompt": "hello", "max_tokens": 4}, timeout=60)
+    metrics = httpx.get(url + "/metrics").text
+    assert "# TYPE xiaoq_prefill_chunk_tokens gauge" in metrics
+    chunk = int(next(line for line in metrics.splitlines() if line.startswith("xiaoq_prefill_chunk_tokens ")).split()[1])
+    assert 16 <= chunk <= 128  # within the floor and --batch
+    for name in ("xiaoq_step_fit_base_ms", "xiaoq_step_fit_token_ms"):
+        assert f"# TYPE {name} gauge" in metrics
+
+
 def test_context_length_exceeded_from_the_real_tokenizer(server) -> None:
     url, _ = server
     r = httpx.post(url + "/chat", json={"prompt": "hello " * 1000, "max_tokens": 16000}, timeout=30)
