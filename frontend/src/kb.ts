@@ -30,6 +30,8 @@ export interface Retrieved {
   score: number
   lexical_rank: number | null
   dense_rank: number | null
+  /** The meaning (dense) score the retrieval gate compares with --kb-min-relevance. */
+  dense_score?: number | null
   n: number | null
 }
 

@@ -10,6 +10,14 @@ function answer(extra: Partial<UiMessage> = {}): UiMessage {
 }
 
 describe('MessageItem', () => {
+  it('offers what was retrieved under a reply refused for want of a close passage (no citations)', async () => {
+    const retrieval = [{ chunk_id: 5, source: 'a.md', heading: 'H', snippet: 's', score: 0.016, lexical_rank: 1, dense_rank: 1, dense_score: 0.8412, n: null }]
+    const w = mount(MessageItem, { props: { message: answer({ content: 'The documents do not contain this.', citations: [], retrieval }), isLast: true } })
+    expect(w.findAll('.citation')).toHaveLength(0)
+    await w.find('.retrieved-toggle').trigger('click')
+    expect(w.find('table.retrieved tbody tr').text()).toContain('0.841')
+  })
+
   it('shows TTFT and tokens/s from the timings, small and after the text', () => {
     const w = mount(MessageItem, { props: { message: answer({ timings: { ttft_ms: 212.4, tokens_per_second: 31.25 } }), isLast: true } })
     expect(w.find('.md strong').text()).toBe('hi')
