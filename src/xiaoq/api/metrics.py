@@ -42,6 +42,7 @@ STAT_HELP = {
     "kv_slot_reuse_total": "Requests that reused the KV state left in their slot",
     "kv_seq_copy_total": "KV sequence copies between slots",
     "kv_idle_parked_total": "Idle slots moved to the KV state cache while others decoded (--park-idle-after)",
+    "prefill_steps_aborted_total": "Prompt steps stopped midway because their one request was cancelled (Stop, disconnect)",
     "draft_tokens_total": "Tokens drafted by prompt lookup (--lookup-draft)",
     "draft_accepted_total": "Drafted tokens the model agreed with (each saved a decode step)",
     "kv_cache_hits_total": "KV state cache hits",

@@ -84,6 +84,42 @@ def _init_backend() -> None:
             _backend_ready = True
 
 
+def _flag_reader() -> object:
+    """A native ``bool (*)(void *)`` that reads one byte: libc's ``strlen`` on a two-byte buffer
+    ``[flag, 0]`` returns 0 or 1 in the return register, which is the C ABI's ``bool`` (x86-64 and
+    arm64 alike). Why native: ggml calls the abort callback after every graph node on its first
+    compute thread while the others wait at a barrier; a Python callback would take the GIL there
+    (a wait of up to the interpreter's switch interval, per node, while the event loop runs)."""
+    return C.ggml_abort_callback(ctypes.cast(ctypes.CDLL(None).strlen, ctypes.c_void_p).value)
+
+
+class AbortFlag:
+    """llama.cpp's abort callback for one context: :meth:`raise_` makes the running
+    ``llama_decode`` stop after its current graph node and return 2; llama.cpp then removes the
+    aborted ubatch's positions from the KV cache, so the sequences are as before the call.
+
+    The scheduler raises it only while a step holds the tokens of one cancelled request (a
+    prefill step of up to ``--prefill-batch`` tokens takes seconds on 2 cores: Stop must not wait
+    for it)."""
+
+    def __init__(self) -> None:
+        self._buf = ctypes.create_string_buffer(2)
+        self._reader = _flag_reader()  # kept alive: llama.cpp holds the pointer
+
+    def install(self, ctx: object) -> None:
+        C.llama_set_abort_callback(ctx, self._reader, ctypes.cast(self._buf, ctypes.c_void_p))  # type: ignore[arg-type]
+
+    def raise_(self) -> None:
+        self._buf[0] = 1
+
+    def lower(self) -> None:
+        self._buf[0] = 0
+
+    @property
+    def raised(self) -> bool:
+        return self._buf.raw[0] != 0
+
+
 class Batch:
     """One reusable ``llama_batch`` (allocated once; a step only rewrites its arrays)."""
 
@@ -208,6 +244,8 @@ class LlamaModel:
             hint = "" if kv_type_v in _UNQUANTIZED else f" (--kv-type-v {kv_type_v} needs flash attention)"
             raise ModelError(f"llama.cpp could not create a context for {self.path}{self._why()}{hint}")
         self.ctx = ctx
+        self.abort = AbortFlag()
+        self.abort.install(ctx)
         self.mem = C.llama_get_memory(ctx)
         self.n_ctx_total = C.llama_n_ctx(ctx)
         self.n_seq = n_seq

@@ -349,6 +349,7 @@ class LlamaEngine:
             "kv_slot_reuse_total": c.kv_slot_reuse_total,
             "kv_seq_copy_total": c.kv_seq_copy_total,
             "kv_idle_parked_total": c.kv_idle_parked_total,
+            "prefill_steps_aborted_total": c.prefill_steps_aborted_total,
             "draft_tokens_total": c.draft_tokens_total,
             "draft_accepted_total": c.draft_accepted_total,
             "kv_cache_hits_total": sched.cache.hits,

@@ -80,6 +80,8 @@ IDLE, PREFILL, DECODE = 0, 1, 2
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 #: Slots holding fewer tokens than this are not worth saving to the RAM cache.
 MIN_SAVE_TOKENS = 16
+#: ``llama_decode``'s return code when its abort callback stopped it.
+ABORTED = 2
 
 
 @dataclass
@@ -153,6 +155,7 @@ class Counters:
     kv_slot_reuse_total: int = 0
     kv_seq_copy_total: int = 0
     kv_idle_parked_total: int = 0
+    prefill_steps_aborted_total: int = 0
     draft_tokens_total: int = 0
     draft_accepted_total: int = 0
     finish: dict[str, int] = field(default_factory=lambda: {"stop": 0, "length": 0, "cancelled": 0, "error": 0, "repetition": 0})
@@ -206,6 +209,10 @@ class Scheduler:
         self.step_clock: Callable[[], float] = time.perf_counter
         self._lock = threading.Lock()
         self._cv = threading.Condition(self._lock)
+        #: The request whose tokens alone fill the running step: cancelling it aborts the step
+        #: (``AbortFlag``) instead of waiting for up to a --prefill-batch of tokens.
+        self._abortable: Optional[Generation] = None
+        self._abort_lock = threading.Lock()
         self._pending: list[Job] = []
         self._order = itertools.count()
         self._n_assigned = 0  # slots holding a job (guarded by _lock)
@@ -382,6 +389,7 @@ class Scheduler:
 
     # ---- admission: pick a slot and reuse as much KV as possible ----------------------------
     def _admit(self, job: Job) -> None:
+        job.gen.on_cancel(lambda: self._abort_if_running(job.gen))
         now = time.perf_counter()
         free = [s for s in self.slots if s.job is None]
         # An empty slot or the least recently used one is the natural target for unrelated prompts.
@@ -567,7 +575,17 @@ class Scheduler:
             self.model.pad_for_invariance()
         self._apply_threads()
         t0 = self.step_clock()
-        rc = self.model.decode()
+        rc = self._decode(active if len(active) == 1 and active[0].state == PREFILL else [])
+        if rc == ABORTED:  # its one request was cancelled mid-step
+            self.counters.prefill_steps_aborted_total += 1
+            for s in active:
+                s.n_chunk, s.i_batch = 0, -1
+                # llama.cpp drops the aborted ubatch's cells; a step of several ubatches
+                # (--deterministic) keeps the ones before it: the slot's cells stay its tokens
+                # (it may be saved to the state cache or parked before a next turn trims it)
+                if not self.model.seq_rm(s.id, len(s.tokens), -1):
+                    self._reset_slot(s)
+            return  # the next step's first loop finishes it as cancelled
         if rc == 0:
             self.chunk.observe(batch.n, sum(s.n_chunk for s in prefilling), self.step_clock() - t0)
         c = self.counters
@@ -617,6 +635,30 @@ class Scheduler:
             os.sched_setaffinity(0, cpus - {lent_cpu(cpus)} if lent else cpus)
         except OSError:  # not permitted: the OS places it
             pass
+
+    def _decode(self, alone: list[Slot]) -> int:
+        """``llama_decode`` of the built batch; when ``alone`` holds the one slot whose prompt
+        fills it, cancelling that request meanwhile aborts the step (a 512-token prefill step is
+        ~2.5 s on 2 cores)."""
+        gen = alone[0].job.gen if alone and alone[0].job is not None else None
+        flag = self.model.abort
+        with self._abort_lock:
+            self._abortable = gen
+            flag.lower()
+            if gen is not None and gen.cancelled:
+                flag.raise_()
+        try:
+            return self.model.decode()
+        finally:
+            with self._abort_lock:
+                self._abortable = None
+                flag.lower()
+
+    def _abort_if_running(self, gen: Generation) -> None:
+        """A cancel hook (any thread): abort the running step if it is this request's alone."""
+        with self._abort_lock:
+            if self._abortable is gen:
+                self.model.abort.raise_()
 
     def _add_draft(self, s: Slot) -> None:
         """Append this slot's prompt-lookup draft after its next token (rows the batch has room for,

@@ -18,7 +18,7 @@ import itertools
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Optional, Protocol, TypedDict, runtime_checkable
+from typing import Any, AsyncIterator, Callable, Optional, Protocol, TypedDict, runtime_checkable
 
 #: Why a generation ended. An open set: engines may add reasons (a repetition detector, an
 #: upstream's ``content_filter``), so every consumer handles the known ones below and treats any
@@ -179,6 +179,7 @@ class Generation:
         self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._cancelled = threading.Event()
         self._done = threading.Event()
+        self._on_cancel: list[Callable[[], None]] = []
 
     # ---- consumer side ----------------------------------------------------------------------
     def __aiter__(self) -> AsyncIterator[str]:
@@ -197,8 +198,16 @@ class Generation:
         return "".join([piece async for piece in self])
 
     def cancel(self) -> None:
-        """Ask the worker to stop; it notices before its next decode step or prefill chunk."""
+        """Ask the worker to stop; it notices before its next decode step or prefill chunk, or
+        during one when the worker asked to hear of it (:meth:`on_cancel`)."""
         self._cancelled.set()
+        for hook in list(self._on_cancel):
+            hook()
+
+    def on_cancel(self, hook: Callable[[], None]) -> None:
+        """Call ``hook`` (on the cancelling thread) when :meth:`cancel` is called: the llama.cpp
+        scheduler aborts a prefill step that is running for this request alone."""
+        self._on_cancel.append(hook)
 
     @property
     def cancelled(self) -> bool:
