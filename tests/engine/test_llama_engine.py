@@ -244,11 +244,14 @@ async def test_queue_zero_means_no_waiting_room(tiny_gguf: Path):
 async def test_higher_priority_is_admitted_first(tiny_gguf: Path):
     async with engine(tiny_gguf, parallel=1, queue=4) as e:
         events: list[tuple[str, str]] = []
-        a = await e.submit(req("running", max_tokens=30))
+        # A runs until both have queued (a 30-token reply could end before they were submitted)
+        a = await e.submit(req("running", max_tokens=1500, ignore_eos=True))
         low = await e.submit(GenerationRequest(messages=[{"role": "user", "content": "bg"}], sampling=SamplingParams(temperature=0, max_tokens=5), priority=-1))
         high = await e.submit(req("user", max_tokens=5))
         for g, n in ((a, "a"), (low, "low"), (high, "high")):
             record(g, n, events)
+        assert a.result is None, "A ended before the others queued"
+        a.cancel()
         await asyncio.gather(a.text(), low.text(), high.text())
         names = [n for n, _ in events]
         assert names.index("high") < names.index("low")

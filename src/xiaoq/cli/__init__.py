@@ -63,6 +63,9 @@ def fail(message: str, status: int = 1) -> "NoReturn":  # type: ignore[name-defi
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """Console-script entry point (``xiaoq = "xiaoq.cli:main"``)."""
     debug = os.environ.get("XIAOQ_DEBUG", "").lower() in ("1", "true", "yes")
+    from xiaoq.engine import early_load
+
+    early_load.start(list(argv) if argv is not None else sys.argv[1:])  # `serve --model F`: F loads from now on
     try:
         status = cli.main(args=list(argv) if argv is not None else None, prog_name="xiaoq", standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as e:  # `xiaoq` alone: show the help, as usual

@@ -17,8 +17,9 @@ import os
 import random
 import threading
 from collections import deque
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import llama_cpp.llama_cpp as C
 
@@ -82,6 +83,36 @@ def _init_backend() -> None:
             C.llama_log_set(_log_callback, ctypes.c_void_p(0))
             C.llama_backend_init()
             _backend_ready = True
+
+
+_quiet_lock = threading.Lock()
+_quiet_depth = 0
+_QUIET_LOG = C.llama_log_callback(ctypes.cast(ctypes.CDLL(None).abs, ctypes.c_void_p).value)
+
+
+@contextmanager
+def quiet_llama_logs() -> Iterator[None]:
+    """llama.cpp's log lines dropped natively meanwhile (libc's ``abs``, which ignores the extra
+    arguments of a log callback, as the C ABI allows), instead of each going through Python.
+
+    Why: loading the model and creating its context log ~1,750 lines here; each Python callback
+    needs the GIL, which ``xiaoq serve``'s main thread holds while it imports the web stack, so
+    every line waited up to a switch interval and the load finished after the web stack, not
+    beside it. What is lost is only the reason of a failure: callers retry a failed load with
+    the logs on (:func:`_why` then has it)."""
+    global _quiet_depth
+    _init_backend()
+    with _quiet_lock:
+        _quiet_depth += 1
+        if _quiet_depth == 1:
+            C.llama_log_set(_QUIET_LOG, ctypes.c_void_p(0))
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet_depth -= 1
+            if _quiet_depth == 0:
+                C.llama_log_set(_log_callback, ctypes.c_void_p(0))
 
 
 def _flag_reader() -> object:
@@ -209,7 +240,14 @@ class LlamaModel:
         mp.use_extra_bufts = not deterministic
         if not self.path.is_file():
             raise ModelError(f"Model file not found: {self.path}")
-        model = C.llama_model_load_from_file(str(self.path).encode(), mp)
+        from . import early_load
+
+        model = early_load.take(self.path, early_load.key(use_mmap, deterministic))  # begun at `xiaoq serve`'s start
+        if not model:
+            with quiet_llama_logs():
+                model = C.llama_model_load_from_file(str(self.path).encode(), mp)
+        if not model:  # again with the logs on, for the reason
+            model = C.llama_model_load_from_file(str(self.path).encode(), mp)
         if not model:
             raise ModelError(f"llama.cpp could not load the model {self.path}{self._why()}")
         self.model = model
@@ -237,7 +275,10 @@ class LlamaModel:
             cp.flash_attn_type = C.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn else C.LLAMA_FLASH_ATTN_TYPE_DISABLED
         cp.no_perf = True
         cp.embeddings = False
-        ctx = C.llama_init_from_model(model, cp)
+        with quiet_llama_logs():
+            ctx = C.llama_init_from_model(model, cp)
+        if not ctx:  # again with the logs on, for the reason
+            ctx = C.llama_init_from_model(model, cp)
         if not ctx:
             C.llama_model_free(model)
             self.model = None
@@ -353,7 +394,8 @@ class LlamaModel:
         assert b is not None
         b.clear()
         b.add(self.bos_id if self.bos_id >= 0 else 0, 0, 0, True)
-        self.decode()
+        with quiet_llama_logs():  # its graph build logs ~860 lines
+            self.decode()
         C.llama_memory_clear(self.mem, True)
         b.clear()
 
