@@ -186,6 +186,23 @@ def test_a_list_repeating_one_item_under_growing_numbers_is_a_loop(name: str) ->
     assert len(text) - len(kept) > len(text) // 2  # stopped early, not at the end
 
 
+def zh_numeral(n: int) -> str:
+    """1..99 in Chinese numerals (十一, 二十三)."""
+    digits = "零一二三四五六七八九"
+    if n < 10:
+        return digits[n]
+    return (digits[n // 10] if n >= 20 else "") + "十" + (digits[n % 10] if n % 10 else "")
+
+
+def test_a_list_numbered_in_chinese_numerals_repeating_one_item_is_a_loop() -> None:
+    # the final eval's one cap hit of this shape: "五、", "六、", … the same item each time
+    head = "学习建议：\n一、制定每周的学习计划\n"
+    text = head + "".join(f"{zh_numeral(n)}、保持良好的作息习惯\n" for n in range(2, 40))
+    kept = guard_keep(text)
+    assert kept is not None and kept.rstrip() == (head + "二、保持良好的作息习惯").rstrip()
+    assert len(text) - len(kept) > len(text) // 2
+
+
 NUMBERED_CYCLES = {
     "four items, dot": ("Your weekly list:\n", ["{n}. Spinach: it goes well in soups and salads.\n", "{n}. Onion: a base for many sauces.\n",
                                                "{n}. Garlic: adds flavour to almost any dish.\n", "{n}. Tomatoes: good raw or cooked.\n"]),
@@ -221,6 +238,8 @@ NUMBERED_LEGITIMATE = {
     "table rows that differ only by number": "| 序号 | 状态 |\n|---|---|\n" + "".join(f"| {n} | 正常运行 |\n" for n in range(1, 30)),
     "numbered code lines": "```\n1. print('-' * 20)\n2. print('-' * 20)\n3. print('-' * 20)\n4. done()\n```\n",
     "decimals": "\n".join(f"{n}.5 kg of flour" for n in range(1, 30)),
+    "chinese numeral sections that differ": "".join(f"{zh_numeral(n)}、{t}\n" for n, t in enumerate(["项目背景", "研究方法", "实验结果", "讨论", "结论", "参考文献"], 1)),
+    "parenthesised chinese numerals, items that differ": "".join(f"（{zh_numeral(n)}）第{n}周复习第{n}章\n" for n in range(1, 15)),
     "two rounds of the same exercises": "Two rounds:\n" + "".join(f"{n}. {x}\n" for n, x in enumerate(["Push-ups: ten slow repetitions", "Squats: fifteen repetitions", "Plank: hold for thirty seconds"] * 2, 1)) + "Then stretch.\n",
 }
 

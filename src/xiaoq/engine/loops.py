@@ -181,8 +181,9 @@ def trim_loops(text: str) -> str:
 
 
 #: What opens a list item and is not its content: a marker (``-``, ``*``, ``+``, ``•``), a number
-#: with ``.``/``、``/``)`` (not a decimal such as ``1.5``), or both.
-_ENUMERATOR = re.compile(r"^\s*(?:[-*+•]\s+)?(?:[(（]?\d{1,4}[.、)）](?!\d))?\s*")
+#: in digits or Chinese numerals ("五、", "（十二）") with ``.``/``、``/``)`` (not a decimal such as
+#: ``1.5``), or both.
+_ENUMERATOR = re.compile(r"^\s*(?:[-*+•]\s+)?(?:[(（]?(?:\d{1,4}|[一二三四五六七八九十百零〇两]{1,4})[.．、)）](?!\d))?\s*")
 
 
 def line_content(line: str) -> str:
