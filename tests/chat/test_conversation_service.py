@@ -37,6 +37,16 @@ class ManualEngine(FakeEngine):
         return gen
 
 
+async def started(store: Store, content: str):  # type: ignore[no-untyped-def]
+    """A conversation turn on a ManualEngine: (engine, service, turn, the turn's generation)."""
+    engine = ManualEngine(make_settings())
+    await engine.start()
+    service = ConversationService(store, engine, engine.settings)
+    cid = store.create_conversation()["id"]
+    turn = await service.send(cid, content)
+    return engine, service, turn, engine.generations[-1]
+
+
 async def run(turn) -> tuple[str, dict]:  # type: ignore[no-untyped-def]
     text, last = "", {}
     async for event in turn.events():
@@ -76,13 +86,7 @@ async def test_dropped_turns_are_summarized_at_low_priority_stored_and_reused(st
 
 
 async def test_ticker_saves_sent_text_during_a_stall(store: Store) -> None:
-    settings = make_settings()
-    engine = ManualEngine(settings)
-    await engine.start()
-    service = ConversationService(store, engine, settings)
-    cid = store.create_conversation()["id"]
-    turn = await service.send(cid, "hi")
-    gen = engine.generations[-1]
+    engine, _, turn, gen = await started(store, "hi")
     events = turn.events()
     assert (await events.__anext__())["start"] is True
     gen.emit("已经发送的文字")
@@ -127,13 +131,8 @@ async def test_sampling_precedence_and_one_reply_per_conversation(store: Store) 
 async def test_stop_returns_once_the_partial_reply_is_stored(store: Store) -> None:
     # The browser aborts its stream and posts Stop; a reload right after must read the whole partial
     # reply with its final fields, not the last periodic save (CI once saw 2,163 of 2,505 characters).
-    settings = make_settings()
-    engine = ManualEngine(settings)
-    await engine.start()
-    service = ConversationService(store, engine, settings)
-    cid = store.create_conversation()["id"]
-    turn = await service.send(cid, "写一篇文章")
-    gen = engine.generations[-1]
+    engine, service, turn, gen = await started(store, "写一篇文章")
+    cid = turn.conversation_id
     reader = asyncio.ensure_future(run(turn))
     pieces = [f"第{i}段。" for i in range(40)]
     for piece in pieces:

@@ -87,7 +87,9 @@ def _init_backend() -> None:
 
 _quiet_lock = threading.Lock()
 _quiet_depth = 0
-_QUIET_LOG = C.llama_log_callback(ctypes.cast(ctypes.CDLL(None).abs, ctypes.c_void_p).value)
+#: The C library already loaded in this process: two of its functions serve as native callbacks.
+_LIBC = ctypes.CDLL(None)
+_QUIET_LOG = C.llama_log_callback(ctypes.cast(_LIBC.abs, ctypes.c_void_p).value)
 
 
 @contextmanager
@@ -115,13 +117,12 @@ def quiet_llama_logs() -> Iterator[None]:
                 C.llama_log_set(_log_callback, ctypes.c_void_p(0))
 
 
-def _flag_reader() -> object:
-    """A native ``bool (*)(void *)`` that reads one byte: libc's ``strlen`` on a two-byte buffer
-    ``[flag, 0]`` returns 0 or 1 in the return register, which is the C ABI's ``bool`` (x86-64 and
-    arm64 alike). Why native: ggml calls the abort callback after every graph node on its first
-    compute thread while the others wait at a barrier; a Python callback would take the GIL there
-    (a wait of up to the interpreter's switch interval, per node, while the event loop runs)."""
-    return C.ggml_abort_callback(ctypes.cast(ctypes.CDLL(None).strlen, ctypes.c_void_p).value)
+#: A native ``bool (*)(void *)`` that reads one byte: libc's ``strlen`` on a two-byte buffer
+#: ``[flag, 0]`` returns 0 or 1 in the return register, which is the C ABI's ``bool`` (x86-64 and
+#: arm64 alike). Why native: ggml calls the abort callback after every graph node on its first
+#: compute thread while the others wait at a barrier; a Python callback would take the GIL there
+#: (a wait of up to the interpreter's switch interval, per node, while the event loop runs).
+_FLAG_READER = C.ggml_abort_callback(ctypes.cast(_LIBC.strlen, ctypes.c_void_p).value)
 
 
 class AbortFlag:
@@ -135,20 +136,15 @@ class AbortFlag:
 
     def __init__(self) -> None:
         self._buf = ctypes.create_string_buffer(2)
-        self._reader = _flag_reader()  # kept alive: llama.cpp holds the pointer
 
     def install(self, ctx: object) -> None:
-        C.llama_set_abort_callback(ctx, self._reader, ctypes.cast(self._buf, ctypes.c_void_p))  # type: ignore[arg-type]
+        C.llama_set_abort_callback(ctx, _FLAG_READER, ctypes.cast(self._buf, ctypes.c_void_p))  # type: ignore[arg-type]
 
     def raise_(self) -> None:
         self._buf[0] = 1
 
     def lower(self) -> None:
         self._buf[0] = 0
-
-    @property
-    def raised(self) -> bool:
-        return self._buf.raw[0] != 0
 
 
 class Batch:

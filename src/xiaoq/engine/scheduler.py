@@ -575,7 +575,8 @@ class Scheduler:
             self.model.pad_for_invariance()
         self._apply_threads()
         t0 = self.step_clock()
-        rc = self._decode(active if len(active) == 1 and active[0].state == PREFILL else [])
+        alone = active[0].job if len(active) == 1 and active[0].state == PREFILL else None
+        rc = self._decode(alone.gen if alone is not None else None)
         if rc == ABORTED:  # its one request was cancelled mid-step
             self.counters.prefill_steps_aborted_total += 1
             for s in active:
@@ -636,11 +637,9 @@ class Scheduler:
         except OSError:  # not permitted: the OS places it
             pass
 
-    def _decode(self, alone: list[Slot]) -> int:
-        """``llama_decode`` of the built batch; when ``alone`` holds the one slot whose prompt
-        fills it, cancelling that request meanwhile aborts the step (a 512-token prefill step is
-        ~2.5 s on 2 cores)."""
-        gen = alone[0].job.gen if alone and alone[0].job is not None else None
+    def _decode(self, gen: Optional[Generation]) -> int:
+        """``llama_decode`` of the built batch; ``gen``: the one request whose prompt fills it,
+        whose cancelling meanwhile aborts the step (a 512-token prefill step is ~2.5 s on 2 cores)."""
         flag = self.model.abort
         with self._abort_lock:
             self._abortable = gen
