@@ -52,7 +52,7 @@ SCENARIOS = {
 }
 #: Scenario 8 also runs on a XiaoQ with prompt lookup on (--lookup-draft LOOKUP_DRAFT).
 QUOTE_KEY = "8"
-LOOKUP_DRAFT = 8
+LOOKUP_DRAFT = 48
 #: Scenario 7 runs on servers of its own (a 64 MB RAM cache each, XiaoQ with its disk tier).
 DISK_KEY = "7"
 DISK_RAM_MB = 64

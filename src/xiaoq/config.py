@@ -149,7 +149,7 @@ class Settings(BaseSettings):
         description="Greedy output independent of what else is batched (about 25% slower; for tests and evaluations)",
         json_schema_extra=_flag("--deterministic/--no-deterministic"),
     )
-    lookup_draft: int = Field(0, ge=0, le=32, description="Prompt lookup: most tokens drafted per step from an earlier place in the conversation and checked in one batch (greedy requests; same output, faster on answers that quote their context); 0: off", json_schema_extra=_flag("--lookup-draft"))
+    lookup_draft: int = Field(0, ge=0, le=64, description="Prompt lookup: most tokens drafted per step from an earlier place in the conversation and checked in one batch (greedy requests; same output, faster on answers that quote their context); 0: off", json_schema_extra=_flag("--lookup-draft"))
     kv_cache_mb: int = Field(512, ge=0, le=65536, description="RAM for cached conversation KV states (MiB); 0 disables", json_schema_extra=_flag("--kv-cache-mb"))
     park_idle_after: float = Field(1.0, ge=0, le=86400, description="Seconds a slot may sit idle while others decode before its conversation moves to the RAM state cache and its KV cells are freed (narrower attention for the running streams; the next turn is restored from the cache); 0: never", json_schema_extra=_flag("--park-idle-after"))
     kv_type_k: KvType = Field("f16", description="Data type of the K cache: f16, f32, q8_0, q5_1, q5_0, q4_1, q4_0, iq4_nl (quantized: less memory per token, a small quality cost)", json_schema_extra=_flag("--kv-type-k"))

@@ -215,7 +215,7 @@ def test_the_lookup_side_runs_only_the_quoting_scenario():
     args = run.parse_args(["--scenarios", "1,8", "--no-noise"])
     specs = {name: (spec, only) for name, spec, only in run.head_to_head_specs(args, None, "m.gguf", 2)}
     spec, only = specs["xiaoq-lookup"]
-    assert only == frozenset({"8"}) and spec.argv[spec.argv.index("--lookup-draft") + 1] == "8"
+    assert only == frozenset({"8"}) and spec.argv[spec.argv.index("--lookup-draft") + 1] == "48"
     for s, _ in specs.values():
         s.scratch.rmdir()
 

@@ -12,31 +12,44 @@ import pytest
 from xiaoq.engine.lookup import DraftSize, find_draft
 
 
-def reference_draft(tokens: list[int], n_max: int, ngram_max: int = 4, ngram_min: int = 2) -> list[int]:
-    """The obvious quadratic version: newest earlier occurrence of the longest suffix that has one."""
-    if n_max <= 0 or len(tokens) <= ngram_min:
+def reference_draft(tokens: list[int], n_max: int, ngram: int = 5, match_max: int = 64, per_match: int = 2) -> list[int]:
+    """The obvious quadratic version: the newest earlier occurrence of the last ``ngram`` tokens,
+    the match there measured backwards, a draft of at most ``per_match`` tokens per matched one."""
+    if n_max <= 0 or len(tokens) <= ngram:
         return []
-    for n in range(min(ngram_max, len(tokens) - 1), ngram_min - 1, -1):
-        suffix = tokens[-n:]
-        for start in range(len(tokens) - n - 1, -1, -1):
-            if tokens[start:start + n] == suffix:
-                return tokens[start + n:start + n + n_max]
+    for start in range(len(tokens) - ngram - 1, -1, -1):
+        if tokens[start:start + ngram] == tokens[-ngram:]:
+            length = ngram
+            while (length < match_max and start - (length - ngram) - 1 >= 0
+                   and tokens[start - (length - ngram) - 1] == tokens[-length - 1]):
+                length += 1
+            return tokens[start + ngram:start + ngram + min(n_max, per_match * length)]
     return []
 
 
 def test_draft_continues_the_newest_earlier_occurrence():
-    assert find_draft([7, 1, 2, 3, 4, 5, 9, 1, 2, 3], 3) == [4, 5, 9]
-    assert find_draft([1, 2, 8, 1, 2, 6, 1, 2], 5) == [6, 1, 2]  # newest first, stops at the end
-    assert find_draft([1, 2, 3, 4], 4) == []  # no suffix occurred before
-    assert find_draft([1, 2, 1, 2], 0) == []
+    assert find_draft([7, 1, 2, 3, 4, 5, 6, 9, 1, 2, 3, 4, 5], 3) == [6, 9, 1]
+    assert find_draft([1, 2, 3, 4, 5, 8, 1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5], 5) == [6, 1, 2, 3, 4]  # newest first
+    assert find_draft([1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5], 99) == [6, 7, 8, 1, 2, 3, 4, 5]  # stops at the end
+    assert find_draft([1, 2, 3, 4, 9, 1, 2, 3, 4], 4) == []  # a 4-token match is too short to draft from
+    assert find_draft([1, 2, 3, 4, 5, 1, 2, 3, 4, 5], 0) == []
+
+
+def test_a_longer_match_earns_a_longer_draft():
+    quote = list(range(100, 300))
+    for matched in (5, 8, 20, 40, 80):
+        tokens = [1] + quote + [2] + quote[:matched]  # the reply has quoted `matched` tokens so far
+        draft = find_draft(tokens, 64)
+        assert draft == quote[matched:matched + min(64, 2 * min(matched, 64))], matched
+    assert len(find_draft([1] + quote + [2] + quote[:5], 64)) == 10
 
 
 def test_draft_matches_token_boundaries_only():
     rng = random.Random(5)
     vocab = [0, 1, 2, 256, 65536, 16777216, 131328]  # values whose bytes can match across tokens
     for _ in range(3000):
-        tokens = [rng.choice(vocab) for _ in range(rng.randint(0, 24))]
-        n = rng.randint(0, 6)
+        tokens = [rng.choice(vocab[:rng.randint(2, 7)]) for _ in range(rng.randint(0, 60))]
+        n = rng.randint(0, 40)
         assert find_draft(tokens, n) == reference_draft(tokens, n), tokens
 
 
@@ -109,7 +122,7 @@ async def test_greedy_output_is_the_same_with_drafting_on_the_tiny_model(tiny_gg
     prompts = ["copy this: the model is fast and small and the model is fast " * 4,
                "hello world hello world, says the test, hello world " * 3]
     plain, plain_stats = await _generate(tiny_gguf, tmp_path, 0, prompts, 64)
-    drafted, stats = await _generate(tiny_gguf, tmp_path, 8, prompts, 64)
+    drafted, stats = await _generate(tiny_gguf, tmp_path, 48, prompts, 64)
     assert drafted == plain
     assert plain_stats["draft_tokens_total"] == 0
     assert stats["draft_accepted_total"] > 0, stats
@@ -123,6 +136,6 @@ async def test_greedy_output_is_the_same_with_drafting_on_the_real_model(real_mo
     prompts = [f"Repeat this passage exactly, word for word:\n\n{passage}",
                "Write a short poem about autumn rain."]
     plain, _ = await _generate(real_model_path, tmp_path, 0, prompts, 48)
-    drafted, stats = await _generate(real_model_path, tmp_path, 8, prompts, 48)
+    drafted, stats = await _generate(real_model_path, tmp_path, 48, prompts, 48)
     assert drafted == plain
     assert stats["draft_accepted_total"] > 10, stats

@@ -3,9 +3,11 @@
 Answers that quote their context (a passage of a knowledge-base answer, the function being fixed,
 the sentence being summarized) repeat runs of tokens that are already in the prompt. When the
 last few tokens of the sequence occurred before, the tokens that followed them then are a cheap
-guess for what comes next. The scheduler checks the guess in one batch (on a CPU, a 0.5B model
-evaluates k rows for little more than the cost of one, since reading the weights dominates) and
-keeps the longest prefix the model agrees with, so greedy output is what it would have been.
+guess for what comes next. The scheduler checks the guess in one batch and keeps the longest
+prefix the model agrees with, so greedy output is what it would have been. A row of a batch costs
+less than a step of its own, but on a small CPU not much less (the 0.5B model's matmuls are
+compute-bound there: 8 rows cost ~4x one row, 48 rows ~17x), so drafts must be long and likely:
+their length follows how long the match already is.
 
 No draft model is needed. The search is a byte search (C speed) over the int32 tokens, newest
 occurrence first: a quote continues where it was last seen.
@@ -16,22 +18,39 @@ from __future__ import annotations
 from array import array
 from typing import Sequence
 
-#: Longest and shortest suffix searched for (longer first: a longer match predicts better).
-NGRAM_MAX = 4
-NGRAM_MIN = 2
+#: Shortest run of the sequence's last tokens that must have occurred before for a draft. Shorter
+#: matches (2-4 tokens: "the", "of the", an indent) predict a continuation too rarely to pay for
+#: the rows: on this kind of CPU decoding is compute-bound, so checking k draft rows costs about
+#: half as much per row as k steps for small k, not next to nothing (measured: 2 rows 1.85x one row,
+#: 8 rows 4.1x, 48 rows 17x).
+NGRAM_MIN = 5
+#: How far back a match is measured (its length sets the draft's).
+MATCH_MAX = 64
+#: Tokens drafted per matched token: a quote that has run for l tokens is likely to run on for
+#: about as many again, a short match earns a short draft.
+DRAFT_PER_MATCH = 2
 
 
-def find_draft(tokens: Sequence[int], n_max: int, *, ngram_max: int = NGRAM_MAX, ngram_min: int = NGRAM_MIN) -> list[int]:
-    """Up to ``n_max`` tokens that followed the newest earlier occurrence of the sequence's last
-    ``ngram_max`` .. ``ngram_min`` tokens; [] when none occurred before."""
+def find_draft(tokens: Sequence[int], n_max: int, *, ngram_min: int = NGRAM_MIN) -> list[int]:
+    """The tokens that followed the newest earlier occurrence of the sequence's last ``ngram_min``
+    tokens: at most ``n_max`` and at most ``DRAFT_PER_MATCH`` times the length of the match there
+    (measured backwards up to ``MATCH_MAX``); [] when those tokens did not occur before.
+
+    Offline, on greedy replies of the real model, this rule drafted answers that quote their
+    prompt 1.40-1.8x faster than no drafting, against 1.21 for the earlier "newest 4..2-gram,
+    8 tokens" rule and 1.26 for llama.cpp's ngram-simple (a 12-token match, 48 tokens)."""
     if n_max <= 0 or len(tokens) <= ngram_min:
         return []
-    hist = array("i", tokens).tobytes()
-    for n in range(min(ngram_max, len(tokens) - 1), ngram_min - 1, -1):
-        start = _newest_earlier(hist, n)
-        if start >= 0:
-            return list(tokens[start + n : start + n + n_max])
-    return []
+    start = _newest_earlier(array("i", tokens).tobytes(), ngram_min)
+    if start < 0:
+        return []
+    length = ngram_min
+    end = len(tokens) - 1
+    while length < MATCH_MAX and start - (length - ngram_min) - 1 >= 0 \
+            and tokens[start - (length - ngram_min) - 1] == tokens[end - length]:
+        length += 1
+    n = min(n_max, DRAFT_PER_MATCH * length)
+    return list(tokens[start + ngram_min : start + ngram_min + n])
 
 
 def _newest_earlier(hist: bytes, n: int) -> int:
