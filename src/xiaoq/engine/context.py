@@ -25,6 +25,7 @@ import llama_cpp.llama_cpp as C
 
 from ..errors import EngineError, ModelError
 from .types import SamplingParams
+from . import model_pages
 
 log = logging.getLogger("xiaoq.llama")
 
@@ -247,6 +248,9 @@ class LlamaModel:
         if not model:
             raise ModelError(f"llama.cpp could not load the model {self.path}{self._why()}")
         self.model = model
+        if use_mmap:
+            # before the KV cache and compute buffers exist, so the process's peak is lower too
+            model_pages.release_file_pages(self.path)
         self.vocab = C.llama_model_get_vocab(model)
         self.n_vocab = C.llama_vocab_n_tokens(self.vocab)
 
@@ -385,7 +389,8 @@ class LlamaModel:
 
     def warmup(self) -> None:
         """One throwaway decode (as llama-server does), so the first user does not pay for the
-        compute graph's allocation and the weights' first page-in."""
+        compute graph's allocation and the weights' first page-in (of the pages :meth:`__init__`
+        dropped: those of the weights it computes with)."""
         b = self.batch
         assert b is not None
         b.clear()
