@@ -14,6 +14,10 @@ measure what a user sees around a process start, so each repetition spawns its o
   with a new nonce (nothing can match it) on the same server: the cold prefill of the same
   length. llama-server keeps nothing across a restart, so its resumed turn is a cold prefill too:
   its resumed / cold ratio is how far two equal cold prefills differ in this run.
+- **memory, every slot filled** (scenario 11): a server with ``fill_slots`` (8) slots of ``--ctx``
+  (4096) tokens gets one distinct ~3,900-token prompt per slot, all at once, and its peak resident
+  memory (VmHWM, the kernel's high-water mark) is read before it stops: the memory a server of
+  that capacity needs when it is used to capacity, not only what a light workload touched.
 
 Every failure lands in the repetition's ``errors``; servers are always stopped.
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import zlib
 from dataclasses import replace
 from typing import Any, Callable, Optional, Protocol
 
@@ -124,5 +129,35 @@ async def restart(pool: Pool, make_spec: Callable[[], ServerSpec], client: httpx
             "pid": again.proc.pid, "errors": _err(resumed, "resumed turn") + _err(cold, "cold prefill")}
 
 
+#: Generated tokens of each request of the memory scenario (its prompts are what fills the slots).
+FILL_REPLY = 8
+
+
+def fill_messages(tag: str, slot: int, words: int) -> list[dict[str, str]]:
+    """A prompt of ``words`` distinct filler words for one slot (no prefix shared with another)."""
+    text = W.filler(words, seed=zlib.crc32(f"{tag}-{slot}".encode()))
+    return [{"role": "user", "content": f"({W.short_code(f'{tag}-{slot}')}) {text}\n\nSummarize the text above."}]
+
+
+async def memory_fill(pool: Pool, make_spec: Callable[[], ServerSpec], client: httpx.AsyncClient,
+                      wl: Any, tag: str) -> dict[str, Any]:
+    """Scenario 11: peak resident memory of a server whose every slot holds a ~3,900-token prompt."""
+    spec = make_spec()
+    try:
+        srv = await _start(pool, spec)
+    except ServerError as exc:
+        return {"errors": [f"start: {str(exc).splitlines()[0]}"]}
+    try:
+        results = await asyncio.gather(*(_chat(client, srv, fill_messages(tag, i, wl.fill_words), FILL_REPLY)
+                                         for i in range(wl.fill_slots)))
+        peak = srv.peak_rss_mb()
+    finally:
+        await asyncio.to_thread(pool.stop, srv)
+    errors = [e for i, res in enumerate(results) for e in _err(res, f"slot {i + 1}")]
+    return {"peak_rss_mb": peak, "prompt_tokens": [res.prompt_tokens for res in results], "pid": srv.proc.pid,
+            "errors": errors}
+
+
 #: key -> (name in the results, scenario function)
-SCENARIOS: dict[str, tuple[str, Callable[..., Any]]] = {"9": ("cold_start", cold_start), "10": ("restart", restart)}
+SCENARIOS: dict[str, tuple[str, Callable[..., Any]]] = {"9": ("cold_start", cold_start), "10": ("restart", restart),
+                                                        "11": ("memory_fill", memory_fill)}

@@ -45,6 +45,7 @@ TARGETS = {
     "chat_no_loss": ">=0.98",
     "cold_start": "<=1.00",
     "restart": "<=0.30",
+    "memory_fill": "<=0.75",
 }
 MEMORY_MARGIN_MB = 150.0
 
@@ -79,7 +80,7 @@ def runs_ok(results: dict, side: str, scenario: str) -> tuple[int, int]:
 
 def better_for(unit: str) -> Optional[str]:
     """Which way a figure improves, from its unit: rates up, times down."""
-    return {"tok/s": "higher", "ms": "lower"}.get(unit)
+    return {"tok/s": "higher", "ms": "lower", "MB": "lower"}.get(unit)
 
 
 def med(results: dict, side: str, scenario: str, get: Callable[[dict], Any], scale: float = 1.0,
@@ -280,6 +281,13 @@ def memory_rows(r: dict) -> list[Row]:
     return [Row("peak resident memory (VmHWM)", xm, lm, "MB", 0, None, note)]
 
 
+def memory_fill_rows(r: dict, xs: str = X, ref: str = L) -> list[Row]:
+    row = _pair(r, xs, ref, "memory_fill")
+    return [row("peak resident memory (VmHWM), every slot filled", lambda d: d["peak_rss_mb"], "MB", 0, 1,
+                TARGETS["memory_fill"]),
+            row("prompt tokens held, all slots", lambda d: sum(d["prompt_tokens"]), "", 0, 1)]
+
+
 def _find(rows: list[Row], figure: str) -> Optional[Row]:
     return next((x for x in rows if x.figure == figure), None)
 
@@ -316,6 +324,8 @@ def target_rows(r: dict) -> list[tuple[str, str, Optional[Row]]]:
         ("a conversation resumed after a restart, TTFT",
          "XiaoQ resumed / XiaoQ cold prefill of the same length (noise: llama-server's, two cold prefills)",
          restart_target_row(r)),
+        ("peak memory, 8 slots x 4096 all filled", vs,
+         _find(with_noise(r, memory_fill_rows), "peak resident memory (VmHWM), every slot filled")),
     ]
 
 
@@ -401,7 +411,8 @@ def counters_table(r: dict) -> Optional[str]:
 
 
 SCENARIO_NAMES = {"1": "single", "2": "conversation", "3": "alternating", "4": "concurrent", "5": "interference",
-                  "7": "disk_tier", "8": "quoting", "9": "cold_start", "10": "restart"}
+                  "7": "disk_tier", "8": "quoting", "9": "cold_start", "10": "restart",
+                  "11": "memory_fill"}
 SIDE_LABELS = {X: "XiaoQ", L: "llama-server", LB: "llama-server B", LM: "llama-server (matched batch)",
                LX: "XiaoQ with prompt lookup", LL: "llama-server with n-gram lookup"}
 ALL_SIDES = (X, LX, L, LB, LM, LL)
@@ -476,6 +487,9 @@ def _section_tables(r: dict) -> list[tuple[str, str, Callable[[], str]]]:
               "the model file in the page cache for every start)", lambda: side_by_side(with_noise(r, cold_start_rows))),
         ("10", "10. A conversation resumed after a server restart (XiaoQ's disk tier kept in its data directory)",
          lambda: restart_table(r)),
+        ("11", "11. Memory with every slot filled (8 slots x 4096, one ~3,900-token prompt each, all at once; "
+               "XiaoQ with an 8-bit K and 4.5-bit V cache, llama-server with its default f16 cache)",
+         lambda: side_by_side(with_noise(r, memory_fill_rows))),
     ]
 
 
@@ -507,6 +521,9 @@ def _header(r: dict) -> list[str]:
     for name, argv in (r.get("lifecycle_sides") or {}).items():
         out.append(f"- scenarios 9 and 10, **{SIDE_LABELS.get(name, name)}** (a new port and data directory each "
                    f"start): `{' '.join(argv)}`")
+    for name, argv in (r.get("memory_sides") or {}).items():
+        out.append(f"- scenario 11, **{SIDE_LABELS.get(name, name)}** (a new process each repetition): "
+                   f"`{' '.join(argv)}`")
     if machine:
         out.append(f"- machine: {machine.get('cpu', '?')}, memory bandwidth {fmt(machine.get('read_gbs'), 'GB/s')} read "
                    f"on {cfg.get('threads')} thread(s), {fmt(machine.get('copy_gbs'), 'GB/s')} copy (read + write); "

@@ -59,6 +59,11 @@ DISK_RAM_MB = 64
 #: Scenarios 9 (cold start) and 10 (restart) spawn their own servers in every repetition.
 LIFECYCLE = lifecycle.SCENARIOS
 COLD_KEY = "9"
+#: Scenario 11 (memory, every slot filled) runs on servers of its own, with Workload.fill_slots slots.
+MEMORY_KEY = "11"
+#: XiaoQ's memory settings in scenario 11: 8-bit K (the greedy-agreement check keeps K at 8 bits),
+#: 4.5-bit V, and no speech recognition (a capability llama-server does not have, ~190 MB).
+MEMORY_XIAOQ_ARGS = ("--kv-type-k", "q8_0", "--kv-type-v", "iq4_nl", "--asr", "off")
 #: XiaoQ's default disk tier: scenario 10 resumes from it, and every start scans it.
 DEFAULT_DISK_MB = 2048
 
@@ -262,8 +267,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                    help="RAM state cache: XiaoQ --kv-cache-mb and llama-server --cache-ram (default 512)")
     p.add_argument("--users", type=int, default=None,
                    help="users alternating in scenario 3 (default 3; more users than slots tests the RAM cache)")
-    p.add_argument("--scenarios", default="1,2,3,4,5,7,8,9,10",
-                   help="comma-separated subset of 1-5, 7-10 (default all; 9 and 10 start their own servers)")
+    p.add_argument("--scenarios", default="1,2,3,4,5,7,8,9,10,11",
+                   help="comma-separated subset of 1-5, 7-11 (default all; 9, 10 and 11 start their own servers)")
     p.add_argument("--matched-scenarios", default="1,5",
                    help="scenarios also run on llama-server at XiaoQ's batch size (default 1,5; '' for none)")
     p.add_argument("--noise", action=argparse.BooleanOptionalAction, default=None,
@@ -354,7 +359,7 @@ def lifecycle_specs(args: argparse.Namespace, bindir: Optional[Path], model: str
     """(side, a new spec per start, scenarios) of scenarios 9 and 10: XiaoQ as a user starts it (its
     default disk tier, in a fresh data directory), llama-server at its defaults, and llama-server B,
     the noise line, in the cold start."""
-    both = frozenset(LIFECYCLE)
+    both = frozenset(LIFECYCLE) - {MEMORY_KEY}
     out: list[tuple[str, Callable[[], ServerSpec], frozenset[str]]] = []
 
     def llama() -> ServerSpec:
@@ -371,6 +376,32 @@ def lifecycle_specs(args: argparse.Namespace, bindir: Optional[Path], model: str
                                                   batch=args.batch, extra=tuple(args.xiaoq_arg)), both))
     if bindir and args.noise:
         out.append((report.LB, llama, frozenset({COLD_KEY})))
+    out.sort(key=lambda x: list(report.ALL_SIDES).index(x[0]))
+    return out
+
+
+def memory_specs(args: argparse.Namespace, bindir: Optional[Path], model: str, threads: int,
+                 slots: int) -> list[tuple[str, Callable[[], ServerSpec], frozenset[str]]]:
+    """Scenario 11's servers, ``slots`` slots of ``--ctx`` each: llama-server at its defaults (f16
+    KV), its twin (the noise line), XiaoQ with MEMORY_XIAOQ_ARGS and no disk tier."""
+    only = frozenset({MEMORY_KEY})
+    out: list[tuple[str, Callable[[], ServerSpec], frozenset[str]]] = []
+    lone = argparse.Namespace(**{**vars(args), "parallel": slots})
+
+    def llama() -> ServerSpec:
+        assert bindir is not None
+        return _llama(bindir, model, threads, lone, cache_mb=args.kv_cache_mb)
+
+    if bindir:
+        out.append((report.L, llama, only))
+        if args.noise:
+            out.append((report.LB, llama, only))
+    if args.llama_vs_llama and bindir:
+        out.append((report.X, llama, only))
+    elif not args.no_xiaoq:
+        out.append((report.X, lambda: xiaoq_spec(model, threads=threads, ctx=args.ctx, parallel=slots,
+                                                  kv_cache_mb=args.kv_cache_mb, batch=args.batch,
+                                                  extra=MEMORY_XIAOQ_ARGS + tuple(args.xiaoq_arg)), only))
     out.sort(key=lambda x: list(report.ALL_SIDES).index(x[0]))
     return out
 
@@ -531,11 +562,16 @@ def main(argv: Optional[list[str]] = None) -> int:
             if DISK_KEY in args.scenario_keys:
                 run_phase(pool, disk_specs(args, bindir, model, threads), [DISK_KEY], args, results,
                           results["disk_sides"], finish=False, **phase)
-            life = [k for k in args.scenario_keys if k in LIFECYCLE]
+            life = [k for k in args.scenario_keys if k in LIFECYCLE and k != MEMORY_KEY]
             if life:
                 specs = lifecycle_specs(args, bindir, model, threads)
                 results["lifecycle_sides"] = {name: _argv_of(make) for name, make, _ in specs}
                 asyncio.run(run_lifecycle(pool, specs, life, args.reps, wl, run_id, results["reps"],
+                                          deadline=deadline))
+            if MEMORY_KEY in args.scenario_keys:
+                specs = memory_specs(args, bindir, model, threads, wl.fill_slots)
+                results["memory_sides"] = {name: _argv_of(make) for name, make, _ in specs}
+                asyncio.run(run_lifecycle(pool, specs, [MEMORY_KEY], args.reps, wl, run_id, results["reps"],
                                           deadline=deadline))
     except KeyboardInterrupt:
         log("interrupted: servers stopped; writing what was measured")

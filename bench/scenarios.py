@@ -62,13 +62,15 @@ class Workload:
     disk_turns: int = 3
     quote_tokens: int = 128  # scenario 8: reply length of the quoting and the ordinary requests
     restart_doc_words: int = 800  # scenario 10: about 1,000 tokens in the conversation resumed after a restart
+    fill_slots: int = 8  # scenario 11: slots filled at once (the servers run with this many)
+    fill_words: int = 3600  # scenario 11: ~3,900 prompt tokens each, 95% of a 4096-token slot
 
     @classmethod
     def quick(cls) -> "Workload":
         return cls(decode_tokens=64, ttft_probes=1, turns=4, turn_tokens=16, user_turns=2,
                    user_doc_words=200, user_tokens=8, stream_tokens=32, long_prompt_words=600,
                    background_tokens=128, background_head_start=8, disk_doc_words=300, disk_turns=2,
-                   quote_tokens=48, restart_doc_words=300)
+                   quote_tokens=48, restart_doc_words=300, fill_words=300)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

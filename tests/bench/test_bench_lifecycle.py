@@ -1,4 +1,4 @@
-"""Scenarios 9 (cold start) and 10 (restart) of the fair bench, on synthetic numbers and a fake
+"""Scenarios 9 (cold start), 10 (restart) and 11 (memory, every slot filled) of the fair bench, on synthetic numbers and a fake
 server pool: the rows, the targets with their noise and verdicts, the servers they start, and the
 restart keeping XiaoQ's data directory."""
 
@@ -71,7 +71,7 @@ def test_restart_target_is_xiaoq_resumed_over_its_own_cold_prefill_with_llama_se
 
 def test_lifecycle_scenarios_are_selected_by_default_and_start_fresh_servers_each_time():
     args = run.parse_args([])
-    assert args.scenario_keys[-2:] == ["9", "10"]
+    assert args.scenario_keys[-3:] == ["9", "10", "11"]
     specs = run.lifecycle_specs(args, Path("/opt/llama/bin"), "m.gguf", 2)
     assert [(name, sorted(only)) for name, _, only in specs] == [
         ("xiaoq", ["10", "9"]), ("llama-server", ["10", "9"]), ("llama-server-b", ["9"])]
@@ -89,11 +89,11 @@ def test_lifecycle_scenarios_are_selected_by_default_and_start_fresh_servers_eac
     quick = run.parse_args(["--quick", "--scenarios", "9"])
     assert [name for name, _, _ in run.lifecycle_specs(quick, None, "m.gguf", 2)] == ["xiaoq"]
     try:
-        run.parse_args(["--scenarios", "11"])
+        run.parse_args(["--scenarios", "12"])
     except SystemExit as exc:
         assert exc.code == 2
     else:
-        raise AssertionError("scenario 11 accepted")
+        raise AssertionError("scenario 12 accepted")
 
 
 class FakePool:
@@ -104,7 +104,8 @@ class FakePool:
 
     def start(self, spec: ServerSpec, *, health_timeout: float = 180.0, poll: float = 0.25) -> object:
         self.calls.append(("start", spec, False))
-        return types.SimpleNamespace(spec=spec, base_url=f"http://fake-{spec.port}", proc=types.SimpleNamespace(pid=1))
+        return types.SimpleNamespace(spec=spec, base_url=f"http://fake-{spec.port}", proc=types.SimpleNamespace(pid=1),
+                                     peak_rss_mb=lambda: 700.0)
 
     def stop(self, server: object, *, keep_scratch: bool = False, grace: float = 10.0) -> None:
         self.calls.append(("stop", server.spec, keep_scratch))  # type: ignore[attr-defined]
@@ -157,3 +158,57 @@ def test_a_phase_that_starts_no_server_leaves_no_scratch_directory(tmp_path: Pat
     specs = run.head_to_head_specs(args, None, "m.gguf", 2)
     run.run_phase(None, specs, ["1"], args, {"reps": []}, {}, wl=S.Workload(), run_id="t", model="m.gguf", deadline=0.0)
     assert not any(spec.scratch.exists() for _, spec, _ in specs if spec.scratch)
+
+
+def _fill(peak: float, errors: tuple[str, ...] = ()) -> dict:
+    return {"memory_fill": {"peak_rss_mb": peak, "prompt_tokens": [3900] * 8, "errors": list(errors)}}
+
+
+def test_memory_target_is_peak_rss_with_every_slot_filled_over_llama_server_with_its_noise():
+    reps = [{"xiaoq": _fill(700.0), "llama-server": _fill(1000.0), "llama-server-b": _fill(1002.0)} for _ in range(3)]
+    r = _results(reps, ["11"])
+    t = {x["target"]: x for x in report.targets(r)}
+    mem = t["peak memory, 8 slots x 4096 all filled"]
+    assert mem["value"] == 0.7 and mem["goal"] == "<=0.75" and mem["noise"] == 1.002 and mem["verdict"] == "✓ met"
+    md = report.render(r)
+    assert "## 11. Memory with every slot filled" in md
+    assert "| peak resident memory (VmHWM), every slot filled | 700 MB | 1,000 MB | 0.70 ✓ | <=0.75 | 1.00 |" in md
+    assert "| prompt tokens held, all slots | 31,200 | 31,200 |" in md
+    reps[0]["xiaoq"] = _fill(700.0, errors=("slot 3: HTTP 503",))
+    reps[1]["xiaoq"] = _fill(700.0, errors=("start: exited",))
+    t = {x["target"]: x for x in report.targets(r)}
+    assert t["peak memory, 8 slots x 4096 all filled"]["verdict"].startswith("✗ missed")
+
+
+def test_memory_scenario_runs_its_own_servers_with_eight_slots_and_xiaoqs_memory_settings():
+    args = run.parse_args(["--scenarios", "11", "--parallel", "4"])
+    specs = run.memory_specs(args, Path("/opt/llama/bin"), "m.gguf", 2, 8)
+    assert [(name, sorted(only)) for name, _, only in specs] == [
+        ("xiaoq", ["11"]), ("llama-server", ["11"]), ("llama-server-b", ["11"])]
+    make = dict((name, m) for name, m, _ in specs)
+    x = make["xiaoq"]()
+    try:
+        a = x.argv
+        assert a[a.index("--parallel") + 1] == "8" and a[a.index("--ctx") + 1] == "4096"
+        assert a[a.index("--kv-type-k") + 1] == "q8_0" and a[a.index("--kv-type-v") + 1] == "iq4_nl"
+        assert a[a.index("--kv-disk-mb") + 1] == "0"
+    finally:
+        x.scratch.rmdir()
+    la = make["llama-server"]().argv
+    assert la[la.index("-np") + 1] == "8" and la[la.index("-c") + 1] == "32768" and "-ctk" not in la
+
+
+async def test_memory_scenario_fills_every_slot_at_once_with_distinct_prompts_and_reads_the_peak():
+    fake = FakeOpenAI()
+    pool = FakePool()
+    sink: list = []
+    wl = S.Workload(fill_words=40, fill_slots=8)
+    make = lambda: ServerSpec("xiaoq", ["xiaoq", "serve", "--port", "4000"], 4000)  # noqa: E731
+    await run.run_lifecycle(pool, [("xiaoq", make, frozenset({"11"}))], ["11"], 1, wl, "t", sink,
+                            transport=httpx.MockTransport(fake.handler))
+    fill = sink[0]["xiaoq"]["memory_fill"]
+    assert not fill["errors"] and fill["peak_rss_mb"] == 700.0 and len(fill["prompt_tokens"]) == 8
+    prompts = [req["messages"][-1]["content"] for req in fake.requests]
+    assert len(prompts) == 8 and len(set(prompts)) == 8
+    assert len({p[:60] for p in prompts}) == 8  # no two share a prefix the cache could reuse
+    assert [kind for kind, _, _ in pool.calls] == ["start", "stop"]

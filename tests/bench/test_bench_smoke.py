@@ -106,7 +106,8 @@ def test_report_renders_every_scenario_with_ratios():
                    "answers quoting their prompt, decode tokens/s (vs llama-server)": None,
                    "ordinary answer with lookup on, decode tokens/s": None,
                    "cold start: process start to first token": None,
-                   "a conversation resumed after a restart, TTFT": None}
+                   "a conversation resumed after a restart, TTFT": None,
+                   "peak memory, 8 slots x 4096 all filled": None}
     heavy = _synthetic_results()
     heavy["sides"]["xiaoq"]["peak_rss_mb"] = 800.0
     assert "| peak memory | XiaoQ − llama-server (MB) | +200 | <=150 | — | ✗ missed |" in report.render(heavy)
@@ -300,7 +301,7 @@ def test_run_py_arguments():
     args = run.parse_args(["--quick", "--scenarios", "1,4", "--reps", "5"])
     assert args.reps == 1 and args.scenario_keys == ["1", "4"] and args.noise is False
     full = run.parse_args([])
-    assert full.noise is True and full.scenario_keys == ["1", "2", "3", "4", "5", "7", "8", "9", "10"]
+    assert full.noise is True and full.scenario_keys == ["1", "2", "3", "4", "5", "7", "8", "9", "10", "11"]
     assert full.matched_keys == ["1", "5"] and full.batch == 128
     with pytest.raises(SystemExit):
         run.parse_args(["--scenarios", "6"])
