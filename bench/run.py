@@ -62,8 +62,11 @@ COLD_KEY = "9"
 #: Scenario 11 (memory, every slot filled) runs on servers of its own, with Workload.fill_slots slots.
 MEMORY_KEY = "11"
 #: XiaoQ's memory settings in scenario 11: 8-bit K (the greedy-agreement check keeps K at 8 bits),
-#: 4.5-bit V, and no speech recognition (a capability llama-server does not have, ~190 MB).
+#: 4.5-bit V, and no speech recognition (a capability llama-server does not have, ~190 MB); its
+#: conversation states in a 64 MB RAM cache over its disk tier (as in scenario 7), where with
+#: 512 MB of RAM for states it would park idle slots' states there as the slots finish.
 MEMORY_XIAOQ_ARGS = ("--kv-type-k", "q8_0", "--kv-type-v", "iq4_nl", "--asr", "off")
+MEMORY_RAM_MB = 64
 #: XiaoQ's default disk tier: scenario 10 resumes from it, and every start scans it.
 DEFAULT_DISK_MB = 2048
 
@@ -383,7 +386,8 @@ def lifecycle_specs(args: argparse.Namespace, bindir: Optional[Path], model: str
 def memory_specs(args: argparse.Namespace, bindir: Optional[Path], model: str, threads: int,
                  slots: int) -> list[tuple[str, Callable[[], ServerSpec], frozenset[str]]]:
     """Scenario 11's servers, ``slots`` slots of ``--ctx`` each: llama-server at its defaults (f16
-    KV), its twin (the noise line), XiaoQ with MEMORY_XIAOQ_ARGS and no disk tier."""
+    KV), its twin (the noise line), XiaoQ with MEMORY_XIAOQ_ARGS and a 64 MB RAM state cache over
+    its disk tier."""
     only = frozenset({MEMORY_KEY})
     out: list[tuple[str, Callable[[], ServerSpec], frozenset[str]]] = []
     lone = argparse.Namespace(**{**vars(args), "parallel": slots})
@@ -400,8 +404,9 @@ def memory_specs(args: argparse.Namespace, bindir: Optional[Path], model: str, t
         out.append((report.X, llama, only))
     elif not args.no_xiaoq:
         out.append((report.X, lambda: xiaoq_spec(model, threads=threads, ctx=args.ctx, parallel=slots,
-                                                  kv_cache_mb=args.kv_cache_mb, batch=args.batch,
-                                                  extra=MEMORY_XIAOQ_ARGS + tuple(args.xiaoq_arg)), only))
+                                                  kv_cache_mb=MEMORY_RAM_MB, kv_disk_mb=DEFAULT_DISK_MB,
+                                                  batch=args.batch, extra=MEMORY_XIAOQ_ARGS + tuple(args.xiaoq_arg)),
+                    only))
     out.sort(key=lambda x: list(report.ALL_SIDES).index(x[0]))
     return out
 
