@@ -98,11 +98,13 @@ def chat_body(
 
 
 async def stream_chat(client: httpx.AsyncClient, base_url: str, body: dict[str, Any], *,
-                      on_chunk: Optional[Callable[[StreamResult], None]] = None) -> StreamResult:
+                      on_chunk: Optional[Callable[[StreamResult], None]] = None,
+                      timeout: httpx.Timeout = REQUEST_TIMEOUT) -> StreamResult:
     """POST /v1/chat/completions with stream=true and time every text chunk.
 
     ``on_chunk`` sees the partial result after every text chunk (scenario 5 uses it to send the
-    long prompt once the running stream is under way).
+    long prompt once the running stream is under way). ``timeout``: a request queued behind long
+    prompts (scenario 11) may wait longer than the default's 300 s for its first byte.
 
     Never raises for a server-side failure: the error lands in ``StreamResult.error`` so one bad
     request shows up as a missing figure instead of aborting the whole benchmark.
@@ -110,7 +112,7 @@ async def stream_chat(client: httpx.AsyncClient, base_url: str, body: dict[str, 
     res = StreamResult(t_send=time.perf_counter())
     try:
         async with client.stream("POST", f"{base_url}/v1/chat/completions", json=body,
-                                 timeout=REQUEST_TIMEOUT) as resp:
+                                 timeout=timeout) as resp:
             if resp.status_code != 200:
                 raw = await resp.aread()
                 res.error = f"HTTP {resp.status_code}: {raw[:300].decode('utf-8', 'replace')}"

@@ -33,7 +33,7 @@ from typing import Any, Callable, Optional, Protocol
 import httpx
 
 from bench import workload as W
-from bench.client import StreamResult, chat_body, stream_chat
+from bench.client import REQUEST_TIMEOUT, StreamResult, chat_body, stream_chat
 from bench.servers import RunningServer, ServerError, ServerSpec, free_port
 
 #: Seconds between two /health polls while a server starts (also the figure's resolution).
@@ -61,8 +61,8 @@ def respawn(spec: ServerSpec) -> ServerSpec:
 
 
 async def _chat(client: httpx.AsyncClient, srv: RunningServer, messages: list[dict[str, str]],
-                max_tokens: int) -> StreamResult:
-    return await stream_chat(client, srv.base_url, chat_body(messages, max_tokens, seed=1234))
+                max_tokens: int, timeout: httpx.Timeout = REQUEST_TIMEOUT) -> StreamResult:
+    return await stream_chat(client, srv.base_url, chat_body(messages, max_tokens, seed=1234), timeout=timeout)
 
 
 def _err(res: StreamResult, what: str) -> list[str]:
@@ -131,6 +131,9 @@ async def restart(pool: Pool, make_spec: Callable[[], ServerSpec], client: httpx
 
 #: Generated tokens of each request of the memory scenario (its prompts are what fills the slots).
 FILL_REPLY = 8
+#: The last of the memory scenario's requests waits for seven ~3,900-token prefills before its own
+#: (with a quantized V cache, CPU flash attention makes each take minutes).
+FILL_TIMEOUT = httpx.Timeout(connect=10.0, read=1800.0, write=30.0, pool=1800.0)
 
 
 def fill_messages(tag: str, slot: int, words: int) -> list[dict[str, str]]:
@@ -148,7 +151,7 @@ async def memory_fill(pool: Pool, make_spec: Callable[[], ServerSpec], client: h
     except ServerError as exc:
         return {"errors": [f"start: {str(exc).splitlines()[0]}"]}
     try:
-        results = await asyncio.gather(*(_chat(client, srv, fill_messages(tag, i, wl.fill_words), FILL_REPLY)
+        results = await asyncio.gather(*(_chat(client, srv, fill_messages(tag, i, wl.fill_words), FILL_REPLY, FILL_TIMEOUT)
                                          for i in range(wl.fill_slots)))
         peak = srv.peak_rss_mb()
     finally:

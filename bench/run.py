@@ -67,6 +67,8 @@ MEMORY_KEY = "11"
 #: 512 MB of RAM for states it would park idle slots' states there as the slots finish.
 MEMORY_XIAOQ_ARGS = ("--kv-type-k", "q8_0", "--kv-type-v", "iq4_nl", "--asr", "off")
 MEMORY_RAM_MB = 64
+#: Seconds one lifecycle scenario may take on one side (scenario 11 with a quantized V cache: ~25 min).
+LIFECYCLE_TIMEOUT = 3600.0
 #: XiaoQ's default disk tier: scenario 10 resumes from it, and every start scans it.
 DEFAULT_DISK_MB = 2048
 
@@ -439,9 +441,9 @@ async def run_lifecycle(pool: Any, specs: list[tuple[str, Callable[[], ServerSpe
                     meter = ForeignLoadAroundChildren().start()
                     try:
                         data = await asyncio.wait_for(fn(pool, make_spec, client, wl, S.W.nonce(run_id, rep, name)),
-                                                      timeout=1800)
+                                                      timeout=LIFECYCLE_TIMEOUT)
                     except asyncio.TimeoutError:
-                        data = {"errors": ["scenario timed out after 1800 s"]}
+                        data = {"errors": [f"scenario timed out after {LIFECYCLE_TIMEOUT:.0f} s"]}
                     data["foreign_cores"] = meter.stop()
                     row.setdefault(side, {})[name] = data
 
