@@ -73,6 +73,11 @@ async def _start(pool: Pool, spec: ServerSpec) -> RunningServer:
     return await asyncio.to_thread(pool.start, spec, poll=POLL)
 
 
+def _failed(what: str, exc: ServerError) -> dict[str, Any]:
+    """A repetition's result when a server did not start: the first line of why."""
+    return {"errors": [f"{what}: {str(exc).splitlines()[0]}"]}
+
+
 async def cold_start(pool: Pool, make_spec: Callable[[], ServerSpec], client: httpx.AsyncClient,
                      wl: Any, tag: str) -> dict[str, Any]:
     """Scenario 9: process start -> /health 200 -> first streamed token of a short prompt."""
@@ -81,7 +86,7 @@ async def cold_start(pool: Pool, make_spec: Callable[[], ServerSpec], client: ht
     try:
         srv = await _start(pool, spec)
     except ServerError as exc:
-        return {"errors": [f"start: {str(exc).splitlines()[0]}"]}
+        return _failed("start", exc)
     ready = time.perf_counter() - t0
     try:
         res = await _chat(client, srv, W.short_messages(tag), SHORT_REPLY)
@@ -106,7 +111,7 @@ async def restart(pool: Pool, make_spec: Callable[[], ServerSpec], client: httpx
     try:
         srv = await _start(pool, spec)
     except ServerError as exc:
-        return {"errors": [f"start: {str(exc).splitlines()[0]}"]}
+        return _failed("start", exc)
     try:
         first = await _chat(client, srv, _turns(tag, wl.restart_doc_words), TURN_REPLY)
     finally:
@@ -118,7 +123,7 @@ async def restart(pool: Pool, make_spec: Callable[[], ServerSpec], client: httpx
         again = await _start(pool, respawn(spec))
     except ServerError as exc:
         await asyncio.to_thread(pool.stop, srv)
-        return {"errors": [f"restart: {str(exc).splitlines()[0]}"]}
+        return _failed("restart", exc)
     try:
         resumed = await _chat(client, again, _turns(tag, wl.restart_doc_words, first.text), TURN_REPLY)
         cold = await _chat(client, again, _turns(f"{tag}-cold", wl.restart_doc_words, first.text), TURN_REPLY)
@@ -149,7 +154,7 @@ async def memory_fill(pool: Pool, make_spec: Callable[[], ServerSpec], client: h
     try:
         srv = await _start(pool, spec)
     except ServerError as exc:
-        return {"errors": [f"start: {str(exc).splitlines()[0]}"]}
+        return _failed("start", exc)
     try:
         results = await asyncio.gather(*(_chat(client, srv, fill_messages(tag, i, wl.fill_words), FILL_REPLY, FILL_TIMEOUT)
                                          for i in range(wl.fill_slots)))

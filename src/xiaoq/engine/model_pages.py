@@ -49,7 +49,7 @@ def release_file_pages(path: Path) -> int:
             ranges = mapped_ranges(path, f.read())
     except OSError:
         return 0
-    libc = ctypes.CDLL(None, use_errno=True)
+    libc = ctypes.CDLL(None)
     libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     released = 0
     for lo, hi in ranges:
