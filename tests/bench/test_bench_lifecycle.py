@@ -191,6 +191,7 @@ def test_memory_scenario_runs_its_own_servers_with_eight_slots_and_xiaoqs_memory
         a = x.argv
         assert a[a.index("--parallel") + 1] == "8" and a[a.index("--ctx") + 1] == "4096"
         assert a[a.index("--kv-type-k") + 1] == "q8_0" and a[a.index("--kv-type-v") + 1] == "iq4_nl"
+        assert a[a.index("--park-idle-after") + 1] == "0"  # finished slots stay put: no copies into RAM
         assert a[a.index("--kv-cache-mb") + 1] == "64" and a[a.index("--kv-disk-mb") + 1] == "2048"
     finally:
         x.scratch.rmdir()
