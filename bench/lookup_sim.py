@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Prompt-lookup drafting rules compared offline, on the real model's own greedy replies.
 
-    .venv/bin/python bench/lookup_sim.py [--model M] [--tokens 128]
+    .venv/bin/python bench/lookup_sim.py [--model M] [--tokens 128] [--cache bench/results/lookup.json]
 
 Greedy output is the same with and without drafting, so a rule's speed follows from two things
 measured once: the replies (generated here, token ids, without drafting) and what a decode step
@@ -22,6 +22,7 @@ run it on a quiet machine.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -143,13 +144,20 @@ class Rule:
 
 
 class XiaoQ(Rule):
-    def __init__(self, n_max: int = 48):
-        from xiaoq.engine.lookup import DraftSize
+    """``engine/lookup.py`` as the scheduler calls it; ``long_match`` varies the length from which
+    a match drafts the whole ``n_max`` (0: the module's own)."""
+
+    def __init__(self, n_max: int = 48, long_match: int = 0):
+        from xiaoq.engine.lookup import LONG_MATCH, DraftSize
         self.size = DraftSize(n_max)
+        self.n_max = n_max
+        self.long_match = long_match or LONG_MATCH
 
     def draft(self, history: list[int], room: int) -> list[int]:
         from xiaoq.engine.lookup import find_draft
-        return find_draft(history, min(room, self.size.n)) if self.size.ready() else []
+        if not self.size.ready():
+            return []
+        return find_draft(history, min(room, self.size.n), n_long=min(room, self.n_max), long_match=self.long_match)
 
     def update(self, drafted: int, accepted: int) -> None:
         self.size.update(drafted, accepted)
@@ -225,20 +233,32 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", help="GGUF file (default: $XIAOQ_BENCH_MODEL, then get-qwen-gguf.sh's file)")
     p.add_argument("--tokens", type=int, default=128, help="reply length (the bench's scenario 8: 128)")
+    p.add_argument("--cache", type=Path, help="JSON of step costs and replies: read when it exists (replay only), "
+                   "else measured and written (to compare rules again without re-timing)")
     args = p.parse_args()
-    from xiaoq.engine.context import LlamaModel
+    if args.cache is not None and args.cache.exists():
+        saved = json.loads(args.cache.read_text())
+        costs = {int(r): c for r, c in saved["costs"].items()}
+        traces = {name: (pr, re) for name, (pr, re) in saved["traces"].items()}
+    else:
+        from xiaoq.engine.context import LlamaModel
 
-    model = LlamaModel(resolve_model(args.model), n_ctx_per_seq=4096, n_seq=1, n_batch=512, n_threads=2)
-    try:
-        rows = [1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64]
-        costs = step_costs(model, rows)
-        traces = greedy_replies(model, args.tokens)
-    finally:
-        model.close()
+        model = LlamaModel(resolve_model(args.model), n_ctx_per_seq=4096, n_seq=1, n_batch=512, n_threads=2)
+        try:
+            rows = [1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64]
+            costs = step_costs(model, rows)
+            traces = greedy_replies(model, args.tokens)
+        finally:
+            model.close()
+        if args.cache is not None:
+            args.cache.write_text(json.dumps({"costs": costs, "traces": traces}))
     cost = interpolate(costs)
     print("step of r rows, ms (and per row): " + ", ".join(f"{r}: {c:.0f} ({c / r:.1f})" for r, c in costs.items()))
     rules: dict[str, Callable[[list[int], list[int]], Rule]] = {
-        "XiaoQ (5-token match, <= 2x its length, 48)": lambda pr, re: XiaoQ(48),
+        "XiaoQ (5-token match, <= 2x its length; from 12 matched: 48)": lambda pr, re: XiaoQ(48),
+        "... from 8 matched: 48": lambda pr, re: XiaoQ(48, 8),
+        "... from 16 matched: 48": lambda pr, re: XiaoQ(48, 16),
+        "... never the whole 48 (the previous rule)": lambda pr, re: XiaoQ(48, 10 ** 6),
         "earlier rule (4..2-token suffix, 8)": lambda pr, re: Earlier(),
         "llama.cpp ngram-simple (12, 48)": lambda pr, re: NgramSimple(),
         "oracle (best possible lookup)": lambda pr, re: Oracle(re, len(pr), cost),

@@ -12,9 +12,11 @@ import pytest
 from xiaoq.engine.lookup import DraftSize, find_draft
 
 
-def reference_draft(tokens: list[int], n_max: int, ngram: int = 5, match_max: int = 64, per_match: int = 2) -> list[int]:
+def reference_draft(tokens: list[int], n_max: int, n_long: int = 0, ngram: int = 5, match_max: int = 64,
+                    per_match: int = 2, long_match: int = 12) -> list[int]:
     """The obvious quadratic version: the newest earlier occurrence of the last ``ngram`` tokens,
-    the match there measured backwards, a draft of at most ``per_match`` tokens per matched one."""
+    the match there measured backwards, a draft of at most ``per_match`` tokens per matched one, or
+    of ``n_long`` from a ``long_match``-token match on."""
     if n_max <= 0 or len(tokens) <= ngram:
         return []
     for start in range(len(tokens) - ngram - 1, -1, -1):
@@ -23,7 +25,8 @@ def reference_draft(tokens: list[int], n_max: int, ngram: int = 5, match_max: in
             while (length < match_max and start - (length - ngram) - 1 >= 0
                    and tokens[start - (length - ngram) - 1] == tokens[-length - 1]):
                 length += 1
-            return tokens[start + ngram:start + ngram + min(n_max, per_match * length)]
+            n = max(n_long, min(n_max, per_match * length)) if length >= long_match else min(n_max, per_match * length)
+            return tokens[start + ngram:start + ngram + n]
     return []
 
 
@@ -44,13 +47,25 @@ def test_a_longer_match_earns_a_longer_draft():
     assert len(find_draft([1] + quote + [2] + quote[:5], 64)) == 10
 
 
+def test_a_quote_under_way_drafts_the_whole_limit_at_once():
+    """From a 12-token match on, a draft may take ``n_long`` (the --lookup-draft limit) even when
+    the reply's draft size has shrunk: a quote that long is copying, as llama.cpp's ngram-simple
+    assumes after its 12-token match."""
+    quote = list(range(100, 300))
+    for matched, want in ((5, 10), (8, 16), (11, 22), (12, 48), (30, 48), (80, 48)):
+        tokens = [1] + quote + [2] + quote[:matched]
+        assert find_draft(tokens, 4, n_long=48) == quote[matched:matched + (want if matched >= 12 else 4)], matched
+        assert find_draft(tokens, 64, n_long=48) == quote[matched:matched + max(want, min(64, 2 * matched))], matched
+    assert find_draft([1] + quote[:20] + [2] + quote[:12], 4, n_long=48) == quote[12:20] + [2] + quote[:12]  # to the end
+
+
 def test_draft_matches_token_boundaries_only():
     rng = random.Random(5)
     vocab = [0, 1, 2, 256, 65536, 16777216, 131328]  # values whose bytes can match across tokens
     for _ in range(3000):
         tokens = [rng.choice(vocab[:rng.randint(2, 7)]) for _ in range(rng.randint(0, 60))]
-        n = rng.randint(0, 40)
-        assert find_draft(tokens, n) == reference_draft(tokens, n), tokens
+        n, n_long = rng.randint(0, 40), rng.choice((0, rng.randint(0, 64)))
+        assert find_draft(tokens, n, n_long=n_long) == reference_draft(tokens, n, n_long), tokens
 
 
 def test_draft_size_grows_on_accepted_drafts_and_shrinks_on_rejected_ones():

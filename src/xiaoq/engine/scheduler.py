@@ -664,10 +664,11 @@ class Scheduler:
         never past the reply's max_tokens)."""
         assert s.job is not None and s.draft_size is not None and self.model.batch is not None
         batch = self.model.batch
-        room = min(s.draft_size.n, s.job.max_tokens - s.n_gen - 1, self.n_batch - batch.n)
+        limit = min(s.job.max_tokens - s.n_gen - 1, self.n_batch - batch.n)
+        room = min(s.draft_size.n, limit)
         if room <= 0 or not s.draft_size.ready():
             return
-        draft = find_draft(s.tokens + [s.next_token], room)
+        draft = find_draft(s.tokens + [s.next_token], room, n_long=min(self.draft_max, limit))
         p0 = len(s.tokens) + 1
         s.drafts = draft
         s.draft_idx = [batch.add(t, p0 + j, s.id, True) for j, t in enumerate(draft)]
