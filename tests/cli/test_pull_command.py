@@ -108,11 +108,16 @@ def test_ctrl_c_keeps_the_partial_download_for_the_next_pull(cli_env: dict[str, 
     home = Path(cli_env["HF_HOME"])
     with FakeHub(files, stall_after=CUT) as hub:
         cmd = xiaoq_command()
-        child = pexpect.spawn(cmd[0], [*cmd[1:], "pull", "--quant", "q8_0"], env=hub_env(cli_env, hub.url), encoding="utf-8", timeout=60)
+        # The link stalls after CUT bytes; the read timeout (10 s by default) must not end the stall
+        # before the user's Ctrl-C does, or the pull resumes and finishes on its own.
+        env = dict(hub_env(cli_env, hub.url), HF_HUB_DOWNLOAD_TIMEOUT="120")
+        child = pexpect.spawn(cmd[0], [*cmd[1:], "pull", "--quant", "q8_0"], env=env, encoding="utf-8", timeout=60)
         try:
             deadline = time.monotonic() + 60
             while sum(p.stat().st_size for p in home.glob("hub/models--*/blobs/*.xiaoq-partial")) < CUT:
-                assert time.monotonic() < deadline and child.isalive(), child.before
+                if not child.isalive() or time.monotonic() > deadline:
+                    child.expect(pexpect.EOF, timeout=5)
+                    raise AssertionError(f"the pull never stalled at {CUT:,} bytes on disk: {child.before}")
                 time.sleep(0.1)
             child.sendcontrol("c")
             child.expect("interrupted: run `xiaoq pull` again to resume the download")

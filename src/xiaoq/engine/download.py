@@ -238,6 +238,7 @@ def _fetch_resumable(url: str, size: int, blob: Path, filename: str, send_token:
                             bar.reset(total=size)
                         for chunk in r.iter_bytes():
                             f.write(chunk)
+                            f.flush()  # on disk as it arrives: a killed pull resumes from every byte received
                             bar.update(len(chunk))
                             failures = 0
                     if f.tell() == have:  # a clean but empty answer must not loop for ever
