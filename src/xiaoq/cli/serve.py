@@ -63,7 +63,7 @@ def serve(**given: Any) -> None:
     try:
         config = uvicorn.Config(
             app, host=settings.host, port=port, log_config=None, log_level=settings.log_level, access_log=False,
-            timeout_graceful_shutdown=5, **tls_options(settings),
+            timeout_graceful_shutdown=5, ws="none", **tls_options(settings),  # no WebSocket route: not its ~10 ms of imports
         )
         fatal.server = DrainingServer(config, app.state.draining)
         fatal.server.run(sockets=[sock])

@@ -12,30 +12,20 @@ and detokenizing only read the vocabulary and may run on any thread.
 from __future__ import annotations
 
 import ctypes
-import logging
 import os
 import random
-import threading
-from collections import deque
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Optional, Sequence
 
 import llama_cpp.llama_cpp as C
 
 from ..errors import EngineError, ModelError
 from .types import SamplingParams
 from . import model_pages
+from .llama_logs import LIBC, init_backend, quiet_llama_logs, recent_errors
 
-log = logging.getLogger("xiaoq.llama")
-
-#: ggml's log levels (NONE, DEBUG, INFO, WARN, ERROR; 5 continues the previous line).
-_LEVELS = {0: logging.INFO, 1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR, 5: logging.DEBUG}
-_recent_errors: deque[str] = deque(maxlen=8)
 #: Deterministic mode's ubatch cap: flash attention takes a tiled path from 64 query rows up.
 DETERMINISTIC_UBATCH = 32
-_backend_lock = threading.Lock()
-_backend_ready = False
 #: KV cache data types by the names the settings use.
 KV_TYPES = {"f32": C.GGML_TYPE_F32, "f16": C.GGML_TYPE_F16, "q8_0": C.GGML_TYPE_Q8_0, "q5_1": C.GGML_TYPE_Q5_1,
             "q5_0": C.GGML_TYPE_Q5_0, "q4_1": C.GGML_TYPE_Q4_1, "q4_0": C.GGML_TYPE_Q4_0, "iq4_nl": C.GGML_TYPE_IQ4_NL}
@@ -60,62 +50,6 @@ def check_kv_types(type_k: str, type_v: str, flash_attn: Optional[bool]) -> None
                          "use --kv-type-v f16 or turn flash attention on")
 
 
-@C.llama_log_callback
-def _log_callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-    # llama.cpp writes a lot to stderr at load; route it to logging (quiet by default) and keep the
-    # last errors so a load failure can say *why* in its message.
-    try:
-        msg = text.decode("utf-8", errors="replace").rstrip()
-    except Exception:  # pragma: no cover - never raise into C
-        return
-    if not msg:
-        return
-    lvl = _LEVELS.get(level, logging.DEBUG)
-    if lvl >= logging.ERROR:
-        _recent_errors.append(msg)
-    # llama.cpp reports model quirks as errors; they are not ours to print (failures raise)
-    log.log(logging.INFO if lvl >= logging.WARNING else logging.DEBUG, "%s", msg)
-
-
-def _init_backend() -> None:
-    global _backend_ready
-    with _backend_lock:
-        if not _backend_ready:
-            C.llama_log_set(_log_callback, ctypes.c_void_p(0))
-            C.llama_backend_init()
-            _backend_ready = True
-
-
-_quiet_lock = threading.Lock()
-_quiet_depth = 0
-#: The C library already loaded in this process: two of its functions serve as native callbacks.
-_LIBC = ctypes.CDLL(None)
-_QUIET_LOG = C.llama_log_callback(ctypes.cast(_LIBC.abs, ctypes.c_void_p).value)
-
-
-@contextmanager
-def quiet_llama_logs() -> Iterator[None]:
-    """llama.cpp's log lines dropped natively meanwhile (libc's ``abs``, which ignores the extra
-    arguments of a log callback, as the C ABI allows), instead of each going through Python.
-
-    Why: loading the model and creating its context log ~1,750 lines here; each Python callback
-    needs the GIL, which ``xiaoq serve``'s main thread holds while it imports the web stack, so
-    every line waited up to a switch interval and the load finished after the web stack, not
-    beside it. What is lost is only the reason of a failure: callers retry a failed load with
-    the logs on (:func:`_why` then has it)."""
-    global _quiet_depth
-    _init_backend()
-    with _quiet_lock:
-        _quiet_depth += 1
-        if _quiet_depth == 1:
-            C.llama_log_set(_QUIET_LOG, ctypes.c_void_p(0))
-    try:
-        yield
-    finally:
-        with _quiet_lock:
-            _quiet_depth -= 1
-            if _quiet_depth == 0:
-                C.llama_log_set(_log_callback, ctypes.c_void_p(0))
 
 
 #: A native ``bool (*)(void *)`` that reads one byte: libc's ``strlen`` on a two-byte buffer
@@ -123,7 +57,7 @@ def quiet_llama_logs() -> Iterator[None]:
 #: arm64 alike). Why native: ggml calls the abort callback after every graph node on its first
 #: compute thread while the others wait at a barrier; a Python callback would take the GIL there
 #: (a wait of up to the interpreter's switch interval, per node, while the event loop runs).
-_FLAG_READER = C.ggml_abort_callback(ctypes.cast(_LIBC.strlen, ctypes.c_void_p).value)
+_FLAG_READER = C.ggml_abort_callback(ctypes.cast(LIBC.strlen, ctypes.c_void_p).value)
 
 
 class AbortFlag:
@@ -218,12 +152,12 @@ class LlamaModel:
         kv_type_v: str = "f16",
     ):
         check_kv_types(kv_type_k, kv_type_v, flash_attn)
-        _init_backend()
+        init_backend()
         self.path = Path(path)
         self.model = None
         self.ctx = None
         self.batch: Optional[Batch] = None
-        _recent_errors.clear()
+        recent_errors.clear()
 
         mp = C.llama_model_default_params()
         mp.n_gpu_layers = 0
@@ -310,7 +244,7 @@ class LlamaModel:
     def _why() -> str:
         """The cause llama.cpp logged (``error loading model: <cause>``), not its closing
         "failed to load model" line."""
-        errs = [e for e in _recent_errors if e and "failed to load model" not in e]
+        errs = [e for e in recent_errors if e and "failed to load model" not in e]
         if not errs:
             return ""
         why = errs[-1]

@@ -123,7 +123,7 @@ def _load(path: Path, k: Key, future: "Future[Any]") -> None:
         lowlevel.install()
         import llama_cpp.llama_cpp as C
 
-        from .context import quiet_llama_logs
+        from .llama_logs import quiet_llama_logs
 
         with quiet_llama_logs():  # a failed load is retried by the engine with its logs on
             mp = C.llama_model_default_params()

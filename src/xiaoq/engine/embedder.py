@@ -21,7 +21,8 @@ import llama_cpp.llama_cpp as C
 import numpy as np
 
 from ..errors import ModelError
-from .context import Batch, LlamaModel, _init_backend
+from .context import Batch, LlamaModel
+from .llama_logs import init_backend
 
 T = TypeVar("T")
 Run = Callable[[Callable[[], T]], T]
@@ -64,7 +65,7 @@ class LlamaEmbedder:
         with self._lock:
             if self._ctx is not None:
                 return
-            _init_backend()
+            init_backend()
             if not self.path.is_file():
                 raise ModelError(f"Embedding model not found: {self.path}")
             mp = C.llama_model_default_params()

@@ -39,9 +39,9 @@ def eog_tokens(model=None, path: str = "") -> list[int]:
     if model is None:
         import llama_cpp.llama_cpp as C
 
-        from .context import _init_backend
+        from .llama_logs import init_backend
 
-        _init_backend()
+        init_backend()
         mp = C.llama_model_default_params()
         mp.vocab_only = True
         raw = C.llama_model_load_from_file(path.encode(), mp)

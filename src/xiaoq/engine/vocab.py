@@ -15,7 +15,7 @@ from typing import Optional
 import llama_cpp.llama_cpp as C
 
 from ..errors import ModelError
-from .context import _init_backend
+from .llama_logs import init_backend
 from .template import ChatTemplate
 from .types import ChatMessage
 
@@ -24,7 +24,7 @@ class Vocab:
     """Tokenizer and chat template of one GGUF file. Read-only after loading: any thread may use it."""
 
     def __init__(self, path: Path):
-        _init_backend()
+        init_backend()
         if not path.is_file():
             raise ModelError(f"Model file not found: {path}")
         params = C.llama_model_default_params()
