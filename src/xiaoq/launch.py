@@ -10,11 +10,18 @@ costs only ``xiaoq``'s and ``xiaoq.engine.early_load``'s own few imports.
 
 from __future__ import annotations
 
+import gc
 import sys
 
 
 def main() -> None:
     """``xiaoq = "xiaoq.launch:main"``: the same command line as :func:`xiaoq.cli.main`."""
+    if sys.argv[1:2] == ["serve"]:
+        # The web stack's imports create ~10^5 long-lived objects; the collector would scan them
+        # again and again while they are created (~35 ms of start-up here), and a full collection
+        # soon after start (~40 ms) would land in the first requests. ``serve`` freezes what
+        # start-up made and turns collection back on before it answers anything (serve.py).
+        gc.disable()
     from xiaoq.engine import early_load
 
     early_load.start(sys.argv[1:])  # `serve --model F`: F loads from now on (cli.main's call then does nothing)

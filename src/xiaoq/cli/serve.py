@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 from pathlib import Path
 from typing import Any, Optional
@@ -66,6 +67,11 @@ def serve(**given: Any) -> None:
             timeout_graceful_shutdown=5, ws="none", **tls_options(settings),  # no WebSocket route: not its ~10 ms of imports
         )
         fatal.server = DrainingServer(config, app.state.draining)
+        # Start-up's objects (modules, classes, the app) live as long as the process: out of the
+        # collector's sight, so no full collection rescans them during a request; collection back
+        # on for what requests create (launch.py turned it off for start-up).
+        gc.freeze()
+        gc.enable()
         fatal.server.run(sockets=[sock])
     except KeyboardInterrupt:
         pass
