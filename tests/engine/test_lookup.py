@@ -141,7 +141,12 @@ async def test_greedy_output_is_the_same_with_drafting_on_the_tiny_model(tiny_gg
     assert drafted == plain
     assert plain_stats["draft_tokens_total"] == 0
     assert stats["draft_accepted_total"] > 0, stats
-    assert stats["decode_steps_total"] < plain_stats["decode_steps_total"], (stats, plain_stats)
+    # Fewer steps for the same tokens: compared on one stream alone, since how two streams share
+    # steps depends on when the second is admitted (a loaded machine admitted it a step late: 82 vs 66)
+    _, alone_plain = await _generate(tiny_gguf, tmp_path, 0, prompts[:1], 64)
+    _, alone_drafted = await _generate(tiny_gguf, tmp_path, 48, prompts[:1], 64)
+    assert alone_drafted["draft_accepted_total"] > 0, alone_drafted
+    assert alone_drafted["decode_steps_total"] < alone_plain["decode_steps_total"], (alone_drafted, alone_plain)
 
 
 @pytest.mark.real_model
