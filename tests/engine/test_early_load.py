@@ -4,6 +4,8 @@ and the engine takes that model only when it is the same file with the same load
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -121,9 +123,6 @@ main()
 
 
 def _run(script: str, *args: str) -> str:
-    import subprocess
-    import sys
-
     r = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     return r.stdout.strip().splitlines()[-1]

@@ -50,8 +50,6 @@ def check_kv_types(type_k: str, type_v: str, flash_attn: Optional[bool]) -> None
                          "use --kv-type-v f16 or turn flash attention on")
 
 
-
-
 #: A native ``bool (*)(void *)`` that reads one byte: libc's ``strlen`` on a two-byte buffer
 #: ``[flag, 0]`` returns 0 or 1 in the return register, which is the C ABI's ``bool`` (x86-64 and
 #: arm64 alike). Why native: ggml calls the abort callback after every graph node on its first
